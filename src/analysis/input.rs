@@ -1,0 +1,575 @@
+//! Reading an input into chunks of items, with bounded memory and precise errors.
+//!
+//! [`Utf8Reader`] validates the bytes as they stream through and knows the line and byte offset
+//! of any invalid sequence. On top of it each format has a chunker that hands out [`Chunk`]s of
+//! roughly [`CHUNK_BYTES`]: plain text is cut after a line feed (where Unicode always ends a
+//! sentence, so cutting there changes nothing), CSV and JSONL after a whole record. A chunk is
+//! self-contained, so chunks can be segmented and scored on any thread.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::ops::Range;
+
+use super::{AnalysisError, MAX_ITEM_BYTES};
+
+/// Target size of one chunk of input.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Candidate names of the text column of a CSV file, in order of preference (case-insensitive).
+pub const TEXT_COLUMNS: &[&str] = &["text", "review", "body", "content", "comment"];
+
+/// Where the input went wrong, carried through `io::Error` out of the readers.
+#[derive(Debug)]
+pub struct InvalidUtf8 {
+    pub line: u64,
+    pub byte_offset: u64,
+}
+
+impl std::fmt::Display for InvalidUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid UTF-8 on line {} at byte offset {}",
+            self.line, self.byte_offset
+        )
+    }
+}
+
+impl std::error::Error for InvalidUtf8 {}
+
+/// Passes bytes through only once they are known to be valid UTF-8.
+pub struct Utf8Reader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// `buf[pos..valid]` is validated and not yet handed out; `buf[valid..]` is an incomplete
+    /// sequence waiting for its next bytes.
+    pos: usize,
+    valid: usize,
+    /// Bytes handed out so far, and line feeds among them.
+    consumed: u64,
+    lines: u64,
+    eof: bool,
+    at_start: bool,
+}
+
+impl<R: Read> Utf8Reader<R> {
+    pub fn new(inner: R) -> Self {
+        Utf8Reader {
+            inner,
+            buf: Vec::with_capacity(64 * 1024),
+            pos: 0,
+            valid: 0,
+            consumed: 0,
+            lines: 0,
+            eof: false,
+            at_start: true,
+        }
+    }
+
+    /// Bytes of input read so far (including a skipped byte-order mark).
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        // Move the incomplete tail to the front and read more after it.
+        self.buf.drain(..self.valid);
+        self.pos = 0;
+        self.valid = 0;
+        let old = self.buf.len();
+        self.buf.resize(old + 64 * 1024, 0);
+        let n = loop {
+            match self.inner.read(&mut self.buf[old..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e);
+                }
+            }
+        };
+        self.buf.truncate(old + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        if self.at_start && (self.buf.len() >= 3 || self.eof) {
+            self.at_start = false;
+            if self.buf.starts_with(b"\xEF\xBB\xBF") {
+                // A byte-order mark is not text.
+                self.buf.drain(..3);
+                self.consumed += 3;
+            }
+        }
+        match std::str::from_utf8(&self.buf) {
+            Ok(_) => self.valid = self.buf.len(),
+            Err(e) => {
+                let good = e.valid_up_to();
+                if e.error_len().is_some() || self.eof {
+                    let before = &self.buf[..good];
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        InvalidUtf8 {
+                            line: self.lines
+                                + memchr::memchr_iter(b'\n', before).count() as u64
+                                + 1,
+                            byte_offset: self.consumed + good as u64,
+                        },
+                    ));
+                }
+                self.valid = good;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Utf8Reader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for Utf8Reader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos == self.valid && !self.eof {
+            self.fill()?;
+        }
+        if self.pos == self.valid && self.eof && self.valid < self.buf.len() {
+            // Truncated sequence at the very end: fill() reports it.
+            self.fill()?;
+        }
+        Ok(&self.buf[self.pos..self.valid])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.valid - self.pos);
+        self.lines += memchr::memchr_iter(b'\n', &self.buf[self.pos..self.pos + n]).count() as u64;
+        self.consumed += n as u64;
+        self.pos += n;
+    }
+}
+
+/// Turn an error from the readers into the analysis error it stands for.
+pub fn read_error(e: io::Error) -> AnalysisError {
+    if e.get_ref().is_some_and(|inner| inner.is::<InvalidUtf8>()) {
+        let inner = e.into_inner().expect("checked above");
+        let bad = inner.downcast::<InvalidUtf8>().expect("checked above");
+        return AnalysisError::InvalidUtf8 {
+            line: bad.line,
+            byte_offset: bad.byte_offset,
+        };
+    }
+    AnalysisError::Io(e)
+}
+
+/// One self-contained piece of the input.
+pub enum Chunk {
+    /// Plain text; its sentences are found by the thread that scores it.
+    Text(String),
+    /// Ready-made items (CSV rows, JSONL lines, batch documents): optional id and text.
+    Records(Vec<(Option<String>, String)>),
+}
+
+impl Chunk {
+    pub fn text_ranges(text: &str) -> Vec<Range<usize>> {
+        use unicode_segmentation::UnicodeSegmentation;
+        text.split_sentence_bound_indices()
+            .filter_map(|(start, s)| {
+                let trimmed = super::pytext::strip(s);
+                if trimmed.is_empty() {
+                    return None;
+                }
+                let offset = trimmed.as_ptr() as usize - s.as_ptr() as usize;
+                Some(start + offset..start + offset + trimmed.len())
+            })
+            .collect()
+    }
+}
+
+/// A source of chunks; `consumed` is the input read so far, for progress.
+pub trait Chunker {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, AnalysisError>;
+    fn consumed(&self) -> u64;
+}
+
+/// Plain text, cut after the last line feed of each [`CHUNK_BYTES`] window.
+pub struct TextChunker<R> {
+    reader: Utf8Reader<R>,
+    carry: Vec<u8>,
+    done: bool,
+}
+
+impl<R: Read> TextChunker<R> {
+    pub fn new(reader: R) -> Self {
+        TextChunker {
+            reader: Utf8Reader::new(reader),
+            carry: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Chunker for TextChunker<R> {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, AnalysisError> {
+        if self.done && self.carry.is_empty() {
+            return Ok(None);
+        }
+        let mut buf = std::mem::take(&mut self.carry);
+        let mut cut = None;
+        while !self.done {
+            let want = CHUNK_BYTES.max(buf.len() + CHUNK_BYTES / 4);
+            let before = buf.len();
+            (&mut self.reader)
+                .take((want - before) as u64)
+                .read_to_end(&mut buf)
+                .map_err(read_error)?;
+            if buf.len() == before {
+                self.done = true;
+                break;
+            }
+            if buf.len() >= CHUNK_BYTES {
+                if let Some(nl) = memchr::memrchr(b'\n', &buf) {
+                    cut = Some(nl + 1);
+                    break;
+                }
+                if buf.len() >= MAX_ITEM_BYTES {
+                    // No line feed in a long stretch: cut after the last whitespace, or at any
+                    // character boundary, rather than hold an unbounded line.
+                    let at = buf
+                        .iter()
+                        .rposition(|&b| super::pytext::is_space_byte(b))
+                        .map(|p| p + 1)
+                        .unwrap_or_else(|| {
+                            (0..=buf.len())
+                                .rev()
+                                .find(|&p| p == buf.len() || (buf[p] as i8) >= -0x40)
+                                .unwrap_or(buf.len())
+                        });
+                    cut = Some(at);
+                    break;
+                }
+            }
+        }
+        if let Some(at) = cut {
+            self.carry = buf.split_off(at);
+        }
+        if buf.is_empty() {
+            return if self.done && self.carry.is_empty() {
+                Ok(None)
+            } else {
+                self.next_chunk()
+            };
+        }
+        let text = String::from_utf8(buf)
+            .map_err(|_| AnalysisError::Internal("validated text was not UTF-8".into()))?;
+        Ok(Some(Chunk::Text(text)))
+    }
+
+    fn consumed(&self) -> u64 {
+        self.reader.consumed() - self.carry.len() as u64
+    }
+}
+
+/// JSONL: one JSON object with a string `text` (and optional `id`) per non-blank line.
+pub struct JsonlChunker<R> {
+    reader: Utf8Reader<R>,
+    line_no: u64,
+    line: Vec<u8>,
+    done: bool,
+}
+
+impl<R: Read> JsonlChunker<R> {
+    pub fn new(reader: R) -> Self {
+        JsonlChunker {
+            reader: Utf8Reader::new(reader),
+            line_no: 0,
+            line: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct JsonlItem {
+    text: serde_json::Value,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+/// An `id` given as a string or a number, as text.
+pub fn id_text(id: Option<serde_json::Value>) -> Result<Option<String>, &'static str> {
+    match id {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err("\"id\" must be a string or a number"),
+    }
+}
+
+impl<R: Read> Chunker for JsonlChunker<R> {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, AnalysisError> {
+        let mut items = Vec::new();
+        let mut bytes = 0usize;
+        while !self.done && bytes < CHUNK_BYTES {
+            self.line.clear();
+            let n = (&mut self.reader)
+                .take(MAX_ITEM_BYTES as u64 + 1)
+                .read_until(b'\n', &mut self.line)
+                .map_err(read_error)?;
+            if n == 0 {
+                self.done = true;
+                break;
+            }
+            self.line_no += 1;
+            if self.line.len() > MAX_ITEM_BYTES {
+                return Err(AnalysisError::ItemTooLarge {
+                    what: format!("line {}", self.line_no),
+                    limit: MAX_ITEM_BYTES,
+                });
+            }
+            bytes += n;
+            let line = std::str::from_utf8(&self.line)
+                .map_err(|_| AnalysisError::Internal("validated line was not UTF-8".into()))?;
+            if super::pytext::strip(line).is_empty() {
+                continue;
+            }
+            let bad = |message: String| AnalysisError::BadRecord {
+                line: self.line_no,
+                message,
+            };
+            let item: JsonlItem = serde_json::from_str(line).map_err(|e| {
+                bad(format!(
+                    "expected a JSON object with a \"text\" string ({e})"
+                ))
+            })?;
+            let serde_json::Value::String(text) = item.text else {
+                return Err(bad("\"text\" must be a string".into()));
+            };
+            let id = id_text(item.id).map_err(|m| bad(m.into()))?;
+            items.push((id, text));
+        }
+        Ok(if items.is_empty() && self.done {
+            None
+        } else {
+            Some(Chunk::Records(items))
+        })
+    }
+
+    fn consumed(&self) -> u64 {
+        self.reader.consumed()
+    }
+}
+
+/// CSV with a header row; one item per row from the text column.
+pub struct CsvChunker<R> {
+    reader: csv::Reader<Utf8Reader<R>>,
+    column: usize,
+    id_column: Option<usize>,
+    record: csv::StringRecord,
+    done: bool,
+}
+
+impl<R: Read> CsvChunker<R> {
+    /// Read the header and pick the text column: `column` if given, else the first of
+    /// [`TEXT_COLUMNS`] present (case-insensitive). An `id` column, if any, names the items.
+    pub fn new(input: R, column: Option<&str>) -> Result<Self, AnalysisError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(Utf8Reader::new(input));
+        let headers = reader.headers().map_err(csv_error)?.clone();
+        let names: Vec<String> = headers.iter().map(str::to_owned).collect();
+        if names.iter().all(|n| n.trim().is_empty()) {
+            return Err(AnalysisError::Empty);
+        }
+        let find = |wanted: &str| {
+            names
+                .iter()
+                .position(|n| n.trim().eq_ignore_ascii_case(wanted))
+        };
+        let column_index = match column {
+            Some(c) => find(c),
+            None => TEXT_COLUMNS.iter().find_map(|c| find(c)),
+        };
+        let Some(column_index) = column_index else {
+            return Err(AnalysisError::NoTextColumn {
+                wanted: column.map(str::to_owned),
+                columns: names,
+            });
+        };
+        Ok(CsvChunker {
+            id_column: find("id"),
+            reader,
+            column: column_index,
+            record: csv::StringRecord::new(),
+            done: false,
+        })
+    }
+}
+
+fn csv_error(e: csv::Error) -> AnalysisError {
+    let line = e.position().map(|p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => read_error(io),
+        csv::ErrorKind::Utf8 { pos, err } => AnalysisError::InvalidUtf8 {
+            line: pos.as_ref().map(|p| p.line()).unwrap_or(0),
+            byte_offset: pos.map(|p| p.byte()).unwrap_or(0) + err.valid_up_to() as u64,
+        },
+        other => AnalysisError::BadRecord {
+            line: line.unwrap_or(0),
+            message: format!("{other:?}"),
+        },
+    }
+}
+
+impl<R: Read> Chunker for CsvChunker<R> {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, AnalysisError> {
+        let mut items = Vec::new();
+        let mut bytes = 0usize;
+        while !self.done && bytes < CHUNK_BYTES {
+            if !self
+                .reader
+                .read_record(&mut self.record)
+                .map_err(csv_error)?
+            {
+                self.done = true;
+                break;
+            }
+            bytes += self.record.as_slice().len() + self.record.len();
+            let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+            let Some(text) = self.record.get(self.column) else {
+                return Err(AnalysisError::BadRecord {
+                    line,
+                    message: format!(
+                        "the row has {} fields, the text column is field {}",
+                        self.record.len(),
+                        self.column + 1
+                    ),
+                });
+            };
+            if text.len() > MAX_ITEM_BYTES {
+                return Err(AnalysisError::ItemTooLarge {
+                    what: format!("the row on line {line}"),
+                    limit: MAX_ITEM_BYTES,
+                });
+            }
+            let id = self
+                .id_column
+                .and_then(|c| self.record.get(c))
+                .map(str::to_owned);
+            items.push((id, text.to_owned()));
+        }
+        Ok(if items.is_empty() && self.done {
+            None
+        } else {
+            Some(Chunk::Records(items))
+        })
+    }
+
+    fn consumed(&self) -> u64 {
+        self.reader.position().byte()
+    }
+}
+
+/// Feeds in-memory documents through the same pipeline in chunks.
+pub struct DocumentChunker<I> {
+    docs: I,
+    consumed: u64,
+}
+
+impl<I> DocumentChunker<I> {
+    pub fn new(docs: I) -> Self {
+        DocumentChunker { docs, consumed: 0 }
+    }
+}
+
+impl<I: Iterator<Item = (Option<String>, String)>> Chunker for DocumentChunker<I> {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, AnalysisError> {
+        let mut items = Vec::new();
+        let mut bytes = 0usize;
+        for (id, text) in self.docs.by_ref() {
+            bytes += text.len();
+            items.push((id, text));
+            if bytes >= CHUNK_BYTES {
+                break;
+            }
+        }
+        self.consumed += bytes as u64;
+        Ok((!items.is_empty()).then_some(Chunk::Records(items)))
+    }
+
+    fn consumed(&self) -> u64 {
+        self.consumed
+    }
+}
+
+/// Let a `BufReader` wrap non-buffered sources for the CLI.
+pub fn buffered<R: Read>(r: R) -> BufReader<R> {
+    BufReader::with_capacity(256 * 1024, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_chunks(input: &[u8]) -> Result<Vec<String>, AnalysisError> {
+        let mut c = TextChunker::new(input);
+        let mut out = Vec::new();
+        while let Some(chunk) = c.next_chunk()? {
+            let Chunk::Text(t) = chunk else { panic!() };
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_with_its_line_and_byte_offset() {
+        let err = text_chunks(b"fine\nalso fine\nbad \xff here\n").unwrap_err();
+        assert!(matches!(
+            err,
+            AnalysisError::InvalidUtf8 {
+                line: 3,
+                byte_offset: 19
+            }
+        ));
+        // A sequence cut off by the end of the input.
+        let err = text_chunks(b"ok\n\xe2\x82").unwrap_err();
+        assert!(matches!(
+            err,
+            AnalysisError::InvalidUtf8 {
+                line: 2,
+                byte_offset: 3
+            }
+        ));
+    }
+
+    #[test]
+    fn large_text_is_cut_after_line_feeds_and_nothing_is_lost() {
+        let line = "Stay a while. ".repeat(40) + "\n";
+        let input = line.repeat(5_000);
+        let chunks = text_chunks(input.as_bytes()).unwrap();
+        assert!(chunks.len() > 2);
+        assert!(chunks[..chunks.len() - 1].iter().all(|c| c.ends_with('\n')));
+        assert_eq!(chunks.concat(), input);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped() {
+        assert_eq!(
+            text_chunks(b"\xEF\xBB\xBFhi").unwrap(),
+            vec!["hi".to_owned()]
+        );
+    }
+
+    #[test]
+    fn sentences_are_trimmed_and_blank_ones_skipped() {
+        let text = "  Good day.  Bad night!\n\n  \nWhy? ";
+        let got: Vec<&str> = Chunk::text_ranges(text)
+            .into_iter()
+            .map(|r| &text[r])
+            .collect();
+        assert_eq!(got, ["Good day.", "Bad night!", "Why?"]);
+    }
+}

@@ -1,0 +1,383 @@
+//! VADER's word knowledge, built into the binary: the valence lexicon, the emoji descriptions and
+//! the reference's fixed word lists (negations, boosters, special-case idioms).
+//!
+//! Everything a token can be looked up for is merged into one table keyed by the lower-cased token,
+//! so the scorer does a single hash lookup per token. The files are the unchanged copies shipped by
+//! `vaderSentiment==3.3.2` (MIT, see `data/vader/README.md`) and are parsed once, on first use, with
+//! the reference's own reading rules (a token listed twice keeps the last value).
+
+use std::sync::LazyLock;
+
+use rustc_hash::FxHashMap;
+
+use super::pytext;
+
+const VADER_LEXICON: &str = include_str!("../../data/vader/vader_lexicon.txt");
+const EMOJI_LEXICON: &str = include_str!("../../data/vader/emoji_utf8_lexicon.txt");
+/// The MIT notice that must travel with the lexicons.
+pub const LICENSE: &str = include_str!("../../data/vader/LICENSE");
+
+/// Mean rating increase of a booster word (B_INCR / B_DECR in the reference).
+pub const B_INCR: f64 = 0.293;
+pub const B_DECR: f64 = -0.293;
+
+/// Words the rules test for by name. `Other` is every word without a rule of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Kw {
+    #[default]
+    Other,
+    No,
+    But,
+    Kind,
+    Of,
+    Least,
+    At,
+    Very,
+    Never,
+    So,
+    This,
+    Without,
+    Doubt,
+    Or,
+    Nor,
+    // Words of the special-case idioms and the two-word boosters.
+    The,
+    Shit,
+    Bomb,
+    Bad,
+    Ass,
+    Bus,
+    Stop,
+    Yeah,
+    Right,
+    Kiss,
+    Death,
+    To,
+    Die,
+    For,
+    Beating,
+    Heart,
+    Just,
+    Enough,
+    Sort,
+}
+
+const KEYWORDS: &[(&str, Kw)] = &[
+    ("no", Kw::No),
+    ("but", Kw::But),
+    ("kind", Kw::Kind),
+    ("of", Kw::Of),
+    ("least", Kw::Least),
+    ("at", Kw::At),
+    ("very", Kw::Very),
+    ("never", Kw::Never),
+    ("so", Kw::So),
+    ("this", Kw::This),
+    ("without", Kw::Without),
+    ("doubt", Kw::Doubt),
+    ("or", Kw::Or),
+    ("nor", Kw::Nor),
+    ("the", Kw::The),
+    ("shit", Kw::Shit),
+    ("bomb", Kw::Bomb),
+    ("bad", Kw::Bad),
+    ("ass", Kw::Ass),
+    ("bus", Kw::Bus),
+    ("stop", Kw::Stop),
+    ("yeah", Kw::Yeah),
+    ("right", Kw::Right),
+    ("kiss", Kw::Kiss),
+    ("death", Kw::Death),
+    ("to", Kw::To),
+    ("die", Kw::Die),
+    ("for", Kw::For),
+    ("beating", Kw::Beating),
+    ("heart", Kw::Heart),
+    ("just", Kw::Just),
+    ("enough", Kw::Enough),
+    ("sort", Kw::Sort),
+];
+
+/// SPECIAL_CASES of the reference, as word sequences. The one-word entry "badass" is left out on
+/// purpose: the reference only ever looks up sequences of two or three words, so it never matches.
+pub const SPECIAL_CASES: &[(&[Kw], f64)] = &[
+    (&[Kw::The, Kw::Shit], 3.0),
+    (&[Kw::The, Kw::Bomb], 3.0),
+    (&[Kw::Bad, Kw::Ass], 1.5),
+    (&[Kw::Bus, Kw::Stop], 0.0),
+    (&[Kw::Yeah, Kw::Right], -2.0),
+    (&[Kw::Kiss, Kw::Of, Kw::Death], -1.5),
+    (&[Kw::To, Kw::Die, Kw::For], 3.0),
+    (&[Kw::Beating, Kw::Heart], 3.5),
+];
+
+/// The multi-word entries of BOOSTER_DICT; single-word boosters live in the word table.
+pub const BOOSTER_PHRASES: &[(&[Kw], f64)] = &[
+    (&[Kw::Just, Kw::Enough], B_DECR),
+    (&[Kw::Kind, Kw::Of], B_DECR),
+    (&[Kw::Sort, Kw::Of], B_DECR),
+];
+
+const NEGATE: &[&str] = &[
+    "aint",
+    "arent",
+    "cannot",
+    "cant",
+    "couldnt",
+    "darent",
+    "didnt",
+    "doesnt",
+    "ain't",
+    "aren't",
+    "can't",
+    "couldn't",
+    "daren't",
+    "didn't",
+    "doesn't",
+    "dont",
+    "hadnt",
+    "hasnt",
+    "havent",
+    "isnt",
+    "mightnt",
+    "mustnt",
+    "neither",
+    "don't",
+    "hadn't",
+    "hasn't",
+    "haven't",
+    "isn't",
+    "mightn't",
+    "mustn't",
+    "neednt",
+    "needn't",
+    "never",
+    "none",
+    "nope",
+    "nor",
+    "not",
+    "nothing",
+    "nowhere",
+    "oughtnt",
+    "shant",
+    "shouldnt",
+    "uhuh",
+    "wasnt",
+    "werent",
+    "oughtn't",
+    "shan't",
+    "shouldn't",
+    "uh-uh",
+    "wasn't",
+    "weren't",
+    "without",
+    "wont",
+    "wouldnt",
+    "won't",
+    "wouldn't",
+    "rarely",
+    "seldom",
+    "despite",
+];
+
+const BOOSTERS_UP: &[&str] = &[
+    "absolutely",
+    "amazingly",
+    "awfully",
+    "completely",
+    "considerable",
+    "considerably",
+    "decidedly",
+    "deeply",
+    "effing",
+    "enormous",
+    "enormously",
+    "entirely",
+    "especially",
+    "exceptional",
+    "exceptionally",
+    "extreme",
+    "extremely",
+    "fabulously",
+    "flipping",
+    "flippin",
+    "frackin",
+    "fracking",
+    "fricking",
+    "frickin",
+    "frigging",
+    "friggin",
+    "fully",
+    "fuckin",
+    "fucking",
+    "fuggin",
+    "fugging",
+    "greatly",
+    "hella",
+    "highly",
+    "hugely",
+    "incredible",
+    "incredibly",
+    "intensely",
+    "major",
+    "majorly",
+    "more",
+    "most",
+    "particularly",
+    "purely",
+    "quite",
+    "really",
+    "remarkably",
+    "so",
+    "substantially",
+    "thoroughly",
+    "total",
+    "totally",
+    "tremendous",
+    "tremendously",
+    "uber",
+    "unbelievably",
+    "unusually",
+    "utter",
+    "utterly",
+    "very",
+];
+
+const BOOSTERS_DOWN: &[&str] = &[
+    "almost",
+    "barely",
+    "hardly",
+    "kinda",
+    "kindof",
+    "kind-of",
+    "less",
+    "little",
+    "marginal",
+    "marginally",
+    "occasional",
+    "occasionally",
+    "partly",
+    "scarce",
+    "scarcely",
+    "slight",
+    "slightly",
+    "somewhat",
+    "sorta",
+    "sortof",
+    "sort-of",
+];
+
+/// Everything the rules need to know about one lower-cased word.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WordInfo {
+    /// Valence from the lexicon, if the word is in it.
+    pub valence: Option<f64>,
+    /// Booster/dampener increment, if the word is a single-word booster.
+    pub booster: Option<f64>,
+    /// In the reference's NEGATE list (the "n't" rule is checked per token, not here).
+    pub negation: bool,
+    pub kw: Kw,
+}
+
+pub struct Lexicon {
+    words: FxHashMap<&'static str, WordInfo>,
+    emoji: FxHashMap<char, &'static str>,
+    /// Longest key of `words` in bytes: longer tokens cannot match and skip the lookup.
+    max_word_len: usize,
+}
+
+impl Lexicon {
+    #[inline]
+    pub fn word(&self, lower: &str) -> Option<&WordInfo> {
+        if lower.len() > self.max_word_len {
+            return None;
+        }
+        self.words.get(lower)
+    }
+
+    /// The description of a one-code-point emoji. Longer emoji keys exist in the file but the
+    /// reference looks up one code point at a time, so they can never match and are not kept.
+    #[inline]
+    pub fn emoji(&self, c: char) -> Option<&'static str> {
+        self.emoji.get(&c).copied()
+    }
+
+    /// Number of distinct lexicon entries (for diagnostics and tests).
+    pub fn valence_count(&self) -> usize {
+        self.words.values().filter(|w| w.valence.is_some()).count()
+    }
+
+    fn build() -> Lexicon {
+        let mut words: FxHashMap<&'static str, WordInfo> = FxHashMap::default();
+        // make_lex_dict: rstrip("\n"), split on "\n", skip empty lines, strip() each line, take the
+        // first two tab-separated fields, later lines overwrite earlier ones.
+        for line in VADER_LEXICON.trim_end_matches('\n').split('\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let mut fields = pytext::strip(line).split('\t');
+            let (Some(word), Some(measure)) = (fields.next(), fields.next()) else {
+                panic!("malformed line in the built-in VADER lexicon: {line:?}");
+            };
+            let valence: f64 = measure
+                .parse()
+                .unwrap_or_else(|_| panic!("bad valence in the built-in VADER lexicon: {line:?}"));
+            words.entry(word).or_default().valence = Some(valence);
+        }
+        for &w in BOOSTERS_UP {
+            words.entry(w).or_default().booster = Some(B_INCR);
+        }
+        for &w in BOOSTERS_DOWN {
+            words.entry(w).or_default().booster = Some(B_DECR);
+        }
+        for &w in NEGATE {
+            words.entry(w).or_default().negation = true;
+        }
+        for &(w, kw) in KEYWORDS {
+            words.entry(w).or_default().kw = kw;
+        }
+        let mut emoji = FxHashMap::default();
+        for line in EMOJI_LEXICON.trim_end_matches('\n').split('\n') {
+            let mut fields = pytext::strip(line).split('\t');
+            let (Some(key), Some(description)) = (fields.next(), fields.next()) else {
+                panic!("malformed line in the built-in emoji lexicon: {line:?}");
+            };
+            let mut chars = key.chars();
+            if let (Some(c), None) = (chars.next(), chars.next()) {
+                emoji.insert(c, description);
+            }
+        }
+        let max_word_len = words.keys().map(|k| k.len()).max().unwrap_or(0);
+        Lexicon {
+            words,
+            emoji,
+            max_word_len,
+        }
+    }
+}
+
+/// The lexicon, parsed on first use (about a millisecond) and shared by every thread.
+pub fn lexicon() -> &'static Lexicon {
+    static LEXICON: LazyLock<Lexicon> = LazyLock::new(Lexicon::build);
+    &LEXICON
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_listed_twice_keeps_its_last_value() {
+        let lex = lexicon();
+        // "lol" appears twice in vader_lexicon.txt (2.9, then 1.8).
+        assert_eq!(lex.word("lol").unwrap().valence, Some(1.8));
+        assert_eq!(lex.valence_count(), 7506);
+    }
+
+    #[test]
+    fn only_single_code_point_emoji_are_kept() {
+        let lex = lexicon();
+        assert_eq!(lex.emoji('😀'), Some("grinning face"));
+        assert!(lex.emoji('a').is_none());
+    }
+}
