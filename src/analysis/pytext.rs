@@ -77,15 +77,8 @@ pub fn round(x: f64, digits: i32) -> f64 {
         // `p` sits exactly on a half: the sign of the lost low part decides, and only a true tie
         // goes to the even neighbour.
         let err = x.mul_add(scale, -p);
-        if err > 0.0 {
-            floor + 1.0
-        } else if err < 0.0 {
-            floor
-        } else if floor % 2.0 == 0.0 {
-            floor
-        } else {
-            floor + 1.0
-        }
+        let up = err > 0.0 || (err == 0.0 && floor % 2.0 != 0.0);
+        if up { floor + 1.0 } else { floor }
     } else {
         p.round()
     };
