@@ -6,7 +6,7 @@
 //! output behind.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, IsTerminal, Read, Seek, Write};
+use std::io::{self, IsTerminal, Read, Seek, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -130,8 +130,8 @@ fn open_input(path: &Option<PathBuf>) -> Result<(File, String), CliError> {
     Ok((file, name))
 }
 
-/// Lines scored per parallel batch.
-const SCORE_BATCH_LINES: usize = 16 * 1024;
+/// Input read per parallel batch of `score` (whole lines, so a batch can be larger).
+const SCORE_BLOCK_BYTES: usize = 2 << 20;
 
 fn score(path: Option<PathBuf>) -> Result<(), CliError> {
     let (mut file, _name) = open_input(&path)?;
@@ -149,42 +149,103 @@ fn score(path: Option<PathBuf>) -> Result<(), CliError> {
 
     let mut reader = Utf8Reader::new(io::BufReader::with_capacity(1 << 20, file));
     let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
-    let mut lines: Vec<String> = Vec::with_capacity(SCORE_BATCH_LINES);
-    let mut rendered: Vec<Vec<u8>> = Vec::new();
-    let mut done = false;
-    while !done {
-        lines.clear();
-        while lines.len() < SCORE_BATCH_LINES {
-            let mut line = String::new();
-            if reader.read_line(&mut line).map_err(read_error)? == 0 {
-                done = true;
+    let mut out = stdout.lock();
+    let mut block: Vec<u8> = Vec::with_capacity(2 * SCORE_BLOCK_BYTES);
+    let mut eof = false;
+    while !eof {
+        // Read whole lines: at least one block, up to and including the last line feed.
+        let searched_from = block.len();
+        loop {
+            let before = block.len();
+            (&mut reader)
+                .take(SCORE_BLOCK_BYTES as u64)
+                .read_to_end(&mut block)
+                .map_err(read_error)?;
+            if block.len() == before {
+                eof = true;
                 break;
             }
-            // The reference splits on "\n" and drops one trailing "\r" per line.
-            if line.ends_with('\n') {
-                line.pop();
-                if line.ends_with('\r') {
-                    line.pop();
-                }
+            if memchr::memrchr(b'\n', &block[searched_from.min(before)..]).is_some()
+                && block.len() >= SCORE_BLOCK_BYTES
+            {
+                break;
             }
-            lines.push(line);
         }
-        lines
-            .par_iter()
-            .with_min_len(512)
-            .map(|l| {
-                let mut buf = serde_json::to_vec(&analysis::polarity_scores(l))
-                    .expect("scores always serialise");
-                buf.push(b'\n');
-                buf
-            })
-            .collect_into_vec(&mut rendered);
-        for r in &rendered {
-            out.write_all(r).map_err(CliError::Output)?;
+        let cut = if eof {
+            block.len()
+        } else {
+            memchr::memrchr(b'\n', &block).map_or(block.len(), |p| p + 1)
+        };
+        let rest = block.split_off(cut);
+        if !block.is_empty() {
+            let text = std::str::from_utf8(&block)
+                .map_err(|_| AnalysisError::Internal("validated input was not UTF-8".into()))?;
+            write_block_scores(text, &mut out)?;
         }
+        block = rest;
     }
     out.flush().map_err(CliError::Output)
+}
+
+/// Score the lines of `text` (whole lines, the last one's "\n" optional) on all threads.
+fn write_block_scores(text: &str, out: &mut impl Write) -> Result<(), CliError> {
+    // The reference splits on "\n" and drops one trailing "\r" per line.
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut lines: Vec<&str> = Vec::with_capacity(body.len() / 32);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', body.as_bytes()).chain([body.len()]) {
+        let line = &body[start..end];
+        lines.push(line.strip_suffix('\r').unwrap_or(line));
+        start = end + 1;
+    }
+    let rendered: Vec<Vec<u8>> = lines
+        .par_chunks(1024)
+        .map(|chunk| {
+            let mut buf = Vec::with_capacity(chunk.len() * 64);
+            for line in chunk {
+                write_scores(&mut buf, &analysis::polarity_scores(line));
+            }
+            buf
+        })
+        .collect();
+    for r in &rendered {
+        out.write_all(r).map_err(CliError::Output)?;
+    }
+    Ok(())
+}
+
+/// One JSON line of scores. Scores carry at most 4 decimals, so the shortest text that reads back
+/// as the same number (what Python's json module prints) is the decimal itself.
+pub fn write_scores(buf: &mut Vec<u8>, s: &analysis::Scores) {
+    buf.extend_from_slice(b"{\"neg\":");
+    write_decimal(buf, s.neg);
+    buf.extend_from_slice(b",\"neu\":");
+    write_decimal(buf, s.neu);
+    buf.extend_from_slice(b",\"pos\":");
+    write_decimal(buf, s.pos);
+    buf.extend_from_slice(b",\"compound\":");
+    write_decimal(buf, s.compound);
+    buf.extend_from_slice(b"}\n");
+}
+
+/// Write a number with at most 4 decimals as Python's `repr` would: "0.0", "-0.4939", "0.12".
+fn write_decimal(buf: &mut Vec<u8>, v: f64) {
+    let ticks = (v.abs() * 10_000.0).round() as u64;
+    if v.is_sign_negative() {
+        buf.push(b'-');
+    }
+    let whole = ticks / 10_000;
+    if whole >= 10 {
+        // Never for scores (|v| <= 1); kept correct anyway.
+        buf.extend_from_slice(whole.to_string().as_bytes());
+    } else {
+        buf.push(b'0' + whole as u8);
+    }
+    buf.push(b'.');
+    let frac = ticks % 10_000;
+    let digits = [frac / 1000, frac / 100 % 10, frac / 10 % 10, frac % 10];
+    let keep = digits.iter().rposition(|&d| d != 0).map_or(1, |p| p + 1);
+    buf.extend(digits[..keep].iter().map(|&d| b'0' + d as u8));
 }
 
 /// Progress bar on stderr, only when stderr is a terminal.
@@ -236,4 +297,23 @@ fn analyze(path: PathBuf, format: Option<Format>, column: Option<String>) -> Res
     serde_json::to_writer_pretty(&mut out, &report).map_err(|e| CliError::Output(e.into()))?;
     writeln!(out).map_err(CliError::Output)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_written_as_the_shortest_round_trip_text() {
+        for k in -10_000i64..=10_000 {
+            let v = k as f64 / 10_000.0;
+            let mut ours = Vec::new();
+            write_decimal(&mut ours, v);
+            let reference = serde_json::to_string(&v).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), reference, "{k}");
+        }
+        let mut zero = Vec::new();
+        write_decimal(&mut zero, -0.0);
+        assert_eq!(zero, b"-0.0");
+    }
 }

@@ -280,7 +280,7 @@ pub struct WordInfo {
 }
 
 pub struct Lexicon {
-    words: FxHashMap<&'static str, WordInfo>,
+    words: FxHashMap<&'static [u8], WordInfo>,
     emoji: FxHashMap<char, &'static str>,
     /// Longest key of `words` in bytes: longer tokens cannot match and skip the lookup.
     max_word_len: usize,
@@ -288,11 +288,16 @@ pub struct Lexicon {
 
 impl Lexicon {
     #[inline]
-    pub fn word(&self, lower: &str) -> Option<&WordInfo> {
+    pub fn word(&self, lower: &[u8]) -> Option<&WordInfo> {
         if lower.len() > self.max_word_len {
             return None;
         }
         self.words.get(lower)
+    }
+
+    /// Longest word in the table, in bytes.
+    pub fn max_word_len(&self) -> usize {
+        self.max_word_len
     }
 
     /// The description of a one-code-point emoji. Longer emoji keys exist in the file but the
@@ -308,7 +313,7 @@ impl Lexicon {
     }
 
     fn build() -> Lexicon {
-        let mut words: FxHashMap<&'static str, WordInfo> = FxHashMap::default();
+        let mut words: FxHashMap<&'static [u8], WordInfo> = FxHashMap::default();
         // make_lex_dict: rstrip("\n"), split on "\n", skip empty lines, strip() each line, take the
         // first two tab-separated fields, later lines overwrite earlier ones.
         for line in VADER_LEXICON.trim_end_matches('\n').split('\n') {
@@ -322,19 +327,19 @@ impl Lexicon {
             let valence: f64 = measure
                 .parse()
                 .unwrap_or_else(|_| panic!("bad valence in the built-in VADER lexicon: {line:?}"));
-            words.entry(word).or_default().valence = Some(valence);
+            words.entry(word.as_bytes()).or_default().valence = Some(valence);
         }
         for &w in BOOSTERS_UP {
-            words.entry(w).or_default().booster = Some(B_INCR);
+            words.entry(w.as_bytes()).or_default().booster = Some(B_INCR);
         }
         for &w in BOOSTERS_DOWN {
-            words.entry(w).or_default().booster = Some(B_DECR);
+            words.entry(w.as_bytes()).or_default().booster = Some(B_DECR);
         }
         for &w in NEGATE {
-            words.entry(w).or_default().negation = true;
+            words.entry(w.as_bytes()).or_default().negation = true;
         }
         for &(w, kw) in KEYWORDS {
-            words.entry(w).or_default().kw = kw;
+            words.entry(w.as_bytes()).or_default().kw = kw;
         }
         let mut emoji = FxHashMap::default();
         for line in EMOJI_LEXICON.trim_end_matches('\n').split('\n') {
@@ -370,7 +375,7 @@ mod tests {
     fn a_word_listed_twice_keeps_its_last_value() {
         let lex = lexicon();
         // "lol" appears twice in vader_lexicon.txt (2.9, then 1.8).
-        assert_eq!(lex.word("lol").unwrap().valence, Some(1.8));
+        assert_eq!(lex.word(b"lol").unwrap().valence, Some(1.8));
         assert_eq!(lex.valence_count(), 7506);
     }
 

@@ -15,7 +15,7 @@ pub fn is_space(c: char) -> bool {
 
 /// `is_space` for one ASCII byte.
 #[inline]
-pub fn is_space_byte(b: u8) -> bool {
+pub const fn is_space_byte(b: u8) -> bool {
     matches!(b, b' ' | b'\t'..=b'\r' | 0x1c..=0x1f)
 }
 

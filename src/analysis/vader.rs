@@ -86,6 +86,7 @@ impl Scorer {
     pub fn score(&mut self, text: &str) -> Scores {
         let mut buf = std::mem::take(&mut self.text);
         let (exclamations, questions) = {
+            self.toks.clear();
             let text = if text.is_ascii() {
                 // No emoji key is ASCII, so ASCII text needs no replacement pass.
                 text
@@ -93,17 +94,20 @@ impl Scorer {
                 replace_emoji(self.lex, text, &mut buf);
                 &buf
             };
-            let text = pytext::strip(text);
-            self.toks.clear();
-            for raw in pytext::split_whitespace(text) {
-                let tok = self.token(raw);
-                self.toks.push(tok);
+            if text.is_ascii() {
+                self.tokenize_ascii(text.as_bytes())
+            } else {
+                for raw in pytext::split_whitespace(pytext::strip(text)) {
+                    let tok = self.token(raw);
+                    self.toks.push(tok);
+                }
+                // Stripping whitespace first would not change these counts.
+                let bytes = text.as_bytes();
+                (
+                    bytes.iter().filter(|&&b| b == b'!').count(),
+                    bytes.iter().filter(|&&b| b == b'?').count(),
+                )
             }
-            let bytes = text.as_bytes();
-            (
-                bytes.iter().filter(|&&b| b == b'!').count(),
-                bytes.iter().filter(|&&b| b == b'?').count(),
-            )
         };
         self.text = buf;
 
@@ -131,22 +135,78 @@ impl Scorer {
         score_valence(&self.sentiments, exclamations, questions)
     }
 
-    fn token(&mut self, raw: &str) -> Tok {
-        let t = strip_punc_if_word(raw);
-        let lower: &str = if t.is_ascii() {
-            if t.bytes().any(|b| b.is_ascii_uppercase()) {
-                self.lower.clear();
-                self.lower.push_str(t);
-                self.lower.make_ascii_lowercase();
-                &self.lower
-            } else {
-                t
+    /// `str.split()` over ASCII text, one token at a time; counts "!" and "?" on the way.
+    fn tokenize_ascii(&mut self, text: &[u8]) -> (usize, usize) {
+        let (mut exclamations, mut questions) = (0, 0);
+        let mut lower = [0u8; 32];
+        let mut i = 0;
+        let n = text.len();
+        loop {
+            while i < n && class(text[i]) & SPACE != 0 {
+                i += 1;
             }
+            if i == n {
+                break;
+            }
+            let start = i;
+            while i < n {
+                let c = class(text[i]);
+                if c & SPACE != 0 {
+                    break;
+                }
+                exclamations += usize::from(c & BANG != 0);
+                questions += usize::from(c & QUESTION != 0);
+                i += 1;
+            }
+            let tok = self.ascii_token(&text[start..i], &mut lower);
+            self.toks.push(tok);
+        }
+        (exclamations, questions)
+    }
+
+    /// One ASCII token: strip, case checks, lower-casing and lookup in a single pass.
+    fn ascii_token(&self, raw: &[u8], lower: &mut [u8; 32]) -> Tok {
+        let (mut a, mut b) = (0, raw.len());
+        while a < b && class(raw[a]) & PUNCT != 0 {
+            a += 1;
+        }
+        while b > a && class(raw[b - 1]) & PUNCT != 0 {
+            b -= 1;
+        }
+        let t = if b - a <= 2 { raw } else { &raw[a..b] };
+        let fits = t.len() <= lower.len() && t.len() <= self.lex.max_word_len();
+        let mut seen = 0u8;
+        for (k, &c) in t.iter().enumerate() {
+            seen |= class(c);
+            if fits {
+                lower[k] = c | ((class(c) & UPPER) << 2);
+            }
+        }
+        let info = if fits {
+            self.lex
+                .word(&lower[..t.len()])
+                .copied()
+                .unwrap_or_default()
         } else {
-            self.lower = t.to_lowercase();
-            &self.lower
+            Default::default()
         };
-        let info = self.lex.word(lower).copied().unwrap_or_default();
+        Tok {
+            valence: info.valence,
+            booster: info.booster,
+            negated: info.negation || contains_nt_ascii(t),
+            kw: info.kw,
+            upper: seen & UPPER != 0 && seen & LOWER == 0,
+        }
+    }
+
+    fn token(&mut self, raw: &str) -> Tok {
+        if raw.is_ascii() {
+            return self.ascii_token(raw.as_bytes(), &mut [0u8; 32]);
+        }
+        let t = strip_punc_if_word(raw);
+        self.lower = t.to_lowercase();
+        let lower = self.lower.as_str();
+        let info = self.lex.word(lower.as_bytes()).copied().unwrap_or_default();
         Tok {
             valence: info.valence,
             booster: info.booster,
@@ -293,6 +353,54 @@ impl Scorer {
         }
         v
     }
+}
+
+// Byte classes for the ASCII fast path. UPPER is 0x08 so that `UPPER << 2` is the 0x20 that
+// turns an ASCII capital into its small letter.
+const SPACE: u8 = 0x01;
+const PUNCT: u8 = 0x02;
+const LOWER: u8 = 0x04;
+const UPPER: u8 = 0x08;
+const BANG: u8 = 0x10;
+const QUESTION: u8 = 0x20;
+
+static CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if pytext::is_space_byte(c) {
+            SPACE
+        } else if c.is_ascii_punctuation() {
+            PUNCT
+                | if c == b'!' {
+                    BANG
+                } else if c == b'?' {
+                    QUESTION
+                } else {
+                    0
+                }
+        } else if c.is_ascii_lowercase() {
+            LOWER
+        } else if c.is_ascii_uppercase() {
+            UPPER
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+#[inline(always)]
+fn class(b: u8) -> u8 {
+    CLASSES[b as usize]
+}
+
+/// Whether the lower-cased form of an ASCII token contains "n't".
+fn contains_nt_ascii(t: &[u8]) -> bool {
+    t.windows(3)
+        .any(|w| w[1] == b'\'' && w[0] | 0x20 == b'n' && w[2] | 0x20 == b't')
 }
 
 /// `scalar_inc_dec`: the push a preceding booster word gives to `valence`.
