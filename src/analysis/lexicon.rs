@@ -279,8 +279,80 @@ pub struct WordInfo {
     pub kw: Kw,
 }
 
+/// Longest word the packed table holds, in bytes (the lexicon's longest is 19).
+pub const MAX_PACKED: usize = 24;
+
+/// A word of up to [`MAX_PACKED`] bytes as three little-endian words, zero padded.
+pub type Packed = [u64; 3];
+
+/// Pack `word` (at most [`MAX_PACKED`] bytes).
+#[inline]
+pub fn pack(word: &[u8]) -> Packed {
+    let mut bytes = [0u8; MAX_PACKED];
+    bytes[..word.len()].copy_from_slice(word);
+    let w = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    [w(0), w(1), w(2)]
+}
+
+/// Open-addressed table from packed short words to their [`WordInfo`]: the scorer's one lookup
+/// per token is a multiply, a shift and three integer compares, with no hashing of byte strings.
+struct PackedTable {
+    /// (packed word, length, index into `infos` + 1; 0 = empty slot).
+    slots: Vec<(Packed, u32, u32)>,
+    infos: Vec<WordInfo>,
+    shift: u32,
+}
+
+impl PackedTable {
+    fn build(words: &FxHashMap<&'static [u8], WordInfo>) -> PackedTable {
+        let bits = (words.len() * 4).next_power_of_two().trailing_zeros();
+        let mut table = PackedTable {
+            slots: vec![([0; 3], 0, 0); 1 << bits],
+            infos: Vec::with_capacity(words.len()),
+            shift: 64 - bits,
+        };
+        for (word, info) in words {
+            if word.len() > MAX_PACKED {
+                continue;
+            }
+            let key = pack(word);
+            table.infos.push(*info);
+            let mut at = table.slot(&key, word.len());
+            while table.slots[at].2 != 0 {
+                at = (at + 1) & (table.slots.len() - 1);
+            }
+            table.slots[at] = (key, word.len() as u32, table.infos.len() as u32);
+        }
+        table
+    }
+
+    #[inline]
+    fn slot(&self, key: &Packed, len: usize) -> usize {
+        let h = (key[0] ^ key[1].rotate_left(21) ^ key[2].rotate_left(42) ^ len as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> self.shift) as usize
+    }
+
+    #[inline]
+    fn get(&self, key: &Packed, len: usize) -> Option<&WordInfo> {
+        let mask = self.slots.len() - 1;
+        let mut at = self.slot(key, len);
+        loop {
+            let (k, l, idx) = &self.slots[at];
+            if *idx == 0 {
+                return None;
+            }
+            if *l as usize == len && k == key {
+                return Some(&self.infos[*idx as usize - 1]);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
 pub struct Lexicon {
     words: FxHashMap<&'static [u8], WordInfo>,
+    packed: PackedTable,
     emoji: FxHashMap<char, &'static str>,
     /// Longest key of `words` in bytes: longer tokens cannot match and skip the lookup.
     max_word_len: usize,
@@ -293,6 +365,12 @@ impl Lexicon {
             return None;
         }
         self.words.get(lower)
+    }
+
+    /// Look up a word already packed with [`pack`]; `len` is its length in bytes.
+    #[inline]
+    pub fn packed_word(&self, key: &Packed, len: usize) -> Option<&WordInfo> {
+        self.packed.get(key, len)
     }
 
     /// Longest word in the table, in bytes.
@@ -354,6 +432,7 @@ impl Lexicon {
         }
         let max_word_len = words.keys().map(|k| k.len()).max().unwrap_or(0);
         Lexicon {
+            packed: PackedTable::build(&words),
             words,
             emoji,
             max_word_len,
@@ -377,6 +456,20 @@ mod tests {
         // "lol" appears twice in vader_lexicon.txt (2.9, then 1.8).
         assert_eq!(lex.word(b"lol").unwrap().valence, Some(1.8));
         assert_eq!(lex.valence_count(), 7506);
+    }
+
+    #[test]
+    fn the_packed_table_finds_every_word_and_nothing_else() {
+        let lex = lexicon();
+        for (word, info) in &lex.words {
+            let found = lex
+                .packed_word(&pack(word), word.len())
+                .expect("every word is packed");
+            assert_eq!(found.valence, info.valence);
+            assert_eq!(found.kw, info.kw);
+        }
+        assert!(lex.packed_word(&pack(b"good\0"), 5).is_none());
+        assert!(lex.packed_word(&pack(b"goo"), 3).is_none());
     }
 
     #[test]

@@ -66,8 +66,13 @@ pub fn is_upper(s: &str) -> bool {
 /// `(x * 10^d).round() / 10^d` is wrong twice: the product is itself rounded (so a value just below
 /// a half can land on it), and `round` breaks ties away from zero. The product's rounding error is
 /// recovered exactly with a fused multiply-add, and it is only needed when the product is a tie.
+#[inline]
 pub fn round(x: f64, digits: i32) -> f64 {
-    let scale = 10f64.powi(digits);
+    let scale = match digits {
+        3 => 1e3,
+        4 => 1e4,
+        _ => 10f64.powi(digits),
+    };
     let p = x * scale;
     if !p.is_finite() {
         return x;

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::lexicon::{BOOSTER_PHRASES, Kw, Lexicon, SPECIAL_CASES, lexicon};
+use super::lexicon::{self, BOOSTER_PHRASES, Kw, Lexicon, SPECIAL_CASES, lexicon};
 use super::pytext;
 
 /// Mean rating increase for a word in ALL CAPS amid mixed-case text.
@@ -138,7 +138,6 @@ impl Scorer {
     /// `str.split()` over ASCII text, one token at a time; counts "!" and "?" on the way.
     fn tokenize_ascii(&mut self, text: &[u8]) -> (usize, usize) {
         let (mut exclamations, mut questions) = (0, 0);
-        let mut lower = [0u8; 32];
         let mut i = 0;
         let n = text.len();
         loop {
@@ -158,14 +157,14 @@ impl Scorer {
                 questions += usize::from(c & QUESTION != 0);
                 i += 1;
             }
-            let tok = self.ascii_token(&text[start..i], &mut lower);
+            let tok = self.ascii_token(&text[start..i]);
             self.toks.push(tok);
         }
         (exclamations, questions)
     }
 
     /// One ASCII token: strip, case checks, lower-casing and lookup in a single pass.
-    fn ascii_token(&self, raw: &[u8], lower: &mut [u8; 32]) -> Tok {
+    fn ascii_token(&self, raw: &[u8]) -> Tok {
         let (mut a, mut b) = (0, raw.len());
         while a < b && class(raw[a]) & PUNCT != 0 {
             a += 1;
@@ -174,34 +173,36 @@ impl Scorer {
             b -= 1;
         }
         let t = if b - a <= 2 { raw } else { &raw[a..b] };
-        let fits = t.len() <= lower.len() && t.len() <= self.lex.max_word_len();
-        let mut seen = 0u8;
-        for (k, &c) in t.iter().enumerate() {
-            seen |= class(c);
-            if fits {
-                lower[k] = c | ((class(c) & UPPER) << 2);
+        let (info, upper) = if t.len() <= lexicon::MAX_PACKED {
+            // Case checks and lower-casing eight bytes at a time.
+            let mut key = lexicon::pack(t);
+            let (mut any_upper, mut any_lower) = (0u64, 0u64);
+            for w in &mut key {
+                let (up, low) = (swar_upper(*w), swar_lower(*w));
+                any_upper |= up;
+                any_lower |= low;
+                *w |= up >> 2;
             }
-        }
-        let info = if fits {
-            self.lex
-                .word(&lower[..t.len()])
-                .copied()
-                .unwrap_or_default()
+            let info = self.lex.packed_word(&key, t.len()).copied();
+            (info, any_upper != 0 && any_lower == 0)
         } else {
-            Default::default()
+            let upper =
+                t.iter().any(u8::is_ascii_uppercase) && !t.iter().any(u8::is_ascii_lowercase);
+            (None, upper)
         };
+        let info = info.unwrap_or_default();
         Tok {
             valence: info.valence,
             booster: info.booster,
             negated: info.negation || contains_nt_ascii(t),
             kw: info.kw,
-            upper: seen & UPPER != 0 && seen & LOWER == 0,
+            upper,
         }
     }
 
     fn token(&mut self, raw: &str) -> Tok {
         if raw.is_ascii() {
-            return self.ascii_token(raw.as_bytes(), &mut [0u8; 32]);
+            return self.ascii_token(raw.as_bytes());
         }
         let t = strip_punc_if_word(raw);
         self.lower = t.to_lowercase();
@@ -397,6 +398,29 @@ fn class(b: u8) -> u8 {
     CLASSES[b as usize]
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// 0x80 in each byte of `w` (ASCII bytes only) that is in `lo..=hi`.
+#[inline(always)]
+fn swar_range(w: u64, lo: u8, hi: u8) -> u64 {
+    // Adding 0x80 - lo sets a byte's high bit exactly when the byte is >= lo; no byte below 0x80
+    // carries into its neighbour.
+    let ge_lo = w.wrapping_add(ONES * u64::from(0x80 - lo));
+    let gt_hi = w.wrapping_add(ONES * u64::from(0x80 - hi - 1));
+    ge_lo & !gt_hi & HIGH
+}
+
+#[inline(always)]
+fn swar_upper(w: u64) -> u64 {
+    swar_range(w, b'A', b'Z')
+}
+
+#[inline(always)]
+fn swar_lower(w: u64) -> u64 {
+    swar_range(w, b'a', b'z')
+}
+
 /// Whether the lower-cased form of an ASCII token contains "n't".
 fn contains_nt_ascii(t: &[u8]) -> bool {
     t.windows(3)
@@ -575,6 +599,15 @@ mod tests {
         assert_eq!(c("At least it isn't a horrible book."), 0.431);
         assert_eq!(c("Make sure you :) or :D today!"), 0.8633);
         assert_eq!(c("Not bad at all"), 0.431);
+    }
+
+    #[test]
+    fn swar_case_checks_agree_with_the_byte_checks() {
+        for b in 0u8..0x80 {
+            let w = u64::from(b) << 24 | 0x61;
+            assert_eq!(swar_upper(w) != 0, b.is_ascii_uppercase(), "{b}");
+            assert_eq!(swar_lower(w) & !0x80 != 0, b.is_ascii_lowercase(), "{b}");
+        }
     }
 
     #[test]
