@@ -473,6 +473,20 @@ mod tests {
     }
 
     #[test]
+    fn packing_keeps_every_byte_in_place() {
+        let word: Vec<u8> = (1..=24).collect();
+        for len in 0..=24 {
+            let mut bytes = [0u8; 24];
+            bytes[..len].copy_from_slice(&word[..len]);
+            let want: Vec<u64> = bytes
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            assert_eq!(pack(&word[..len]).to_vec(), want, "length {len}");
+        }
+    }
+
+    #[test]
     fn only_single_code_point_emoji_are_kept() {
         let lex = lexicon();
         assert_eq!(lex.emoji('😀'), Some("grinning face"));

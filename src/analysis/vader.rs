@@ -102,11 +102,7 @@ impl Scorer {
                     self.toks.push(tok);
                 }
                 // Stripping whitespace first would not change these counts.
-                let bytes = text.as_bytes();
-                (
-                    bytes.iter().filter(|&&b| b == b'!').count(),
-                    bytes.iter().filter(|&&b| b == b'?').count(),
-                )
+                count_marks(text.as_bytes())
             }
         };
         self.text = buf;
@@ -137,7 +133,6 @@ impl Scorer {
 
     /// `str.split()` over ASCII text, one token at a time; counts "!" and "?" on the way.
     fn tokenize_ascii(&mut self, text: &[u8]) -> (usize, usize) {
-        let (mut exclamations, mut questions) = (0, 0);
         let mut i = 0;
         let n = text.len();
         loop {
@@ -148,19 +143,13 @@ impl Scorer {
                 break;
             }
             let start = i;
-            while i < n {
-                let c = class(text[i]);
-                if c & SPACE != 0 {
-                    break;
-                }
-                exclamations += usize::from(c & BANG != 0);
-                questions += usize::from(c & QUESTION != 0);
+            while i < n && class(text[i]) & SPACE == 0 {
                 i += 1;
             }
             let tok = self.ascii_token(&text[start..i]);
             self.toks.push(tok);
         }
-        (exclamations, questions)
+        count_marks(text)
     }
 
     /// One ASCII token: strip, case checks, lower-casing and lookup in a single pass.
@@ -362,8 +351,6 @@ const SPACE: u8 = 0x01;
 const PUNCT: u8 = 0x02;
 const LOWER: u8 = 0x04;
 const UPPER: u8 = 0x08;
-const BANG: u8 = 0x10;
-const QUESTION: u8 = 0x20;
 
 static CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -374,13 +361,6 @@ static CLASSES: [u8; 256] = {
             SPACE
         } else if c.is_ascii_punctuation() {
             PUNCT
-                | if c == b'!' {
-                    BANG
-                } else if c == b'?' {
-                    QUESTION
-                } else {
-                    0
-                }
         } else if c.is_ascii_lowercase() {
             LOWER
         } else if c.is_ascii_uppercase() {
@@ -409,6 +389,29 @@ fn swar_range(w: u64, lo: u8, hi: u8) -> u64 {
     let ge_lo = w.wrapping_add(ONES * u64::from(0x80 - lo));
     let gt_hi = w.wrapping_add(ONES * u64::from(0x80 - hi - 1));
     ge_lo & !gt_hi & HIGH
+}
+
+/// 0x80 in each byte of `w` equal to `c`.
+#[inline(always)]
+fn swar_eq(w: u64, c: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(c));
+    !(((x & !HIGH).wrapping_add(!HIGH)) | x) & HIGH
+}
+
+/// Number of "!" and of "?" in `text`, eight bytes at a time.
+fn count_marks(text: &[u8]) -> (usize, usize) {
+    let (mut e, mut q) = (0, 0);
+    let mut words = text.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        e += swar_eq(w, b'!').count_ones() as usize;
+        q += swar_eq(w, b'?').count_ones() as usize;
+    }
+    for &b in words.remainder() {
+        e += usize::from(b == b'!');
+        q += usize::from(b == b'?');
+    }
+    (e, q)
 }
 
 #[inline(always)]
@@ -608,6 +611,24 @@ mod tests {
             assert_eq!(swar_upper(w) != 0, b.is_ascii_uppercase(), "{b}");
             assert_eq!(swar_lower(w) & !0x80 != 0, b.is_ascii_lowercase(), "{b}");
         }
+    }
+
+    #[test]
+    fn marks_are_counted_in_any_byte_position() {
+        let text = "a!?b!!c??d\u{e9}!x?!".as_bytes();
+        let want = (
+            text.iter().filter(|&&b| b == b'!').count(),
+            text.iter().filter(|&&b| b == b'?').count(),
+        );
+        for start in 0..text.len() {
+            let part = &text[start..];
+            let want_part = (
+                part.iter().filter(|&&b| b == b'!').count(),
+                part.iter().filter(|&&b| b == b'?').count(),
+            );
+            assert_eq!(count_marks(part), want_part);
+        }
+        assert_eq!(count_marks(text), want);
     }
 
     #[test]
