@@ -71,13 +71,12 @@ pub fn main() -> ExitCode {
             format,
             column,
         } => analyze(file, format, column),
-        Command::Licenses => {
-            println!(
-                "sentiq includes the VADER lexicons (vaderSentiment 3.3.2, C.J. Hutto):\n\n{}",
-                analysis::lexicon::LICENSE
-            );
-            Ok(())
-        }
+        Command::Licenses => writeln!(
+            io::stdout().lock(),
+            "sentiq includes the VADER lexicons (vaderSentiment 3.3.2, C.J. Hutto):\n\n{}",
+            analysis::lexicon::LICENSE
+        )
+        .map_err(CliError::Output),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -238,15 +238,15 @@ impl<R: Read> Chunker for TextChunker<R> {
                 if buf.len() >= MAX_ITEM_BYTES {
                     // No line feed in a long stretch: cut after the last whitespace, or at any
                     // character boundary, rather than hold an unbounded line.
+                    // `take` may have stopped inside a character, so the fallback cut is the
+                    // end of the last whole character.
                     let at = buf
                         .iter()
                         .rposition(|&b| super::pytext::is_space_byte(b))
                         .map(|p| p + 1)
-                        .unwrap_or_else(|| {
-                            (0..=buf.len())
-                                .rev()
-                                .find(|&p| p == buf.len() || (buf[p] as i8) >= -0x40)
-                                .unwrap_or(buf.len())
+                        .unwrap_or_else(|| match std::str::from_utf8(&buf) {
+                            Ok(_) => buf.len(),
+                            Err(e) => e.valid_up_to(),
                         });
                     cut = Some(at);
                     break;
@@ -292,13 +292,6 @@ impl<R: Read> JsonlChunker<R> {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct JsonlItem {
-    text: serde_json::Value,
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-}
-
 /// An `id` given as a string or a number, as text.
 pub fn id_text(id: Option<serde_json::Value>) -> Result<Option<String>, &'static str> {
     match id {
@@ -340,15 +333,19 @@ impl<R: Read> Chunker for JsonlChunker<R> {
                 line: self.line_no,
                 message,
             };
-            let item: JsonlItem = serde_json::from_str(line).map_err(|e| {
-                bad(format!(
-                    "expected a JSON object with a \"text\" string ({e})"
-                ))
-            })?;
-            let serde_json::Value::String(text) = item.text else {
-                return Err(bad("\"text\" must be a string".into()));
+            let value: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| bad(format!("this line is not valid JSON ({e})")))?;
+            let serde_json::Value::Object(mut object) = value else {
+                return Err(bad(
+                    "expected a JSON object such as {\"text\": \"...\"}".into()
+                ));
             };
-            let id = id_text(item.id).map_err(|m| bad(m.into()))?;
+            let Some(serde_json::Value::String(text)) = object.remove("text") else {
+                return Err(bad(
+                    "the object needs a \"text\" field holding a string".into()
+                ));
+            };
+            let id = id_text(object.remove("id")).map_err(|m| bad(m.into()))?;
             items.push((id, text));
         }
         Ok(if items.is_empty() && self.done {
