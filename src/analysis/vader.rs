@@ -13,7 +13,8 @@
 //! [`Scorer`] reuses its buffers, so scoring a sentence allocates nothing in the common case.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -499,27 +500,33 @@ fn but_check(sentiments: &mut [f64], bi: usize) {
         }
         return;
     }
-    // Long token lists: the same walk with an index from value to the positions holding it, so a
-    // huge single "sentence" stays O(n log n). 0.0 and -0.0 compare equal in Python, so they
-    // share a key.
+    // Long token lists: the same walk with an index from each value to the positions holding it,
+    // so a huge single "sentence" stays O(n log n). The position rescaled is always the first one
+    // holding its value, i.e. the minimum of its set, so a min-heap per value is enough. 0.0 and
+    // -0.0 compare equal in Python, so they share a key.
     let key = |v: f64| if v == 0.0 { 0u64 } else { v.to_bits() };
-    let mut positions: FxHashMap<u64, BTreeSet<usize>> = FxHashMap::default();
+    let mut positions: FxHashMap<u64, Vec<Reverse<usize>>> = FxHashMap::default();
     for (j, &v) in sentiments.iter().enumerate() {
-        positions.entry(key(v)).or_default().insert(j);
+        positions.entry(key(v)).or_default().push(Reverse(j));
     }
+    // Pushed in increasing order, each list is already a valid min-heap.
+    let mut positions: FxHashMap<u64, BinaryHeap<Reverse<usize>>> = positions
+        .into_iter()
+        .map(|(k, v)| (k, BinaryHeap::from(v)))
+        .collect();
     for k in 0..sentiments.len() {
         let v = sentiments[k];
-        let si = positions
-            .get(&key(v))
-            .and_then(|s| s.first().copied())
-            .unwrap_or(k);
+        let Some(heap) = positions.get_mut(&key(v)) else {
+            continue;
+        };
+        let Some(&Reverse(si)) = heap.peek() else {
+            continue;
+        };
         if let Some(nv) = scale(si, v)
             && key(nv) != key(v)
         {
-            if let Some(set) = positions.get_mut(&key(v)) {
-                set.remove(&si);
-            }
-            positions.entry(key(nv)).or_default().insert(si);
+            heap.pop();
+            positions.entry(key(nv)).or_default().push(Reverse(si));
             sentiments[si] = nv;
         }
     }
@@ -640,6 +647,39 @@ mod tests {
     fn empty_and_blank_text_score_zero() {
         assert_eq!(polarity_scores(""), Scores::default());
         assert_eq!(polarity_scores(" \t\u{3000} "), Scores::default());
+    }
+
+    #[test]
+    fn the_long_but_walk_agrees_with_the_naive_walk_on_colliding_values() {
+        // Values chosen so that rescaling produces values already present (1.5 * 0.5 = 0.75...).
+        let pool = [
+            0.0, -0.0, 0.75, 1.5, 3.0, -0.7, -1.4, 2.25, 1.125, -0.35, 4.5,
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let n = 65 + (next() % 300) as usize;
+            let values: Vec<f64> = (0..n).map(|_| pool[(next() % 11) as usize]).collect();
+            let bi = (next() as usize) % n;
+            let mut naive = values.clone();
+            for k in 0..naive.len() {
+                let v = naive[k];
+                let si = naive.iter().position(|&x| x == v).unwrap();
+                if si < bi {
+                    naive[si] = v * 0.5;
+                } else if si > bi {
+                    naive[si] = v * 1.5;
+                }
+            }
+            let mut fast = values.clone();
+            but_check(&mut fast, bi);
+            assert_eq!(naive, fast, "n={n} but at {bi}");
+        }
     }
 
     #[test]
