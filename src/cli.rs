@@ -6,7 +6,7 @@
 //! output behind.
 
 use std::fs::File;
-use std::io::{self, IsTerminal, Read, Seek, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Seek, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -135,18 +135,33 @@ const SCORE_BLOCK_BYTES: usize = 2 << 20;
 fn score(path: Option<PathBuf>) -> Result<(), CliError> {
     let (mut file, _name) = open_input(&path)?;
     // First pass: the whole input must be UTF-8 and non-empty before anything is printed.
-    let mut check = Utf8Reader::new(io::BufReader::with_capacity(1 << 20, &file));
-    let checked = io::copy(&mut check, &mut io::sink()).map_err(read_error)?;
+    let mut check = Utf8Reader::new(&file);
+    let mut checked = 0u64;
+    loop {
+        let n = check.fill_buf().map_err(read_error)?.len();
+        if n == 0 {
+            break;
+        }
+        check.consume(n);
+        checked += n as u64;
+    }
+    drop(check);
     if checked == 0 {
         return Err(AnalysisError::Empty.into());
     }
-    drop(check);
-    file.rewind().map_err(|source| CliError::Open {
+    // Second pass: the input was checked, so plain reads will do (each block is still turned into
+    // text with a check, in case the file changed in between). Skip a byte-order mark as the
+    // check did.
+    let reopen = |source| CliError::Open {
         path: "input".into(),
         source,
-    })?;
-
-    let mut reader = Utf8Reader::new(io::BufReader::with_capacity(1 << 20, file));
+    };
+    file.rewind().map_err(reopen)?;
+    let mut head = [0u8; 3];
+    let bom = file.read_exact(&mut head).is_ok() && head == *b"\xEF\xBB\xBF";
+    file.seek(io::SeekFrom::Start(if bom { 3 } else { 0 }))
+        .map_err(reopen)?;
+    let mut reader = file;
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut block: Vec<u8> = Vec::with_capacity(2 * SCORE_BLOCK_BYTES);
@@ -177,8 +192,9 @@ fn score(path: Option<PathBuf>) -> Result<(), CliError> {
         };
         let rest = block.split_off(cut);
         if !block.is_empty() {
-            let text = std::str::from_utf8(&block)
-                .map_err(|_| AnalysisError::Internal("validated input was not UTF-8".into()))?;
+            let text = std::str::from_utf8(&block).map_err(|_| {
+                AnalysisError::Internal("the input changed while it was being read".into())
+            })?;
             write_block_scores(text, &mut out)?;
         }
         block = rest;

@@ -36,32 +36,38 @@ impl std::fmt::Display for InvalidUtf8 {
 
 impl std::error::Error for InvalidUtf8 {}
 
+/// Size of the [`Utf8Reader`]'s buffer.
+const READ_BUFFER: usize = 256 * 1024;
+
 /// Passes bytes through only once they are known to be valid UTF-8.
 pub struct Utf8Reader<R> {
     inner: R,
-    buf: Vec<u8>,
-    /// `buf[pos..valid]` is validated and not yet handed out; `buf[valid..]` is an incomplete
-    /// sequence waiting for its next bytes.
+    /// Fixed buffer: `buf[pos..valid]` is validated and not yet handed out, `buf[valid..len]` an
+    /// incomplete sequence waiting for its next bytes.
+    buf: Box<[u8]>,
     pos: usize,
     valid: usize,
-    /// Bytes handed out so far, and line feeds among them.
+    len: usize,
+    /// Bytes handed out so far (including a skipped byte-order mark).
     consumed: u64,
+    /// Line feeds in the bytes already dropped from the buffer, for error messages.
     lines: u64,
     eof: bool,
-    at_start: bool,
+    bom_checked: bool,
 }
 
 impl<R: Read> Utf8Reader<R> {
     pub fn new(inner: R) -> Self {
         Utf8Reader {
             inner,
-            buf: Vec::with_capacity(64 * 1024),
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
             pos: 0,
             valid: 0,
+            len: 0,
             consumed: 0,
             lines: 0,
             eof: false,
-            at_start: true,
+            bom_checked: false,
         }
     }
 
@@ -70,37 +76,37 @@ impl<R: Read> Utf8Reader<R> {
         self.consumed
     }
 
+    /// Refill after everything validated was handed out (`pos == valid`).
     fn fill(&mut self) -> io::Result<()> {
-        // Move the incomplete tail to the front and read more after it.
-        self.buf.drain(..self.valid);
+        self.lines += memchr::memchr_iter(b'\n', &self.buf[..self.valid]).count() as u64;
+        self.buf.copy_within(self.valid..self.len, 0);
+        self.len -= self.valid;
         self.pos = 0;
         self.valid = 0;
-        let old = self.buf.len();
-        self.buf.resize(old + 64 * 1024, 0);
         let n = loop {
-            match self.inner.read(&mut self.buf[old..]) {
+            match self.inner.read(&mut self.buf[self.len..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         };
-        self.buf.truncate(old + n);
-        if n == 0 {
-            self.eof = true;
-        }
-        if self.at_start && (self.buf.len() >= 3 || self.eof) {
-            self.at_start = false;
-            if self.buf.starts_with(b"\xEF\xBB\xBF") {
+        self.len += n;
+        self.eof = n == 0;
+        if !self.bom_checked {
+            if self.len < 3 && !self.eof {
+                // Too little to tell whether the input starts with a byte-order mark.
+                return Ok(());
+            }
+            self.bom_checked = true;
+            if self.buf[..self.len].starts_with(b"\xEF\xBB\xBF") {
                 // A byte-order mark is not text.
-                self.buf.drain(..3);
+                self.buf.copy_within(3..self.len, 0);
+                self.len -= 3;
                 self.consumed += 3;
             }
         }
-        match std::str::from_utf8(&self.buf) {
-            Ok(_) => self.valid = self.buf.len(),
+        match std::str::from_utf8(&self.buf[..self.len]) {
+            Ok(_) => self.valid = self.len,
             Err(e) => {
                 let good = e.valid_up_to();
                 if e.error_len().is_some() || self.eof {
@@ -137,8 +143,8 @@ impl<R: Read> BufRead for Utf8Reader<R> {
         while self.pos == self.valid && !self.eof {
             self.fill()?;
         }
-        if self.pos == self.valid && self.eof && self.valid < self.buf.len() {
-            // Truncated sequence at the very end: fill() reports it.
+        if self.pos == self.valid && self.eof && self.valid < self.len {
+            // A sequence cut off by the end of the input: fill() reports it.
             self.fill()?;
         }
         Ok(&self.buf[self.pos..self.valid])
@@ -146,7 +152,6 @@ impl<R: Read> BufRead for Utf8Reader<R> {
 
     fn consume(&mut self, n: usize) {
         let n = n.min(self.valid - self.pos);
-        self.lines += memchr::memchr_iter(b'\n', &self.buf[self.pos..self.pos + n]).count() as u64;
         self.consumed += n as u64;
         self.pos += n;
     }
