@@ -295,11 +295,14 @@ pub fn pack(word: &[u8]) -> Packed {
 }
 
 /// Open-addressed table from packed short words to their [`WordInfo`]: the scorer's one lookup
-/// per token is a multiply, a shift and three integer compares, with no hashing of byte strings.
+/// per token is a multiply and a probe of a compact slot array, with no hashing of byte strings.
+///
+/// The probed array holds only 32-bit slots (a 16-bit hash tag and a 16-bit entry index), so it
+/// stays cache-resident (128 KiB); the words themselves are compared only when the tag matches.
 struct PackedTable {
-    /// (packed word, length, index into `infos` + 1; 0 = empty slot).
-    slots: Vec<(Packed, u32, u32)>,
-    infos: Vec<WordInfo>,
+    /// 0 = empty; else `tag << 16 | (index into entries + 1)`.
+    slots: Vec<u32>,
+    entries: Vec<(Packed, usize, WordInfo)>,
     shift: u32,
 }
 
@@ -307,43 +310,51 @@ impl PackedTable {
     fn build(words: &FxHashMap<&'static [u8], WordInfo>) -> PackedTable {
         let bits = (words.len() * 4).next_power_of_two().trailing_zeros();
         let mut table = PackedTable {
-            slots: vec![([0; 3], 0, 0); 1 << bits],
-            infos: Vec::with_capacity(words.len()),
+            slots: vec![0; 1 << bits],
+            entries: Vec::with_capacity(words.len()),
             shift: 64 - bits,
         };
+        assert!(
+            words.len() < 0xFFFF,
+            "the packed table indexes entries with 16 bits"
+        );
         for (word, info) in words {
             if word.len() > MAX_PACKED {
                 continue;
             }
             let key = pack(word);
-            table.infos.push(*info);
-            let mut at = table.slot(&key, word.len());
-            while table.slots[at].2 != 0 {
+            table.entries.push((key, word.len(), *info));
+            let (mut at, tag) = table.slot(&key, word.len());
+            while table.slots[at] != 0 {
                 at = (at + 1) & (table.slots.len() - 1);
             }
-            table.slots[at] = (key, word.len() as u32, table.infos.len() as u32);
+            table.slots[at] = (tag << 16) | table.entries.len() as u32;
         }
         table
     }
 
+    /// Start slot and 16-bit tag of a word.
     #[inline]
-    fn slot(&self, key: &Packed, len: usize) -> usize {
+    fn slot(&self, key: &Packed, len: usize) -> (usize, u32) {
         let h = (key[0] ^ key[1].rotate_left(21) ^ key[2].rotate_left(42) ^ len as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> self.shift) as usize
+        ((h >> self.shift) as usize, (h & 0xFFFF) as u32)
     }
 
     #[inline]
     fn get(&self, key: &Packed, len: usize) -> Option<&WordInfo> {
         let mask = self.slots.len() - 1;
-        let mut at = self.slot(key, len);
+        let (mut at, tag) = self.slot(key, len);
         loop {
-            let (k, l, idx) = &self.slots[at];
-            if *idx == 0 {
+            let slot = self.slots[at];
+            if slot == 0 {
                 return None;
             }
-            if *l as usize == len && k == key {
-                return Some(&self.infos[*idx as usize - 1]);
+            if slot >> 16 == tag {
+                let (k, l, info) = &self.entries[(slot & 0xFFFF) as usize - 1];
+                if *l == len && k == key {
+                    return Some(info);
+                }
             }
             at = (at + 1) & mask;
         }
