@@ -288,10 +288,31 @@ pub type Packed = [u64; 3];
 /// Pack `word` (at most [`MAX_PACKED`] bytes).
 #[inline]
 pub fn pack(word: &[u8]) -> Packed {
-    let mut bytes = [0u8; MAX_PACKED];
-    bytes[..word.len()].copy_from_slice(word);
-    let w = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    [w(0), w(1), w(2)]
+    // Whole-word loads straight from the token: copying the bytes into a zeroed buffer first
+    // and reading it back as words stalls on store forwarding, which cost more than the lookup.
+    debug_assert!(word.len() <= MAX_PACKED);
+    let mut out = [0u64; 3];
+    for (w, chunk) in out.iter_mut().zip(word.chunks(8)) {
+        *w = load_le(chunk);
+    }
+    out
+}
+
+/// Up to 8 bytes as a little-endian word, zero-extended, with at most two (overlapping) loads.
+#[inline(always)]
+fn load_le(c: &[u8]) -> u64 {
+    let k = c.len();
+    let u32_at = |i: usize| u64::from(u32::from_le_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]));
+    match k {
+        8.. => u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+        4..=7 => u32_at(0) | (u32_at(k - 4) << ((k - 4) * 8)),
+        1..=3 => {
+            u64::from(c[0])
+                | (u64::from(c[k / 2]) << (8 * (k / 2)))
+                | (u64::from(c[k - 1]) << (8 * (k - 1)))
+        }
+        0 => 0,
+    }
 }
 
 /// Open-addressed table from packed short words to their [`WordInfo`]: the scorer's one lookup
