@@ -423,15 +423,15 @@ impl Lexicon {
     }
 
     fn build() -> Lexicon {
-        let mut words: FxHashMap<&'static [u8], WordInfo> = FxHashMap::default();
+        let mut words: FxHashMap<&'static [u8], WordInfo> =
+            FxHashMap::with_capacity_and_hasher(8192, Default::default());
         // make_lex_dict: rstrip("\n"), split on "\n", skip empty lines, strip() each line, take the
         // first two tab-separated fields, later lines overwrite earlier ones.
-        for line in VADER_LEXICON.trim_end_matches('\n').split('\n') {
+        for line in lines(VADER_LEXICON) {
             if line.is_empty() {
                 continue;
             }
-            let mut fields = pytext::strip(line).split('\t');
-            let (Some(word), Some(measure)) = (fields.next(), fields.next()) else {
+            let Some((word, measure)) = first_two_fields(pytext::strip(line)) else {
                 panic!("malformed line in the built-in VADER lexicon: {line:?}");
             };
             let valence: f64 = measure
@@ -452,9 +452,8 @@ impl Lexicon {
             words.entry(w.as_bytes()).or_default().kw = kw;
         }
         let mut emoji = FxHashMap::default();
-        for line in EMOJI_LEXICON.trim_end_matches('\n').split('\n') {
-            let mut fields = pytext::strip(line).split('\t');
-            let (Some(key), Some(description)) = (fields.next(), fields.next()) else {
+        for line in lines(EMOJI_LEXICON) {
+            let Some((key, description)) = first_two_fields(pytext::strip(line)) else {
                 panic!("malformed line in the built-in emoji lexicon: {line:?}");
             };
             let mut chars = key.chars();
@@ -470,6 +469,27 @@ impl Lexicon {
             max_word_len,
         }
     }
+}
+
+/// The lines of a lexicon file as the reference reads them: `rstrip("\n").split("\n")`.
+fn lines(file: &'static str) -> impl Iterator<Item = &'static str> {
+    let body = file.trim_end_matches('\n');
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', body.as_bytes())
+        .chain([body.len()])
+        .map(move |end| {
+            let line = &body[start..end];
+            start = end + 1;
+            line
+        })
+}
+
+/// `line.split("\t")[0:2]`, when there are at least two fields.
+fn first_two_fields(line: &str) -> Option<(&str, &str)> {
+    let first = memchr::memchr(b'\t', line.as_bytes())?;
+    let rest = &line[first + 1..];
+    let second = memchr::memchr(b'\t', rest.as_bytes()).unwrap_or(rest.len());
+    Some((&line[..first], &rest[..second]))
 }
 
 /// The lexicon, parsed on first use (about a millisecond) and shared by every thread.

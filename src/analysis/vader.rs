@@ -154,6 +154,7 @@ impl Scorer {
     }
 
     /// One ASCII token: strip, case checks, lower-casing and lookup in a single pass.
+    #[inline(always)]
     fn ascii_token(&self, raw: &[u8]) -> Tok {
         let (mut a, mut b) = (0, raw.len());
         while a < b && class(raw[a]) & PUNCT != 0 {
