@@ -120,5 +120,10 @@ mod tests {
         assert_eq!(round(0.00005, 4), 0.0001); // 0.00005 is stored slightly above the half
         assert!(round(-0.00001, 4).is_sign_negative());
         assert_eq!(round(0.61234, 4), 0.6123);
+        // Values Python 3.11 gives: the stored binary value decides, not the decimal text.
+        assert_eq!(round(-0.61235, 4), -0.6123);
+        assert_eq!(round(-0.375, 2), -0.38);
+        assert_eq!(round(0.49999999999999994, 0), 0.0);
+        assert_eq!(round(-2.5, 0), -2.0);
     }
 }
