@@ -118,13 +118,23 @@ run_reference() {
     echo "$sps"
 }
 
+# Prints sentiq's own scoring-loop rate (score --bench), measured as the reference measures its own.
+run_sentiq_loop() {
+    local err
+    err=$(taskset -c 0 "$BIN" --threads 1 score --bench "$INPUT" 2>&1 >/dev/null)
+    log "   $err"
+    sed -n 's/.*sentences_per_s=\([0-9.]*\).*/\1/p' <<<"$err" | tail -n 1
+}
+
 ref_rates=()
 sq_secs=()
+loop_rates=()
 for ((r = 1; r <= ROUNDS; r++)); do
     log "== round $r/$ROUNDS: reference"
     ref_rates+=("$(run_reference)")
     log "== round $r/$ROUNDS: sentiq"
     sq_secs+=("$(time_sentiq)")
+    loop_rates+=("$(run_sentiq_loop)")
 done
 
 # --- report -----------------------------------------------------------------------------------
@@ -155,8 +165,14 @@ for ((r = 0; r < ROUNDS; r++)); do
 done
 printf '| %-6s | %26.1f | %24.4f | %18.1f |\n' median "$ref_med" "$sq_med_s" "$sq_med"
 echo
+loop_med=$(printf '%s\n' "${loop_rates[@]}" | median)
+loop_ratio=$(awk -v a="$loop_med" -v b="$ref_med" 'BEGIN { printf "%.2f", a / b }')
+echo "sentiq scoring loop (score --bench), per round: ${loop_rates[*]}"
+echo
 echo "reference_sentences_per_s=$ref_med sentiq_sentences_per_s=$sq_med ratio=$ratio"
 echo "ratio sentiq/reference: ${ratio}x (sentiq: whole process; reference: scoring loop only)"
+echo "sentiq_loop_sentences_per_s=$loop_med loop_ratio=$loop_ratio"
+echo "ratio sentiq/reference, scoring loop against scoring loop: ${loop_ratio}x"
 
 if awk -v r="$ratio" -v m="$MIN_RATIO" 'BEGIN { exit !(r + 0 < m + 0) }'; then
     echo "FAIL: ratio ${ratio}x is under MIN_RATIO=${MIN_RATIO}" >&2

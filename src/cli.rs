@@ -37,6 +37,11 @@ pub enum Command {
     Score {
         /// Input file; standard input when absent or "-".
         file: Option<PathBuf>,
+        /// Print no scores: time the scoring of all lines on this thread, after reading them,
+        /// and print `sentences=N score_s=S sentences_per_s=R` on stderr (as the Python
+        /// reference tool's --bench does, for like-for-like comparisons).
+        #[arg(long)]
+        bench: bool,
     },
     /// Analyse a document, CSV or JSONL file as a job would; the report JSON goes to stdout.
     Analyze {
@@ -65,7 +70,8 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let outcome = match cli.command {
-        Command::Score { file } => score(file),
+        Command::Score { file, bench: false } => score(file),
+        Command::Score { file, bench: true } => score_bench(file),
         Command::Analyze {
             file,
             format,
@@ -226,6 +232,33 @@ fn write_block_scores(text: &str, out: &mut impl Write) -> Result<(), CliError> 
     for r in &rendered {
         out.write_all(r).map_err(CliError::Output)?;
     }
+    Ok(())
+}
+
+/// `score --bench`: read and split the whole input first, then time only the scoring loop.
+fn score_bench(path: Option<PathBuf>) -> Result<(), CliError> {
+    let (file, _name) = open_input(&path)?;
+    let mut text = String::new();
+    Utf8Reader::new(file)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    let body = text.strip_suffix('\n').unwrap_or(&text);
+    let lines: Vec<&str> = body
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
+    let mut scorer = analysis::Scorer::new();
+    scorer.score("warm up: load the lexicon before the clock starts");
+    let started = std::time::Instant::now();
+    for line in &lines {
+        std::hint::black_box(scorer.score(std::hint::black_box(line)));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "sentences={} score_s={seconds:.3} sentences_per_s={:.1}",
+        lines.len(),
+        lines.len() as f64 / seconds
+    );
     Ok(())
 }
 

@@ -1363,3 +1363,21 @@ fn licenses_prints_the_mit_notice_naming_cj_hutto() {
     );
     assert!(text.contains("vaderSentiment 3.3.2"), "{text}");
 }
+
+#[test]
+fn score_bench_times_the_scoring_loop_and_prints_no_scores() {
+    let dir = tempdir();
+    let path = file(&dir, "lines.txt", "good day\n\nbad night\n");
+    let run = sentiq(&["--threads", "1", "score", "--bench", &path]);
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+    assert!(
+        run.stdout.is_empty(),
+        "no scores in bench mode: {}",
+        run.stdout()
+    );
+    assert!(
+        run.stderr.contains("sentences=3 ") && run.stderr.contains("sentences_per_s="),
+        "{}",
+        run.stderr
+    );
+}
