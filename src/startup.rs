@@ -97,8 +97,15 @@ impl Application {
                     .await
             })
         });
+        let reconciler = self
+            .config
+            .run_worker
+            .then(|| tokio::spawn(worker::reconcile_forever(self.deps.clone())));
         let served = self.server.await;
         stop.notify_one();
+        if let Some(r) = reconciler {
+            r.abort();
+        }
         if let Some(w) = workers {
             match tokio::time::timeout(SHUTDOWN_GRACE, w).await {
                 Ok(Ok(Ok(()))) => {}
@@ -135,10 +142,13 @@ pub async fn run_worker(config: Config) -> Result<(), StartupError> {
     let deps = Deps::new(pool);
     let monitor = worker_monitor(&config, &deps);
     tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency, "worker started");
-    monitor
+    let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
+    let outcome = monitor
         .run_with_signal(shutdown_signal())
         .await
-        .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))
+        .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())));
+    reconciler.abort();
+    outcome
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -259,61 +259,75 @@ pub async fn recent_for_visitor(
     .await
 }
 
-/// `queued → running` (or take over a `running` row whose worker went silent before
-/// `stale_before`). Returns the claimed row, or None when the job is not there to run.
-pub async fn claim(
-    pool: &SqlitePool,
-    id: &str,
-    stale_before: &str,
-) -> Result<Option<JobRow>, sqlx::Error> {
+/// `queued → running`, counting the attempt. Returns the claimed row (whose `attempts` is the
+/// fencing token of this run), or None when the job is not queued (already running, final,
+/// unknown): a duplicate delivery then does nothing.
+pub async fn claim(pool: &SqlitePool, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
     let now = now();
     sqlx::query_as::<_, JobRow>(concat!(
         "UPDATE sentiq_jobs SET status = 'running', attempts = attempts + 1, \
          started_at = COALESCE(started_at, ?1), updated_at = ?1, progress_done = 0, \
-         version = version + 1 \
-         WHERE id = ?2 AND (status = 'queued' OR (status = 'running' AND updated_at < ?3)) \
-         RETURNING ",
-        columns!(),
-        ""
+         version = version + 1 WHERE id = ?2 AND status = 'queued' RETURNING ",
+        columns!()
     ))
     .bind(&now)
     .bind(id)
-    .bind(stale_before)
     .fetch_optional(pool)
     .await
+}
+
+/// Keep the lease of a running job fresh. False when this run no longer owns the job.
+pub async fn touch(pool: &SqlitePool, id: &str, attempt: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE sentiq_jobs SET updated_at = ? WHERE id = ? AND status = 'running' AND attempts = ?",
+    )
+    .bind(now())
+    .bind(id)
+    .bind(attempt)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Record progress of a running job. False when the job is no longer running (cancelled).
 pub async fn set_progress(
     pool: &SqlitePool,
     id: &str,
+    attempt: i64,
     done: u64,
     total: u64,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE sentiq_jobs SET progress_done = ?, progress_total = ?, updated_at = ?, \
-         version = version + 1 WHERE id = ? AND status = 'running'",
+         version = version + 1 WHERE id = ? AND status = 'running' AND attempts = ?",
     )
     .bind(done as i64)
     .bind(total as i64)
     .bind(now())
     .bind(id)
+    .bind(attempt)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// `running → succeeded` with the report. False when the row was not running any more.
-pub async fn succeed(pool: &SqlitePool, id: &str, report_json: &str) -> Result<bool, sqlx::Error> {
+pub async fn succeed(
+    pool: &SqlitePool,
+    id: &str,
+    attempt: i64,
+    report_json: &str,
+) -> Result<bool, sqlx::Error> {
     let now = now();
     let r = sqlx::query(
         "UPDATE sentiq_jobs SET status = 'succeeded', result = ?1, progress_done = progress_total, \
          finished_at = ?2, updated_at = ?2, version = version + 1 \
-         WHERE id = ?3 AND status = 'running'",
+         WHERE id = ?3 AND status = 'running' AND attempts = ?4",
     )
     .bind(report_json)
     .bind(&now)
     .bind(id)
+    .bind(attempt)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -323,6 +337,7 @@ pub async fn succeed(pool: &SqlitePool, id: &str, report_json: &str) -> Result<b
 pub async fn fail(
     pool: &SqlitePool,
     id: &str,
+    attempt: i64,
     code: &str,
     message: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -330,26 +345,70 @@ pub async fn fail(
     let r = sqlx::query(
         "UPDATE sentiq_jobs SET status = 'failed', error_code = ?1, error_message = ?2, \
          finished_at = ?3, updated_at = ?3, version = version + 1 \
-         WHERE id = ?4 AND status = 'running'",
+         WHERE id = ?4 AND status = 'running' AND attempts = ?5",
     )
     .bind(code)
     .bind(message)
     .bind(&now)
     .bind(id)
+    .bind(attempt)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
-/// `running → queued` to hand a job back (shutdown, transient error with attempts left).
-pub async fn requeue(pool: &SqlitePool, id: &str) -> Result<bool, sqlx::Error> {
+/// `running → queued` for this run's job (a retry), in the caller's transaction.
+pub async fn requeue(
+    conn: &mut SqliteConnection,
+    id: &str,
+    attempt: i64,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE sentiq_jobs SET status = 'queued', updated_at = ?, version = version + 1 \
-         WHERE id = ? AND status = 'running'",
+         WHERE id = ? AND status = 'running' AND attempts = ?",
     )
     .bind(now())
     .bind(id)
-    .execute(pool)
+    .bind(attempt)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Jobs that need a new queue entry: running jobs whose lease ran out (their worker died) and
+/// queued jobs without a live queue entry (the push was lost), both untouched since
+/// `stale_before`. Returns (id, queue, status).
+pub async fn stale(
+    pool: &SqlitePool,
+    stale_before: &str,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT j.id, j.queue, j.status FROM sentiq_jobs j \
+         WHERE j.updated_at < ?1 AND (j.status = 'running' OR (j.status = 'queued' AND NOT EXISTS ( \
+            SELECT 1 FROM Jobs q WHERE q.job_type = j.queue \
+            AND CAST(q.job AS TEXT) = json_quote(j.id) \
+            AND q.status IN ('Pending', 'Queued', 'Running')))) \
+         ORDER BY j.updated_at LIMIT 100",
+    )
+    .bind(stale_before)
+    .fetch_all(pool)
+    .await
+}
+
+/// Hand a stale job back to the queue state (conditional on it still being stale).
+pub async fn reset_stale(
+    conn: &mut SqliteConnection,
+    id: &str,
+    stale_before: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE sentiq_jobs SET status = 'queued', updated_at = ?, version = version + 1 \
+         WHERE id = ? AND status IN ('queued', 'running') AND updated_at < ?",
+    )
+    .bind(now())
+    .bind(id)
+    .bind(stale_before)
+    .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected() == 1)
 }

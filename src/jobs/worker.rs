@@ -23,12 +23,15 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
-use super::model::{self, ItemRow, Status};
+use super::model::{self, ItemRow};
 use super::queue::{self, JobArgs, WakeStrategy, Wakers};
 use crate::analysis::{self, AnalysisError, Format, Item, Observer, Options};
 
-/// How long a running job may go without any update before another delivery may take it over.
-pub const LEASE: Duration = Duration::from_secs(120);
+/// How long a running job may go without any update before the reconciler hands it to another
+/// worker (its worker is then presumed dead). Running jobs refresh it every `LEASE / 4`.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// How often the reconciler looks for stale jobs.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(15);
 /// Most runs of one job (first run and retries after transient errors).
 pub const MAX_ATTEMPTS: i64 = 3;
 /// Least time between two progress writes.
@@ -150,35 +153,50 @@ struct StoredDocument {
 /// already running or final does nothing.
 pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
     let pool = &deps.pool;
-    let stale_before =
-        (chrono::Utc::now() - LEASE).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let Some(job) = model::claim(pool, id, &stale_before).await? else {
+    let Some(job) = model::claim(pool, id).await? else {
         let status = model::get(pool, id).await?.map(|j| j.status);
-        tracing::info!(job_id = %id, status = ?status, "delivery skipped: job not runnable");
+        tracing::info!(job_id = %id, status = ?status, "delivery skipped: job not queued");
         return Ok(Outcome::Skipped);
     };
+    // This run's fencing token: every later write of this run requires it.
+    let attempt = job.attempts;
     let started = Instant::now();
-    tracing::info!(job_id = %id, queue = %job.queue, attempt = job.attempts, input_bytes = job.input_bytes, "job started");
-    if job.attempts > MAX_ATTEMPTS {
+    tracing::info!(job_id = %id, queue = %job.queue, attempt, input_bytes = job.input_bytes, "job started");
+    if attempt > MAX_ATTEMPTS {
         model::fail(
             pool,
             id,
+            attempt,
             "too_many_attempts",
             "the analysis was interrupted too many times; please submit it again",
         )
         .await?;
         return Ok(Outcome::Failed);
     }
-    if job.attempts > 1 {
+    if attempt > 1 {
         model::delete_items(pool, id).await?;
     }
     let Some(input) = model::input(pool, id).await? else {
-        model::fail(pool, id, "internal", "the input of this job is missing").await?;
+        model::fail(
+            pool,
+            id,
+            attempt,
+            "internal",
+            "the input of this job is missing",
+        )
+        .await?;
         return Ok(Outcome::Failed);
     };
 
     let flag = deps.cancels.register(id);
+    let lease = tokio::spawn(keep_lease(
+        pool.clone(),
+        id.to_owned(),
+        attempt,
+        flag.clone(),
+    ));
     let outcome = run_analysis(deps, &job, input, flag).await;
+    lease.abort();
     deps.cancels.remove(id);
 
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -186,7 +204,7 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
         Ok(report) => {
             let json =
                 serde_json::to_string(&report).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            if model::succeed(pool, id, &json).await? {
+            if model::succeed(pool, id, attempt, &json).await? {
                 tracing::info!(job_id = %id, duration_ms, items = report.items, "job succeeded");
                 Outcome::Succeeded
             } else {
@@ -196,16 +214,15 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
             }
         }
         Err(AnalysisError::Cancelled) => {
+            // The row is already `cancelled` (that is what raised the flag).
             tracing::info!(job_id = %id, duration_ms, "job cancelled");
             model::delete_items(pool, id).await?;
-            // The row is already `cancelled` (that is what set the flag); this is a no-op then.
-            model::fail(pool, id, "cancelled", "the analysis was cancelled").await?;
             Outcome::Cancelled
         }
-        Err(e) if e.is_bad_input() || job.attempts >= MAX_ATTEMPTS => {
+        Err(e) if e.is_bad_input() || attempt >= MAX_ATTEMPTS => {
             tracing::info!(job_id = %id, duration_ms, code = e.code(), "job failed");
             model::delete_items(pool, id).await?;
-            model::fail(pool, id, e.code(), &e.to_string()).await?;
+            model::fail(pool, id, attempt, e.code(), &e.to_string()).await?;
             Outcome::Failed
         }
         Err(e) => {
@@ -218,19 +235,60 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
     Ok(result)
 }
 
+/// Refresh the job's lease while it runs; raise the cancel flag if the run lost the job.
+async fn keep_lease(pool: SqlitePool, id: String, attempt: i64, cancelled: Arc<AtomicBool>) {
+    let mut every = tokio::time::interval(LEASE / 4);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match model::touch(&pool, &id, attempt).await {
+            Ok(true) => {}
+            Ok(false) => {
+                cancelled.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => tracing::warn!(job_id = %id, error = %e, "lease not refreshed"),
+        }
+    }
+}
+
+/// Give stale jobs a new queue entry: running jobs whose worker died (lease expired) and queued
+/// jobs whose queue entry was lost. Returns how many were re-enqueued.
+pub async fn reconcile(deps: &Deps) -> Result<usize, sqlx::Error> {
+    let stale_before =
+        (chrono::Utc::now() - LEASE).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut count = 0;
+    for (id, queue_name, status) in model::stale(&deps.pool, &stale_before).await? {
+        let mut tx = deps.pool.begin().await?;
+        if model::reset_stale(&mut tx, &id, &stale_before).await? {
+            queue::enqueue(&mut tx, &queue_name, &id, None)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            tx.commit().await?;
+            deps.wakers.wake(&queue_name);
+            tracing::warn!(job_id = %id, was = %status, "stale job re-enqueued");
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Run [`reconcile`] every [`RECONCILE_EVERY`] until the task is dropped.
+pub async fn reconcile_forever(deps: Deps) {
+    let mut every = tokio::time::interval(RECONCILE_EVERY);
+    loop {
+        every.tick().await;
+        if let Err(e) = reconcile(&deps).await {
+            tracing::warn!(error = %e, "reconciler failed");
+        }
+    }
+}
+
 /// Hand the job back to its queue with an exponential delay (1 s, 2 s, 4 s, ...).
 async fn retry(deps: &Deps, job: &model::JobRow) -> Result<(), sqlx::Error> {
     let delay = Duration::from_secs(1 << (job.attempts.clamp(1, 6) - 1));
     let mut tx = deps.pool.begin().await?;
-    let r = sqlx::query(
-        "UPDATE sentiq_jobs SET status = 'queued', updated_at = ?, version = version + 1 \
-         WHERE id = ? AND status = 'running'",
-    )
-    .bind(model::now())
-    .bind(&job.id)
-    .execute(&mut *tx)
-    .await?;
-    if r.rows_affected() == 1 {
+    if model::requeue(&mut tx, &job.id, job.attempts).await? {
         queue::enqueue(&mut tx, &job.queue, &job.id, Some(delay))
             .await
             .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
@@ -259,6 +317,7 @@ async fn run_analysis(
         handle: tokio::runtime::Handle::current(),
         pool: deps.pool.clone(),
         id: job.id.clone(),
+        attempt: job.attempts,
         items: tx,
         cancelled,
         last_progress: None,
@@ -305,6 +364,7 @@ struct JobObserver {
     handle: tokio::runtime::Handle,
     pool: SqlitePool,
     id: String,
+    attempt: i64,
     items: mpsc::Sender<Vec<ItemRow>>,
     cancelled: Arc<AtomicBool>,
     last_progress: Option<Instant>,
@@ -319,10 +379,13 @@ impl Observer for JobObserver {
             return;
         }
         self.last_progress = Some(Instant::now());
-        match self
-            .handle
-            .block_on(model::set_progress(&self.pool, &self.id, done, total))
-        {
+        match self.handle.block_on(model::set_progress(
+            &self.pool,
+            &self.id,
+            self.attempt,
+            done,
+            total,
+        )) {
             Ok(true) => {}
             // The row is no longer running: it was cancelled (perhaps by another process).
             Ok(false) => self.cancelled.store(true, Ordering::SeqCst),
@@ -354,9 +417,4 @@ impl Observer for JobObserver {
             .blocking_send(rows)
             .map_err(|_| "the item store stopped".into())
     }
-}
-
-/// True when a status means the worker has nothing more to do.
-pub fn is_final(status: &str) -> bool {
-    Status::parse(status).is_some_and(Status::is_final)
 }

@@ -105,9 +105,10 @@ pub fn histogram(report: &Report) -> Histogram {
             label: if v == 0.0 { "0".into() } else { format!("{v}") },
         })
         .collect();
-    let y_ticks = [0u64, max / 2, max]
+    let mut levels = vec![0u64, max / 2, max];
+    levels.dedup();
+    let y_ticks = levels
         .iter()
-        .filter(|&&v| v == 0 || v > 0)
         .map(|&v| Tick {
             x: f(LEFT - 6.0),
             y: f(TOP + plot_h - plot_h * v as f64 / max as f64 + 4.0),

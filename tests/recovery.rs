@@ -1,0 +1,108 @@
+//! Recovery: jobs whose worker died or whose queue entry was lost are handed out again, and a
+//! run that lost its job can no longer write to it.
+
+mod common;
+
+use common::spawn_app_with;
+use sentiq::jobs::model;
+use sentiq::jobs::worker::{self, Outcome};
+use serde_json::json;
+
+const LONG_AGO: &str = "2000-01-01T00:00:00.000Z";
+
+async fn make_stale(app: &common::TestApp, id: &str) {
+    sqlx::query("UPDATE sentiq_jobs SET updated_at = ? WHERE id = ?")
+        .bind(LONG_AGO)
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_died_is_re_enqueued_after_its_lease_and_finishes() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app
+        .submit(&json!({"text": "Interrupted, then fine."}))
+        .await;
+    // A worker claimed it, then died: the row stays `running`, its queue entry is done.
+    let claimed = model::claim(&app.pool, &id)
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(claimed.attempts, 1);
+    sqlx::query("UPDATE Jobs SET status = 'Done'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // Within its lease nothing happens.
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 0);
+    make_stale(&app, &id).await;
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 1);
+    assert_eq!(app.job(&id).await["status"], "queued");
+    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs WHERE status = 'Pending'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 1);
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["attempts"], 2);
+    // The dead run's writes are fenced off by its attempt number.
+    assert!(!model::set_progress(&app.pool, &id, 1, 1, 2).await.unwrap());
+    assert!(!model::succeed(&app.pool, &id, 1, "{}").await.unwrap());
+    assert!(!model::fail(&app.pool, &id, 1, "x", "y").await.unwrap());
+    assert_eq!(app.job(&id).await, job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_whose_queue_entry_was_lost_is_re_enqueued_once() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Lost and found."})).await;
+    sqlx::query("DELETE FROM Jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    make_stale(&app, &id).await;
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 1);
+    assert_eq!(app.queue_rows().await, 1);
+    // It now has a live entry (and a fresh timestamp): nothing more to do.
+    make_stale(&app, &id).await;
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 0);
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_and_fresh_jobs_are_left_alone_by_the_reconciler() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let done = app.submit(&json!({"text": "Done already."})).await;
+    assert_eq!(
+        worker::process(&app.deps, &done).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let cancelled = app.submit(&json!({"text": "Never mind."})).await;
+    app.client
+        .post(app.url(&format!("/api/jobs/{cancelled}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    let fresh = app.submit(&json!({"text": "Just queued."})).await;
+    for id in [&done, &cancelled] {
+        make_stale(&app, id).await;
+    }
+    sqlx::query("DELETE FROM Jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 0);
+    assert_eq!(app.job(&done).await["status"], "succeeded");
+    assert_eq!(app.job(&cancelled).await["status"], "cancelled");
+    assert_eq!(app.job(&fresh).await["status"], "queued");
+}
