@@ -104,3 +104,26 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::default();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.database_url, "sqlite://sentiq.db?mode=rwc");
+        assert_eq!(c.max_body_bytes, 64 << 20);
+        assert_eq!(c.worker_concurrency, 2);
+        assert_eq!(c.queues, ["quick", "bulk"]);
+    }
+
+    #[test]
+    fn inputs_are_routed_by_size() {
+        let c = Config::default();
+        assert_eq!(c.queue_for(10), QUICK);
+        assert_eq!(c.queue_for((1 << 20) - 1), QUICK);
+        assert_eq!(c.queue_for(1 << 20), BULK);
+    }
+}

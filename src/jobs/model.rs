@@ -460,31 +460,37 @@ pub struct ItemRow {
 
 /// Rows per INSERT statement (8 parameters each, well under SQLite's variable limit).
 const ITEMS_PER_STATEMENT: usize = 500;
+/// Rows per transaction: short write transactions keep submissions from waiting on the lock.
+const ITEMS_PER_TRANSACTION: usize = 5000;
 
-/// Insert a batch of items in one transaction.
+/// Insert a batch of items, in short transactions.
 pub async fn insert_items(
     pool: &SqlitePool,
     job_id: &str,
     items: &[ItemRow],
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for chunk in items.chunks(ITEMS_PER_STATEMENT) {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT OR REPLACE INTO job_items (job_id, position, item_id, text, neg, neu, pos, compound) ",
-        );
-        qb.push_values(chunk, |mut b, it| {
-            b.push_bind(job_id)
-                .push_bind(it.position)
-                .push_bind(&it.item_id)
-                .push_bind(&it.text)
-                .push_bind(it.neg)
-                .push_bind(it.neu)
-                .push_bind(it.pos)
-                .push_bind(it.compound);
-        });
-        qb.build().execute(&mut *tx).await?;
+    for group in items.chunks(ITEMS_PER_TRANSACTION) {
+        let mut tx = pool.begin().await?;
+        for chunk in group.chunks(ITEMS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT OR REPLACE INTO job_items \
+                 (job_id, position, item_id, text, neg, neu, pos, compound) ",
+            );
+            qb.push_values(chunk, |mut b, it| {
+                b.push_bind(job_id)
+                    .push_bind(it.position)
+                    .push_bind(&it.item_id)
+                    .push_bind(&it.text)
+                    .push_bind(it.neg)
+                    .push_bind(it.neu)
+                    .push_bind(it.pos)
+                    .push_bind(it.compound);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 pub async fn delete_items(pool: &SqlitePool, job_id: &str) -> Result<(), sqlx::Error> {

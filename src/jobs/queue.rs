@@ -126,3 +126,19 @@ impl PollStrategy for WakeStrategy {
         }
     }
 }
+
+/// How long finished queue entries are kept.
+pub const KEEP_DONE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Delete queue entries that finished more than [`KEEP_DONE`] ago (nothing expires by itself).
+/// The job rows keep the history.
+pub async fn vacuum(pool: &sqlx::SqlitePool) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed', 'Failed') \
+         AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - ?",
+    )
+    .bind(KEEP_DONE.as_secs() as i64)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
+}

@@ -273,13 +273,19 @@ pub async fn reconcile(deps: &Deps) -> Result<usize, sqlx::Error> {
     Ok(count)
 }
 
-/// Run [`reconcile`] every [`RECONCILE_EVERY`] until the task is dropped.
+/// Run [`reconcile`] every [`RECONCILE_EVERY`] (and clear old queue entries) until the task
+/// is dropped.
 pub async fn reconcile_forever(deps: Deps) {
     let mut every = tokio::time::interval(RECONCILE_EVERY);
     loop {
         every.tick().await;
         if let Err(e) = reconcile(&deps).await {
             tracing::warn!(error = %e, "reconciler failed");
+        }
+        match queue::vacuum(&deps.pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "old queue entries removed"),
+            Err(e) => tracing::warn!(error = %e, "queue vacuum failed"),
         }
     }
 }

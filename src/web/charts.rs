@@ -213,3 +213,74 @@ pub fn arc(report: &Report) -> Arc {
         dots,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{Format, LabelCounts};
+
+    fn report(histogram: Vec<u64>, arc: Vec<f64>) -> Report {
+        Report {
+            format: Format::Text,
+            items: histogram.iter().sum(),
+            mean_compound: 0.0,
+            labels: LabelCounts::default(),
+            histogram,
+            arc,
+            most_positive: vec![],
+            most_negative: vec![],
+            elapsed_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn histogram_bars_are_colored_by_sign_and_scaled_to_the_fullest_bin() {
+        let mut bins = vec![0u64; 20];
+        bins[0] = 4;
+        bins[9] = 1;
+        bins[19] = 2;
+        let h = histogram(&report(bins, vec![]));
+        assert_eq!(h.bars.len(), 20);
+        assert_eq!(h.bars[0].class, "neg");
+        assert_eq!(h.bars[9].class, "neu");
+        assert_eq!(h.bars[10].class, "neu");
+        assert_eq!(h.bars[11].class, "pos");
+        let plot_h = HEIGHT - TOP - BOTTOM;
+        assert_eq!(h.bars[0].h, format!("{plot_h:.1}"));
+        assert_eq!(h.bars[19].h, format!("{:.1}", plot_h / 2.0));
+        assert_eq!(h.bars[5].h, "0.0");
+        assert!(h.bars[0].title.starts_with("-1.0 to -0.9: 4 items"));
+        let labels: Vec<_> = h.x_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["-1", "-0.5", "0", "0.5", "1"]);
+    }
+
+    #[test]
+    fn an_empty_histogram_does_not_divide_by_zero() {
+        let h = histogram(&report(vec![0; 20], vec![]));
+        assert!(h.bars.iter().all(|b| b.h == "0.0"));
+        let a = arc(&report(vec![0; 20], vec![]));
+        assert!(a.points.is_empty() && a.area.is_empty());
+    }
+
+    #[test]
+    fn the_arc_runs_from_left_to_right_around_the_zero_line() {
+        let a = arc(&report(vec![0; 20], vec![1.0, 0.0, -1.0]));
+        let points: Vec<(f64, f64)> = a
+            .points
+            .split(' ')
+            .map(|p| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(points.len(), 3);
+        assert_eq!(points[0].0, LEFT);
+        assert_eq!(points[2].0, WIDTH - RIGHT);
+        let zero: f64 = a.zero_y.parse().unwrap();
+        assert!(points[0].1 < zero && points[2].1 > zero);
+        assert_eq!(points[1].1, zero);
+        assert_eq!(a.dots.len(), 3);
+        assert_eq!(a.dots[0].class, "pos");
+        assert_eq!(a.dots[2].class, "neg");
+    }
+}

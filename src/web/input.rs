@@ -188,3 +188,67 @@ pub fn from_json(body: &[u8]) -> Result<Submission, ApiError> {
         "the body needs a \"text\" field (one document) or a \"documents\" field (a batch)".into(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_bodies_become_text_or_documents() {
+        let s = from_json(br#"{"text": "Hello there"}"#).unwrap();
+        assert_eq!(s.format, Format::Text);
+        assert_eq!(s.input, b"Hello there");
+        let s = from_json(br#"{"documents": [{"id": 7, "text": "a"}, {"text": "b"}]}"#).unwrap();
+        assert_eq!(s.format, Format::Documents);
+        assert_eq!(s.title, "2 documents");
+        let stored: serde_json::Value = serde_json::from_slice(&s.input).unwrap();
+        assert_eq!(
+            stored,
+            serde_json::json!([{"id": "7", "text": "a"}, {"id": null, "text": "b"}])
+        );
+    }
+
+    #[test]
+    fn json_errors_have_their_codes() {
+        assert_eq!(from_json(b"{").unwrap_err().code(), "invalid_json");
+        assert_eq!(from_json(b"{}").unwrap_err().code(), "missing_field");
+        assert_eq!(
+            from_json(br#"{"text": " "}"#).unwrap_err().code(),
+            "empty_input"
+        );
+        assert_eq!(
+            from_json(br#"{"text": 1}"#).unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(from_json(b"\"\xff\"").unwrap_err().code(), "invalid_utf8");
+        assert_eq!(
+            from_json(br#"{"documents": [{"id": [1], "text": "x"}]}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_json"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let e = utf8(b"one\ntwo \xc3\x28").unwrap_err();
+        assert_eq!(e.code(), "invalid_utf8");
+        assert!(e.to_string().contains("line 2 at byte offset 8"), "{e}");
+    }
+
+    #[test]
+    fn csv_uploads_need_a_text_column() {
+        let e = from_raw(b"a,b\n1,2\n".to_vec(), Format::Csv, None, None).unwrap_err();
+        assert_eq!(e.code(), "no_text_column");
+        let ok = from_raw(b"a,b\n1,2\n".to_vec(), Format::Csv, Some("B".into()), None).unwrap();
+        assert_eq!(ok.column.as_deref(), Some("B"));
+    }
+
+    #[test]
+    fn titles_are_short_and_single_line() {
+        let t = title_of_text("  Hello\n\nworld  ");
+        assert_eq!(t, "Hello world");
+        let long = title_of_text(&"word ".repeat(100));
+        assert!(long.chars().count() < 90 && long.ends_with('…'));
+    }
+}
