@@ -627,3 +627,53 @@ async fn health_and_readiness_answer_200() {
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_sends_each_change_and_closes_after_the_final_state() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Streams are lovely."})).await;
+    let r = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let deps = app.deps.clone();
+    let job_id = id.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        worker::process(&deps, &job_id).await.unwrap();
+    });
+    // The body ends by itself once the job is final.
+    let body = tokio::time::timeout(Duration::from_secs(20), r.text())
+        .await
+        .expect("the stream closes")
+        .unwrap();
+    let statuses: Vec<String> = body
+        .split("\n\n")
+        .filter_map(|frame| frame.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| {
+            serde_json::from_str::<Value>(data).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(statuses.first().map(String::as_str), Some("queued"));
+    assert_eq!(statuses.last().map(String::as_str), Some("succeeded"));
+    assert!(body.contains("event: status"));
+    let r = app
+        .client
+        .get(app.url(&format!("/api/jobs/{}/events", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "not_found").await;
+}

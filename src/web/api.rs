@@ -117,6 +117,75 @@ pub async fn cancel(state: &AppState, raw_id: &str) -> Result<model::JobRow, Api
     }
 }
 
+/// How often the event stream looks at the job row.
+const EVENTS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// A comment line this often keeps proxies from closing an idle stream.
+const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /api/jobs/{id}/events`: Server-Sent Events, one `status` event (the job JSON) per
+/// change, closed after the final state. It follows the job row, so it sees changes made by
+/// any process.
+pub async fn job_events(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let job = model::get(state.pool(), &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    struct St {
+        pool: sqlx::SqlitePool,
+        id: String,
+        pending: Option<model::JobRow>,
+        last_version: i64,
+        last_sent: std::time::Instant,
+        finished: bool,
+    }
+    let start = St {
+        pool: state.pool().clone(),
+        id,
+        pending: Some(job),
+        last_version: -1,
+        last_sent: std::time::Instant::now(),
+        finished: false,
+    };
+    let events = stream::unfold(start, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        loop {
+            if let Some(job) = st.pending.take()
+                && job.version != st.last_version
+            {
+                st.last_version = job.version;
+                st.last_sent = std::time::Instant::now();
+                st.finished = job.status().is_final();
+                let data = serde_json::to_string(&job.view()).unwrap_or_default();
+                let frame = format!("event: status\nid: {}\ndata: {data}\n\n", job.version);
+                return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), st));
+            }
+            if st.last_sent.elapsed() >= EVENTS_KEEPALIVE {
+                st.last_sent = std::time::Instant::now();
+                return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), st));
+            }
+            tokio::time::sleep(EVENTS_POLL).await;
+            match model::get(&st.pool, &st.id).await {
+                Ok(Some(job)) => st.pending = Some(job),
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(job_id = %st.id, error = %e, "event stream stopped");
+                    return None;
+                }
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(events))
+}
+
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }

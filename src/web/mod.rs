@@ -71,6 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/jobs", web::post().to(api::create_job))
         .route("/api/jobs/{id}", web::get().to(api::get_job))
         .route("/api/jobs/{id}/cancel", web::post().to(api::cancel_job))
+        .route("/api/jobs/{id}/events", web::get().to(api::job_events))
         .route("/api/jobs/{id}/items.csv", web::get().to(api::items_csv))
         .route(
             "/api/jobs/{id}/items.jsonl",
