@@ -172,7 +172,9 @@ async fn bad_form_input_shows_the_error_in_words_and_creates_no_job() {
         .unwrap();
     assert_eq!(r.status(), 413);
     assert!(r.text().await.unwrap().contains("too large"));
-    let form = Form::new().part("file", Part::bytes(vec![b'a'; 4000]).file_name("big.txt"));
+    let form = Form::new()
+        .part("file", Part::bytes(vec![b'a'; 4000]).file_name("big.txt"))
+        .text("column", "after the file");
     let r = app
         .client
         .post(app.url("/analyses"))

@@ -106,3 +106,47 @@ async fn final_and_fresh_jobs_are_left_alone_by_the_reconciler() {
     assert_eq!(app.job(&cancelled).await["status"], "cancelled");
     assert_eq!(app.job(&fresh).await["status"], "queued");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
+    use sentiq::analysis::Format;
+    use sentiq::jobs::{model::NewJob, queue};
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let job = |text: &str| NewJob {
+        id: uuid::Uuid::new_v4(),
+        visitor: None,
+        queue: "quick",
+        format: Format::Text,
+        column: None,
+        title: String::new(),
+        input: text.as_bytes().to_vec(),
+    };
+    let rolled_back = job("Never committed.");
+    let mut tx = app.pool.begin().await.unwrap();
+    model::insert(&mut tx, &rolled_back).await.unwrap();
+    queue::enqueue(&mut tx, "quick", &rolled_back.id.to_string(), None)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(app.job_rows().await, 0);
+    assert_eq!(app.queue_rows().await, 0);
+
+    let committed = job("Committed.");
+    let mut tx = app.pool.begin().await.unwrap();
+    model::insert(&mut tx, &committed).await.unwrap();
+    queue::enqueue(&mut tx, "quick", &committed.id.to_string(), None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(app.job_rows().await, 1);
+    assert_eq!(app.queue_rows().await, 1);
+    let payload: Vec<u8> = sqlx::query_scalar("SELECT job FROM Jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    // The queue carries only the job id.
+    assert_eq!(
+        serde_json::from_slice::<String>(&payload).unwrap(),
+        committed.id.to_string()
+    );
+}

@@ -18,19 +18,24 @@ pub struct Submission {
     pub input: Vec<u8>,
 }
 
-/// Read a whole body, refusing it as soon as it passes `limit` bytes.
+/// Read a whole body, refusing it once it passes `limit` bytes. With `drain_up_to > 0` the rest
+/// of a refused body (up to that many bytes in all) is read and dropped first, so a browser gets
+/// the error page instead of a reset connection; API clients get the 413 at once.
 pub async fn read_body(
     req: &actix_web::HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    drain_up_to: u64,
 ) -> Result<Vec<u8>, ApiError> {
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        if declared.is_some_and(|len| len <= drain_up_to) {
+            drain(&mut payload, drain_up_to).await;
+        }
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let mut body = Vec::new();
@@ -38,11 +43,38 @@ pub async fn read_body(
         let chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
+            let seen = (body.len() + chunk.len()) as u64;
+            drop(body);
+            if seen < drain_up_to {
+                drain(&mut payload, drain_up_to - seen).await;
+            }
             return Err(ApiError::PayloadTooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Read and drop up to `max` more bytes of a body (for at most 30 s).
+pub async fn drain<S, E>(payload: &mut S, max: u64)
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+{
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(Ok(chunk)) = payload.next().await {
+            seen += chunk.len() as u64;
+            if seen > max {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How much of a refused form body is read and dropped so the browser sees the error page.
+pub fn form_drain_limit(limit: usize) -> u64 {
+    (limit as u64).saturating_mul(4).min(512 << 20)
 }
 
 /// The body as UTF-8 text, or an error naming the line and byte offset of the first bad byte.

@@ -228,7 +228,7 @@ async fn read_form(
     let limit = state.config.max_body_bytes;
     let ct = content_type(req);
     let (text, file, column) = if ct.starts_with("application/x-www-form-urlencoded") {
-        let body = input::read_body(req, payload, limit).await?;
+        let body = input::read_body(req, payload, limit, input::form_drain_limit(limit)).await?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| ApiError::InvalidUtf8("the text is not valid UTF-8 text".into()))?;
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -266,6 +266,8 @@ async fn read_multipart(
     payload: web::Payload,
     limit: usize,
 ) -> Result<FormParts, ApiError> {
+    let mut payload = payload;
+    let drain_limit = input::form_drain_limit(limit);
     if let Some(len) = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -273,6 +275,9 @@ async fn read_multipart(
         .and_then(|v| v.parse::<u64>().ok())
         && len > limit as u64 + 64 * 1024
     {
+        if len <= drain_limit {
+            input::drain(&mut payload, drain_limit).await;
+        }
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let mut mp = Multipart::new(req.headers(), payload);
@@ -289,14 +294,37 @@ async fn read_multipart(
             .and_then(|cd| cd.get_filename())
             .map(str::to_owned);
         let mut buf = Vec::new();
+        let mut overflow = false;
         while let Some(chunk) = field.next().await {
             let chunk = chunk
                 .map_err(|e| ApiError::BadRequest(format!("the form could not be read: {e}")))?;
             total += chunk.len();
             if total > limit {
-                return Err(ApiError::PayloadTooLarge { limit });
+                overflow = true;
+                break;
             }
             buf.extend_from_slice(&chunk);
+        }
+        if overflow {
+            // Read (and drop) the rest so the browser gets the page, not a reset connection.
+            drop(buf);
+            let mut seen = total as u64;
+            while let Some(Ok(chunk)) = field.next().await {
+                seen += chunk.len() as u64;
+                if seen > drain_limit {
+                    return Err(ApiError::PayloadTooLarge { limit });
+                }
+            }
+            drop(field);
+            while let Some(Ok(mut rest)) = mp.next().await {
+                while let Some(Ok(chunk)) = rest.next().await {
+                    seen += chunk.len() as u64;
+                    if seen > drain_limit {
+                        return Err(ApiError::PayloadTooLarge { limit });
+                    }
+                }
+            }
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         match name.as_str() {
             "text" => text = buf,
