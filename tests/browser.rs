@@ -97,6 +97,17 @@ fn target_dir() -> PathBuf {
     dir
 }
 
+/// True when the page has no horizontal scrolling.
+async fn fits_width(browser: &fantoccini::Client) -> Result<bool, fantoccini::error::CmdError> {
+    let v = browser
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            vec![],
+        )
+        .await?;
+    Ok(v.as_bool().unwrap_or(false))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
     // Both rustls crypto back ends are in the dependency tree; pick one for fantoccini.
@@ -169,11 +180,17 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let png = browser.screenshot().await?;
         std::fs::write(target_dir().join("browser-results-375.png"), png).expect("screenshot");
+        assert!(fits_width(&browser).await?, "the results page scrolls sideways at 375 px");
 
         // Back on the form, the job is in this visitor's recent list.
         browser.goto(&app.url("/")).await?;
         let recent = browser.find(Locator::Id("recent")).await?.text().await?;
         assert!(recent.contains("I absolutely love"), "{recent}");
+        browser.set_window_size(375, 1400).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let png = browser.screenshot().await?;
+        std::fs::write(target_dir().join("browser-form-375.png"), png).expect("screenshot");
+        assert!(fits_width(&browser).await?, "the form scrolls sideways at 375 px");
 
         // A CSV upload through the file input.
         let dir = tempfile::tempdir().expect("temp dir");
