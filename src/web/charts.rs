@@ -23,6 +23,8 @@ pub struct Tick {
     pub x: String,
     pub y: String,
     pub label: String,
+    /// SVG `text-anchor`: start, middle or end.
+    pub anchor: &'static str,
 }
 
 pub struct Histogram {
@@ -103,6 +105,13 @@ pub fn histogram(report: &Report) -> Histogram {
             x: f(LEFT + (v + 1.0) / 2.0 * plot_w),
             y: f(HEIGHT - 10.0),
             label: if v == 0.0 { "0".into() } else { format!("{v}") },
+            anchor: if v <= -1.0 {
+                "start"
+            } else if v >= 1.0 {
+                "end"
+            } else {
+                "middle"
+            },
         })
         .collect();
     let mut levels = vec![0u64, max / 2, max];
@@ -113,6 +122,7 @@ pub fn histogram(report: &Report) -> Histogram {
             x: f(LEFT - 6.0),
             y: f(TOP + plot_h - plot_h * v as f64 / max as f64 + 4.0),
             label: v.to_string(),
+            anchor: "end",
         })
         .collect();
     Histogram {
@@ -188,6 +198,7 @@ pub fn arc(report: &Report) -> Arc {
             } else {
                 format!("{v:+}")
             },
+            anchor: "end",
         })
         .collect();
     let x_ticks = vec![
@@ -195,11 +206,13 @@ pub fn arc(report: &Report) -> Arc {
             x: f(LEFT),
             y: f(HEIGHT - 10.0),
             label: "start".into(),
+            anchor: "start",
         },
         Tick {
             x: f(WIDTH - RIGHT),
             y: f(HEIGHT - 10.0),
             label: "end".into(),
+            anchor: "end",
         },
     ];
     Arc {
