@@ -177,6 +177,8 @@ fn service(what: Service) -> ExitCode {
         }
         Ok(())
     });
+    // Analyses handed back at shutdown stop at their next chunk; do not wait for more.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

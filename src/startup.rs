@@ -107,16 +107,34 @@ impl Application {
             r.abort();
         }
         if let Some(w) = workers {
-            match tokio::time::timeout(SHUTDOWN_GRACE, w).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "workers stopped with an error"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "workers panicked"),
-                Err(_) => tracing::warn!("workers did not stop in time"),
-            }
+            let mut w = w;
+            wait_for_workers(&mut w, &self.deps).await;
         }
         served
     }
 }
+
+/// Wait for the workers to finish their jobs; past [`HAND_BACK_AFTER`], stop the jobs still
+/// running and hand them back to the queue, so the whole stop fits in [`SHUTDOWN_GRACE`].
+async fn wait_for_workers<T>(workers: &mut tokio::task::JoinHandle<T>, deps: &Deps) {
+    if tokio::time::timeout(HAND_BACK_AFTER, &mut *workers)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    tracing::warn!("jobs still running at shutdown: handing them back to the queue");
+    deps.hand_back_running_jobs();
+    if tokio::time::timeout(SHUTDOWN_GRACE - HAND_BACK_AFTER, workers)
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not stop in time");
+    }
+}
+
+/// How long shutdown lets running jobs finish before handing them back.
+pub const HAND_BACK_AFTER: Duration = Duration::from_secs(20);
 
 /// The workers of `config.queues`, under a monitor that restarts them (with new names).
 pub fn worker_monitor(config: &Config, deps: &Deps) -> Monitor {
@@ -143,12 +161,27 @@ pub async fn run_worker(config: Config) -> Result<(), StartupError> {
     let monitor = worker_monitor(&config, &deps);
     tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency, "worker started");
     let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
-    let outcome = monitor
-        .run_with_signal(shutdown_signal())
-        .await
-        .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())));
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(monitor.run_with_signal(async move {
+        let signal = shutdown_signal().await;
+        let _ = stopping_tx.send(());
+        signal
+    }));
+    let mut workers = workers;
+    let outcome = tokio::select! {
+        done = &mut workers => done,
+        _ = stopping_rx => {
+            tracing::info!("stopping: no new jobs are fetched");
+            wait_for_workers(&mut workers, &deps).await;
+            Ok(Ok(()))
+        }
+    };
     reconciler.abort();
-    outcome
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StartupError::Io(std::io::Error::other(e.to_string()))),
+        Err(e) => Err(StartupError::Io(std::io::Error::other(e.to_string()))),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

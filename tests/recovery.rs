@@ -150,3 +150,39 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
         committed.id.to_string()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_interrupted_by_shutdown_is_handed_back_to_the_queue() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let text: String = (0..400_000)
+        .map(|i| format!("Line {i} is lovely, line {i} is awful.\n"))
+        .collect();
+    let r = app
+        .post_raw("/api/jobs", "text/plain", text.into_bytes())
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sqlx::query("DELETE FROM Jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let deps = app.deps.clone();
+    let job_id = id.clone();
+    let run = tokio::spawn(async move { worker::process(&deps, &job_id).await });
+    app.wait_for(&id, |s| s != "queued").await;
+    app.deps.hand_back_running_jobs();
+    assert_eq!(run.await.unwrap().unwrap(), Outcome::Retrying);
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(app.queue_rows().await, 1, "a new queue entry");
+    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(items, 0);
+}

@@ -55,6 +55,13 @@ impl CancelFlags {
         self.0.lock().expect("cancel flags").remove(id);
     }
 
+    /// Stop every job running in this process at its next chunk.
+    fn cancel_all(&self) {
+        for f in self.0.lock().expect("cancel flags").values() {
+            f.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Ask a job running in this process to stop at its next chunk.
     pub fn cancel(&self, id: &str) {
         if let Some(f) = self.0.lock().expect("cancel flags").get(id) {
@@ -69,6 +76,8 @@ pub struct Deps {
     pub pool: SqlitePool,
     pub cancels: CancelFlags,
     pub wakers: Wakers,
+    /// Set when the process stops: interrupted jobs are handed back to the queue.
+    pub handing_back: Arc<AtomicBool>,
 }
 
 impl Deps {
@@ -77,7 +86,15 @@ impl Deps {
             pool,
             cancels: CancelFlags::default(),
             wakers: Wakers::default(),
+            handing_back: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Shutdown ran out of patience: stop the running jobs at their next chunk and hand them
+    /// back to the queue, so another worker (or the next start) runs them again.
+    pub fn hand_back_running_jobs(&self) {
+        self.handing_back.store(true, Ordering::SeqCst);
+        self.cancels.cancel_all();
     }
 }
 
@@ -189,6 +206,10 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
     };
 
     let flag = deps.cancels.register(id);
+    if deps.handing_back.load(Ordering::SeqCst) {
+        // Shutdown began between the claim and now: stop at the first chunk.
+        flag.store(true, Ordering::SeqCst);
+    }
     let lease = tokio::spawn(keep_lease(
         pool.clone(),
         id.to_owned(),
@@ -210,6 +231,22 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
             } else {
                 tracing::info!(job_id = %id, duration_ms, "job finished but was cancelled meanwhile");
                 model::delete_items(pool, id).await?;
+                Outcome::Cancelled
+            }
+        }
+        Err(AnalysisError::Cancelled) if deps.handing_back.load(Ordering::SeqCst) => {
+            model::delete_items(pool, id).await?;
+            let mut tx = pool.begin().await?;
+            if model::requeue(&mut tx, id, attempt).await? {
+                queue::enqueue(&mut tx, &job.queue, id, None)
+                    .await
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                tx.commit().await?;
+                tracing::info!(job_id = %id, duration_ms, "job handed back at shutdown");
+                Outcome::Retrying
+            } else {
+                tx.commit().await?;
+                tracing::info!(job_id = %id, duration_ms, "job cancelled");
                 Outcome::Cancelled
             }
         }
