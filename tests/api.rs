@@ -677,3 +677,29 @@ async fn the_event_stream_sends_each_change_and_closes_after_the_final_state() {
         .unwrap();
     assert_error(r, 404, "not_found").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_jobs_by_queue_and_status() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let done = app.submit(&json!({"text": "Count me."})).await;
+    app.submit(&json!({"text": "Me too."})).await;
+    assert_eq!(
+        worker::process(&app.deps, &done).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("sentiq_jobs{queue=\"quick\",status=\"succeeded\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sentiq_jobs{queue=\"quick\",status=\"queued\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sentiq_queue_entries{queue=\"quick\",state=\"pending\"}"),
+        "{text}"
+    );
+}

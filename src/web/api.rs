@@ -186,6 +186,45 @@ pub async fn job_events(
         .streaming(events))
 }
 
+/// `GET /metrics`: Prometheus text of the job rows and the queue entries.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    use std::fmt::Write;
+    let jobs: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT queue, status, COUNT(*) FROM sentiq_jobs GROUP BY queue, status ORDER BY 1, 2",
+    )
+    .fetch_all(state.pool())
+    .await?;
+    let entries: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT job_type, status, COUNT(*) FROM Jobs GROUP BY job_type, status ORDER BY 1, 2",
+    )
+    .fetch_all(state.pool())
+    .await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP sentiq_jobs Jobs by queue and status.");
+    let _ = writeln!(out, "# TYPE sentiq_jobs gauge");
+    for (queue, status, n) in &jobs {
+        let _ = writeln!(
+            out,
+            "sentiq_jobs{{queue=\"{queue}\",status=\"{status}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sentiq_queue_entries Queue entries by queue and state."
+    );
+    let _ = writeln!(out, "# TYPE sentiq_queue_entries gauge");
+    for (queue, status, n) in &entries {
+        let status = status.to_ascii_lowercase();
+        let _ = writeln!(
+            out,
+            "sentiq_queue_entries{{queue=\"{queue}\",state=\"{status}\"}} {n}"
+        );
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
+
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
