@@ -703,3 +703,27 @@ async fn metrics_count_jobs_by_queue_and_status() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_json_api() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let r = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/jobs",
+        "/api/jobs/{id}",
+        "/api/jobs/{id}/cancel",
+        "/api/jobs/{id}/events",
+        "/api/jobs/{id}/items.csv",
+        "/api/jobs/{id}/items.jsonl",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+}

@@ -69,6 +69,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(api::healthz))
         .route("/readyz", web::get().to(api::readyz))
         .route("/metrics", web::get().to(api::metrics))
+        .route("/api/openapi.json", web::get().to(pages::openapi))
         .route("/api/jobs", web::post().to(api::create_job))
         .route("/api/jobs/{id}", web::get().to(api::get_job))
         .route("/api/jobs/{id}/cancel", web::post().to(api::cancel_job))

@@ -20,6 +20,15 @@ const RECENT: i64 = 12;
 
 static CSS: &str = include_str!("../../static/app.css");
 static JS: &str = include_str!("../../static/app.js");
+static OPENAPI: &str = include_str!("../../static/openapi.json");
+
+/// `GET /api/openapi.json`: the OpenAPI 3 description of the JSON API.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(OPENAPI)
+}
 
 pub async fn css() -> HttpResponse {
     HttpResponse::Ok()
