@@ -186,3 +186,23 @@ async fn a_job_interrupted_by_shutdown_is_handed_back_to_the_queue() {
         .unwrap();
     assert_eq!(items, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_crashing_its_worker_fails_after_three_attempts() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Crashy."})).await;
+    // Three runs already started and never finished (their workers died).
+    sqlx::query("UPDATE sentiq_jobs SET attempts = 3 WHERE id = ?")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Failed
+    );
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error"]["code"], "too_many_attempts");
+    assert_eq!(job["attempts"], 4);
+}
