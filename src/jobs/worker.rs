@@ -5,7 +5,11 @@
 //! - The handler always tells apalis the delivery succeeded; whether a job succeeded, failed or
 //!   should be retried is decided here and recorded in the job row (the SQLite backend would
 //!   re-fetch a failed task immediately, over and over). Retries are new queue entries with a
-//!   backoff delay, counted in `jobs.attempts`.
+//!   backoff delay, counted in `sentiq_jobs.attempts`; the attempt number is also the fencing
+//!   token every write of a run carries, so a run that lost its job cannot touch it.
+//! - A worker killed mid-job leaves a `running` row whose lease (refreshed every `LEASE / 4`)
+//!   runs out; the reconciler then gives it a new queue entry. It also re-enqueues queued rows
+//!   whose queue entry was lost, and clears old finished queue entries (nothing expires alone).
 //! - The analysis runs on a blocking thread (`spawn_blocking`) so the worker's poll loop (which
 //!   also sends the heartbeats) never stalls; it checks a cancel flag between chunks.
 //! - Every worker gets a unique name per process start and per restart.
