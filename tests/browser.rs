@@ -97,6 +97,40 @@ fn target_dir() -> PathBuf {
     dir
 }
 
+/// A Chromium session through `driver`, with JavaScript on or off.
+async fn open_browser(driver: &Driver, javascript: bool) -> fantoccini::Client {
+    let mut options = serde_json::json!({
+        "args": [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            format!("--user-data-dir={}", driver.profile_path.join(if javascript { "js" } else { "nojs" }).display()),
+            "--window-size=1280,1000",
+        ]
+    });
+    if !javascript {
+        options["prefs"] =
+            serde_json::json!({"profile.managed_default_content_settings.javascript": 2});
+    }
+    if let Some(bin) = chromium_binary() {
+        options["binary"] = bin.into();
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    ClientBuilder::rustls()
+        .expect("rustls connector")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a Chromium session")
+}
+
 /// True when the page has no horizontal scrolling.
 async fn fits_width(browser: &fantoccini::Client) -> Result<bool, fantoccini::error::CmdError> {
     let v = browser
@@ -115,32 +149,7 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
     let driver = start_chromedriver().await;
     let app = spawn_app().await;
 
-    let mut options = serde_json::json!({
-        "args": [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            format!("--user-data-dir={}", driver.profile_path.display()),
-            "--window-size=1280,1000",
-        ]
-    });
-    if let Some(bin) = chromium_binary() {
-        options["binary"] = bin.into();
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), options);
-    let browser = ClientBuilder::rustls()
-        .expect("rustls connector")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("a Chromium session");
+    let browser = open_browser(&driver, true).await;
 
     let outcome = async {
         browser.goto(&app.url("/")).await?;
@@ -229,6 +238,52 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
         assert!(error.contains("nothing to analyse"), "{error}");
         let png = browser.screenshot().await?;
         std::fs::write(target_dir().join("browser-form-error.png"), png).expect("screenshot");
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    outcome.expect("browser steps");
+    drop(driver);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let driver = start_chromedriver().await;
+    // Jobs stay queued until the test runs them, so the page must refresh by itself.
+    let app = common::spawn_app_with(|c| c.run_worker = false).await;
+    let browser = open_browser(&driver, false).await;
+    let outcome = async {
+        browser.goto(&app.url("/")).await?;
+        browser
+            .find(Locator::Id("text"))
+            .await?
+            .send_keys("Plain old HTML still works. Lovely!")
+            .await?;
+        browser.find(Locator::Id("submit")).await?.click().await?;
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id("progress"))
+            .await?;
+        // Scripting really is off: <noscript> content is parsed into elements only then.
+        browser
+            .find(Locator::Css("noscript meta[http-equiv=refresh]"))
+            .await?;
+        let url = browser.current_url().await?;
+        let id = url.path().trim_start_matches("/analyses/").to_owned();
+        assert_eq!(
+            sentiq::jobs::worker::process(&app.deps, &id).await.unwrap(),
+            sentiq::jobs::worker::Outcome::Succeeded
+        );
+        // The <noscript> meta refresh brings the results within a few seconds.
+        browser
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Id("histogram"))
+            .await?;
+        let status = browser.find(Locator::Id("status")).await?.text().await?;
+        assert_eq!(status.to_lowercase(), "succeeded");
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;
