@@ -26,12 +26,26 @@ pub struct Cli {
     /// Worker threads for the analysis (default: one per core).
     #[arg(long, global = true, env = "SENTIQ_THREADS")]
     pub threads: Option<usize>,
+    /// What to do; without a command, `serve`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Serve the web app on $PORT (default 8080), with an in-process worker (embedded queue).
+    Serve,
+    /// Run workers only.
+    Worker {
+        /// Queues to consume, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "quick,bulk")]
+        queues: Vec<String>,
+        /// Jobs run at once per queue (default: $WORKER_CONCURRENCY or 2).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Create the database if needed and apply the migrations.
+    Migrate,
     /// Score each input line: one JSON line {"neg","neu","pos","compound"} per line, same order,
     /// blank lines included, exactly as vaderSentiment 3.3.2 scores them.
     Score {
@@ -69,7 +83,18 @@ pub fn main() -> ExitCode {
         eprintln!("error: could not start {n} threads: {e}");
         return ExitCode::FAILURE;
     }
-    let outcome = match cli.command {
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => return service(Service::Serve),
+        Command::Worker {
+            queues,
+            concurrency,
+        } => {
+            return service(Service::Worker {
+                queues,
+                concurrency,
+            });
+        }
+        Command::Migrate => return service(Service::Migrate),
         Command::Score { file, bench: false } => score(file),
         Command::Score { file, bench: true } => score_bench(file),
         Command::Analyze {
@@ -90,6 +115,89 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+enum Service {
+    Serve,
+    Worker {
+        queues: Vec<String>,
+        concurrency: Option<usize>,
+    },
+    Migrate,
+}
+
+/// The long-running commands: configuration from the environment, logs on stderr.
+fn service(what: Service) -> ExitCode {
+    crate::telemetry::init();
+    let mut config = match crate::config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async move {
+        match what {
+            Service::Serve => {
+                let app = crate::startup::Application::build(config.clone()).await?;
+                tracing::info!(
+                    port = app.port(),
+                    database = %redact(&config.database_url),
+                    worker = config.run_worker,
+                    "sentiq listening on http://localhost:{}",
+                    app.port()
+                );
+                app.run_until_stopped().await?;
+            }
+            Service::Worker {
+                queues,
+                concurrency,
+            } => {
+                let known = [crate::config::QUICK, crate::config::BULK];
+                if let Some(q) = queues.iter().find(|q| !known.contains(&q.as_str())) {
+                    return Err(format!("unknown queue {q:?}: use quick and/or bulk").into());
+                }
+                config.queues = queues;
+                if let Some(n) = concurrency {
+                    config.worker_concurrency = n.max(1);
+                }
+                crate::startup::run_worker(config).await?;
+            }
+            Service::Migrate => {
+                let pool = crate::db::connect(&config.database_url).await?;
+                crate::db::migrate(&pool).await?;
+                tracing::info!(database = %redact(&config.database_url), "migrations applied");
+            }
+        }
+        Ok(())
+    });
+    // Analyses handed back at shutdown stop at their next chunk; do not wait for more.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
     }
 }
 

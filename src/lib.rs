@@ -1,7 +1,15 @@
 //! sentiq: sentiment analysis taken off the request path.
 //!
 //! - [`analysis`]: the VADER scorer and the document pipeline (pure, no I/O of its own).
-//! - [`cli`]: the `sentiq` command line (`score`, `analyze`, `licenses`).
+//! - [`cli`]: the `sentiq` command line (`serve`, `worker`, `migrate`, `score`, `analyze`, `licenses`).
+//! - [`config`], [`telemetry`], [`db`], [`startup`]: configuration, logging, database, wiring.
+//! - [`jobs`]: the job row, the queue and the worker; [`web`]: the HTTP API and the pages.
 
 pub mod analysis;
 pub mod cli;
+pub mod config;
+pub mod db;
+pub mod jobs;
+pub mod startup;
+pub mod telemetry;
+pub mod web;

@@ -1,0 +1,213 @@
+//! Building and running the application: database, HTTP server and (embedded) workers.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+use apalis::prelude::Monitor;
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::db;
+use crate::jobs::worker::{self, Deps};
+use crate::web::{AppState, routes};
+
+/// How long shutdown waits for running jobs before giving up (within Heroku's 30 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// Errors that stop the application from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("could not open the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("could not migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("could not listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built, bound, not yet running application.
+pub struct Application {
+    port: u16,
+    server: Server,
+    config: Config,
+    deps: Deps,
+}
+
+impl Application {
+    /// Open and migrate the database, bind the listener (port 0 picks a free one) and build
+    /// the server. Workers start in [`Application::run_until_stopped`] when `config.run_worker`.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let pool = db::connect(&config.database_url).await?;
+        db::migrate(&pool).await?;
+        let deps = Deps::new(pool);
+        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            deps: deps.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(security_headers())
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("sentiq::http"))
+                .configure(routes)
+        })
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            config,
+            deps,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.deps.pool
+    }
+
+    /// What the job handler needs (the same value the in-process workers use).
+    pub fn deps(&self) -> &Deps {
+        &self.deps
+    }
+
+    /// Serve until SIGINT/SIGTERM; then stop fetching jobs and let running ones finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stop = Arc::new(Notify::new());
+        let workers = self.config.run_worker.then(|| {
+            let monitor = worker_monitor(&self.config, &self.deps);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                monitor
+                    .run_with_signal(async move {
+                        stop.notified().await;
+                        Ok(())
+                    })
+                    .await
+            })
+        });
+        let reconciler = self
+            .config
+            .run_worker
+            .then(|| tokio::spawn(worker::reconcile_forever(self.deps.clone())));
+        let served = self.server.await;
+        stop.notify_one();
+        if let Some(r) = reconciler {
+            r.abort();
+        }
+        if let Some(w) = workers {
+            let mut w = w;
+            wait_for_workers(&mut w, &self.deps).await;
+        }
+        served
+    }
+}
+
+/// Wait for the workers to finish their jobs; past [`HAND_BACK_AFTER`], stop the jobs still
+/// running and hand them back to the queue, so the whole stop fits in [`SHUTDOWN_GRACE`].
+async fn wait_for_workers<T>(workers: &mut tokio::task::JoinHandle<T>, deps: &Deps) {
+    if tokio::time::timeout(HAND_BACK_AFTER, &mut *workers)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    tracing::warn!("jobs still running at shutdown: handing them back to the queue");
+    deps.hand_back_running_jobs();
+    if tokio::time::timeout(SHUTDOWN_GRACE - HAND_BACK_AFTER, workers)
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not stop in time");
+    }
+}
+
+/// How long shutdown lets running jobs finish before handing them back.
+pub const HAND_BACK_AFTER: Duration = Duration::from_secs(20);
+
+/// The workers of `config.queues`, under a monitor that restarts them (with new names).
+pub fn worker_monitor(config: &Config, deps: &Deps) -> Monitor {
+    let monitor = Monitor::new()
+        .shutdown_timeout(SHUTDOWN_GRACE)
+        .should_restart(|ctx, err| {
+            tracing::warn!(worker = ctx.name(), error = %err, restarts = ctx.restarts(), "worker stopped; restarting");
+            true
+        });
+    worker::register_jobs(
+        monitor,
+        deps,
+        &config.queues,
+        config.worker_concurrency,
+        config.poll_interval,
+    )
+}
+
+/// Run workers only (the `worker` command) until SIGINT/SIGTERM.
+pub async fn run_worker(config: Config) -> Result<(), StartupError> {
+    let pool = db::connect(&config.database_url).await?;
+    db::migrate(&pool).await?;
+    let deps = Deps::new(pool);
+    let monitor = worker_monitor(&config, &deps);
+    tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency, "worker started");
+    let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(monitor.run_with_signal(async move {
+        let signal = shutdown_signal().await;
+        let _ = stopping_tx.send(());
+        signal
+    }));
+    let mut workers = workers;
+    let outcome = tokio::select! {
+        done = &mut workers => done,
+        _ = stopping_rx => {
+            tracing::info!("stopping: no new jobs are fetched");
+            wait_for_workers(&mut workers, &deps).await;
+            Ok(Ok(()))
+        }
+    };
+    reconciler.abort();
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StartupError::Io(std::io::Error::other(e.to_string()))),
+        Err(e) => Err(StartupError::Io(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Frame-Options", "DENY"))
+}

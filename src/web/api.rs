@@ -1,0 +1,376 @@
+//! The JSON API.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::stream;
+use serde::Deserialize;
+
+use super::errors::ApiError;
+use super::input::{self, Submission};
+use super::{AppState, parse_id, submit};
+use crate::analysis::Format;
+use crate::jobs::model::{self, Cancel, ItemRow, Status};
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    pub column: Option<String>,
+}
+
+fn media_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// `POST /api/jobs` → 202 with `Location` and `Retry-After`.
+pub async fn create_job(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<UploadQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let media = media_type(&req);
+    let raw_format = Format::from_media_type(&media);
+    if media != "application/json" && raw_format.is_none() {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported content type {:?}: send application/json, text/plain, text/csv or application/x-ndjson",
+            if media.is_empty() { "(none)" } else { &media }
+        )));
+    }
+    let body = input::read_body(&req, payload, state.config.max_body_bytes, 0).await?;
+    let submission: Submission = match raw_format {
+        Some(format) => input::from_raw(body, format, query.into_inner().column, None)?,
+        None => input::from_json(&body)?,
+    };
+    let id = submit(&state, submission, None).await?;
+    let url = format!("/api/jobs/{id}");
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, url.clone()))
+        .insert_header((header::RETRY_AFTER, "1"))
+        .json(serde_json::json!({"id": id.to_string(), "status": "queued", "status_url": url})))
+}
+
+fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t == etag || t.strip_prefix("W/") == Some(etag)
+        })
+}
+
+/// `GET /api/jobs/{id}` with ETag / If-None-Match.
+pub async fn get_job(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let job = model::get(state.pool(), &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let etag = job.etag();
+    if etag_matches(&req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(job.view()))
+}
+
+/// `POST /api/jobs/{id}/cancel`: 200 with the job, or 409 when it is already final.
+pub async fn cancel_job(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let job = cancel(&state, &path).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, job.etag()))
+        .json(job.view()))
+}
+
+/// Cancel in the database, then stop the analysis if it runs in this process.
+pub async fn cancel(state: &AppState, raw_id: &str) -> Result<model::JobRow, ApiError> {
+    let id = parse_id(raw_id)?;
+    match model::cancel(state.pool(), &id).await? {
+        Cancel::Cancelled(job) => {
+            state.deps.cancels.cancel(&id);
+            tracing::info!(job_id = %id, "job cancel requested");
+            Ok(*job)
+        }
+        Cancel::AlreadyFinal(job) => Err(ApiError::Conflict {
+            code: "already_final",
+            message: format!("the job is already {}", job.status),
+        }),
+        Cancel::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+/// How often the event stream looks at the job row.
+const EVENTS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// A comment line this often keeps proxies from closing an idle stream.
+const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /api/jobs/{id}/events`: Server-Sent Events, one `status` event (the job JSON) per
+/// change, closed after the final state. It follows the job row, so it sees changes made by
+/// any process.
+pub async fn job_events(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let job = model::get(state.pool(), &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    struct St {
+        pool: sqlx::SqlitePool,
+        id: String,
+        pending: Option<model::JobRow>,
+        last_version: i64,
+        last_sent: std::time::Instant,
+        finished: bool,
+    }
+    let start = St {
+        pool: state.pool().clone(),
+        id,
+        pending: Some(job),
+        last_version: -1,
+        last_sent: std::time::Instant::now(),
+        finished: false,
+    };
+    let events = stream::unfold(start, |mut st| async move {
+        if st.finished {
+            return None;
+        }
+        loop {
+            if let Some(job) = st.pending.take()
+                && job.version != st.last_version
+            {
+                st.last_version = job.version;
+                st.last_sent = std::time::Instant::now();
+                st.finished = job.status().is_final();
+                let data = serde_json::to_string(&job.view()).unwrap_or_default();
+                let frame = format!("event: status\nid: {}\ndata: {data}\n\n", job.version);
+                return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), st));
+            }
+            if st.last_sent.elapsed() >= EVENTS_KEEPALIVE {
+                st.last_sent = std::time::Instant::now();
+                return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), st));
+            }
+            tokio::time::sleep(EVENTS_POLL).await;
+            match model::get(&st.pool, &st.id).await {
+                Ok(Some(job)) => st.pending = Some(job),
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(job_id = %st.id, error = %e, "event stream stopped");
+                    return None;
+                }
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(events))
+}
+
+/// `GET /metrics`: Prometheus text of the job rows and the queue entries.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    use std::fmt::Write;
+    let jobs: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT queue, status, COUNT(*) FROM sentiq_jobs GROUP BY queue, status ORDER BY 1, 2",
+    )
+    .fetch_all(state.pool())
+    .await?;
+    let entries: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT job_type, status, COUNT(*) FROM Jobs GROUP BY job_type, status ORDER BY 1, 2",
+    )
+    .fetch_all(state.pool())
+    .await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP sentiq_jobs Jobs by queue and status.");
+    let _ = writeln!(out, "# TYPE sentiq_jobs gauge");
+    for (queue, status, n) in &jobs {
+        let _ = writeln!(
+            out,
+            "sentiq_jobs{{queue=\"{queue}\",status=\"{status}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sentiq_queue_entries Queue entries by queue and state."
+    );
+    let _ = writeln!(out, "# TYPE sentiq_queue_entries gauge");
+    for (queue, status, n) in &entries {
+        let status = status.to_ascii_lowercase();
+        let _ = writeln!(
+            out,
+            "sentiq_queue_entries{{queue=\"{queue}\",state=\"{status}\"}} {n}"
+        );
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _apalis_migrations")
+        .fetch_one(state.pool())
+        .await
+    {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "error": {"code": "not_ready", "message": "the database is not reachable"}
+            }))
+        }
+    }
+}
+
+/// Rows fetched per page while streaming items.
+const ITEMS_PAGE: i64 = 2000;
+
+#[derive(Clone, Copy)]
+enum ItemsFormat {
+    Csv,
+    Jsonl,
+}
+
+async fn items(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    kind: ItemsFormat,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let job = model::get(state.pool(), &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if job.status() != Status::Succeeded {
+        return Err(ApiError::Conflict {
+            code: "not_succeeded",
+            message: format!(
+                "the job is {}; items are available once it has succeeded",
+                job.status
+            ),
+        });
+    }
+    let pool = state.pool().clone();
+    // Keyset pagination: each page is one short query, so the stream holds no connection
+    // between pages and memory stays bounded whatever the number of items.
+    let pages = stream::unfold(
+        Some((pool, id.clone(), -1i64, true)),
+        move |st| async move {
+            let (pool, id, after, first) = st?;
+            let rows: Result<Vec<ItemRow>, sqlx::Error> = sqlx::query_as(
+                "SELECT position, item_id, text, neg, neu, pos, compound FROM job_items \
+             WHERE job_id = ? AND position > ? ORDER BY position LIMIT ?",
+            )
+            .bind(&id)
+            .bind(after)
+            .bind(ITEMS_PAGE)
+            .fetch_all(&pool)
+            .await;
+            let rows = match rows {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(job_id = %id, error = %e, "items stream failed");
+                    return Some((
+                        Err(actix_web::error::ErrorInternalServerError("items")),
+                        None,
+                    ));
+                }
+            };
+            if rows.is_empty() && !first {
+                return None;
+            }
+            let last = rows.last().map_or(after, |r| r.position);
+            let bytes = match render(&rows, kind, first) {
+                Ok(b) => b,
+                Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
+            };
+            let next = if (rows.len() as i64) < ITEMS_PAGE {
+                None
+            } else {
+                Some((pool, id, last, false))
+            };
+            Some((Ok::<_, actix_web::Error>(web::Bytes::from(bytes)), next))
+        },
+    );
+    let (content_type, ext) = match kind {
+        ItemsFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+        ItemsFormat::Jsonl => ("application/x-ndjson", "jsonl"),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"sentiq-{id}.{ext}\""),
+        ))
+        .streaming(pages))
+}
+
+fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, String> {
+    match kind {
+        ItemsFormat::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(Vec::with_capacity(rows.len() * 80));
+            if header {
+                w.write_record(["position", "id", "text", "neg", "neu", "pos", "compound"])
+                    .map_err(|e| e.to_string())?;
+            }
+            for r in rows {
+                w.write_record([
+                    r.position.to_string(),
+                    r.item_id.clone().unwrap_or_default(),
+                    r.text.clone(),
+                    r.neg.to_string(),
+                    r.neu.to_string(),
+                    r.pos.to_string(),
+                    r.compound.to_string(),
+                ])
+                .map_err(|e| e.to_string())?;
+            }
+            w.into_inner().map_err(|e| e.to_string())
+        }
+        ItemsFormat::Jsonl => {
+            let mut out = Vec::with_capacity(rows.len() * 100);
+            for r in rows {
+                serde_json::to_writer(&mut out, r).map_err(|e| e.to_string())?;
+                out.push(b'\n');
+            }
+            Ok(out)
+        }
+    }
+}
+
+pub async fn items_csv(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    items(state, path, ItemsFormat::Csv).await
+}
+
+pub async fn items_jsonl(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    items(state, path, ItemsFormat::Jsonl).await
+}

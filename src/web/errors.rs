@@ -1,0 +1,122 @@
+//! One error type for the HTTP layer: every variant maps to a status and a stable code, and is
+//! answered as `{"error": {"code": "...", "message": "..."}}`. Unexpected errors are opaque 500s
+//! whose cause is logged once.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::analysis::AnalysisError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is larger than the {limit}-byte limit")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    EmptyInput(String),
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    MissingField(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    InvalidUtf8(String),
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no job with this id")]
+    NotFound,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("something went wrong on our side; please try again")]
+    Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::EmptyInput(_) => "empty_input",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::MissingField(_) => "missing_field",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::InvalidUtf8(_) => "invalid_utf8",
+            ApiError::Unprocessable { code, .. } => code,
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound => "not_found",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::Unexpected(_) => "internal",
+        }
+    }
+
+    pub fn unexpected(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Unexpected(Box::new(e))
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::unexpected(e)
+    }
+}
+
+impl From<AnalysisError> for ApiError {
+    fn from(e: AnalysisError) -> Self {
+        match e {
+            AnalysisError::InvalidUtf8 { .. } => ApiError::InvalidUtf8(e.to_string()),
+            AnalysisError::Empty => ApiError::EmptyInput(e.to_string()),
+            e if e.is_bad_input() => ApiError::Unprocessable {
+                code: e.code(),
+                message: e.to_string(),
+            },
+            e => ApiError::unexpected(e),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::EmptyInput(_) | ApiError::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::InvalidJson(_)
+            | ApiError::MissingField(_)
+            | ApiError::InvalidUtf8(_)
+            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Unexpected(cause) = self {
+            tracing::error!(error = %cause, "request failed");
+        }
+        let message = self.to_string();
+        HttpResponse::build(self.status_code())
+            .insert_header(("Cache-Control", "no-store"))
+            .json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code(),
+                    message: &message,
+                },
+            })
+    }
+}

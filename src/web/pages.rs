@@ -1,0 +1,549 @@
+//! Server-rendered pages (askama). Everything works without JavaScript; `static/app.js` only
+//! makes the progress live.
+
+use actix_multipart::Multipart;
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+use futures_util::StreamExt;
+
+use super::charts::{self, Arc as ArcChart, Histogram};
+use super::errors::ApiError;
+use super::input::{self, Submission};
+use super::{AppState, api, parse_id, submit};
+use crate::analysis::{Format, Report};
+use crate::jobs::model::{self, JobRow, Status};
+
+pub const VISITOR_COOKIE: &str = "sentiq_visitor";
+const RECENT: i64 = 12;
+
+static CSS: &str = include_str!("../../static/app.css");
+static JS: &str = include_str!("../../static/app.js");
+static OPENAPI: &str = include_str!("../../static/openapi.json");
+
+/// `GET /api/openapi.json`: the OpenAPI 3 description of the JSON API.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(OPENAPI)
+}
+
+pub async fn css() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(CSS)
+}
+
+pub async fn js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(JS)
+}
+
+/// The visitor id from the cookie, or a new one with the cookie to set.
+fn visitor(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
+    if let Some(c) = req.cookie(VISITOR_COOKIE)
+        && uuid::Uuid::parse_str(c.value()).is_ok()
+    {
+        return (c.value().to_owned(), None);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let cookie = Cookie::build(VISITOR_COOKIE, id.clone())
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::days(365))
+        .finish();
+    (id, Some(cookie))
+}
+
+fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
+    match body {
+        Ok(b) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(b),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("Something went wrong on our side; please try again.")
+        }
+    }
+}
+
+fn short_time(rfc3339: &str) -> String {
+    // "2026-11-22T04:50:00.123Z" → "2026-11-22 04:50 UTC"
+    if rfc3339.len() >= 16 {
+        format!("{} {} UTC", &rfc3339[..10], &rfc3339[11..16])
+    } else {
+        rfc3339.to_owned()
+    }
+}
+
+pub struct RecentJob {
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub created_at: String,
+    pub created_short: String,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    recent: Vec<RecentJob>,
+    error: Option<String>,
+    text: String,
+    max_mb: String,
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFoundPage;
+
+pub fn not_found_page() -> HttpResponse {
+    html(StatusCode::NOT_FOUND, NotFoundPage.render())
+}
+
+async fn index_page(
+    state: &AppState,
+    visitor: &str,
+    error: Option<String>,
+    text: String,
+    status: StatusCode,
+) -> HttpResponse {
+    let recent = match model::recent_for_visitor(state.pool(), visitor, RECENT).await {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|j| RecentJob {
+                created_short: short_time(&j.created_at),
+                id: j.id,
+                title: if j.title.is_empty() {
+                    "Untitled".into()
+                } else {
+                    j.title
+                },
+                status: j.status,
+                created_at: j.created_at,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "recent jobs not listed");
+            Vec::new()
+        }
+    };
+    let max_mb = format!("{}", state.config.max_body_bytes as f64 / (1 << 20) as f64);
+    html(
+        status,
+        IndexPage {
+            recent,
+            error,
+            text,
+            max_mb,
+        }
+        .render(),
+    )
+}
+
+/// `GET /`: the form and the visitor's own recent jobs.
+pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let (visitor, cookie) = visitor(&req);
+    let mut resp = index_page(&state, &visitor, None, String::new(), StatusCode::OK).await;
+    if let Some(c) = cookie {
+        let _ = resp.add_cookie(&c);
+    }
+    resp
+}
+
+/// What the person typed, kept to re-fill the form after an error (when small).
+const KEEP_TEXT: usize = 200_000;
+
+/// `POST /analyses` (urlencoded or multipart) → 303 to the status page, or the form again with
+/// the error in words.
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let (visitor, cookie) = visitor(&req);
+    let mut kept = String::new();
+    let result = match read_form(&req, payload, &state, &mut kept).await {
+        Ok(sub) => submit(&state, sub, Some(visitor.clone())).await,
+        Err(e) => Err(e),
+    };
+    let mut resp = match result {
+        Ok(id) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/analyses/{id}")))
+            .finish(),
+        Err(e) => {
+            if let ApiError::Unexpected(cause) = &e {
+                tracing::error!(error = %cause, "form submission failed");
+            }
+            let message = form_message(&e, state.config.max_body_bytes);
+            index_page(&state, &visitor, Some(message), kept, e.status_code()).await
+        }
+    };
+    if let Some(c) = cookie {
+        let _ = resp.add_cookie(&c);
+    }
+    resp
+}
+
+fn form_message(e: &ApiError, limit: usize) -> String {
+    match e {
+        ApiError::PayloadTooLarge { .. } => format!(
+            "The text or file is too large: the limit is {} MiB. Split it into smaller parts.",
+            limit as f64 / (1 << 20) as f64
+        ),
+        ApiError::EmptyInput(_) => {
+            "There is nothing to analyse: paste some text or choose a file.".into()
+        }
+        ApiError::UnsupportedMediaType(_) => {
+            "This form could not be read. Please submit it from the page.".into()
+        }
+        other => {
+            let mut m = other.to_string();
+            if let Some(first) = m.get(..1) {
+                let upper = first.to_uppercase();
+                m.replace_range(..1, &upper);
+            }
+            if !m.ends_with('.') {
+                m.push('.');
+            }
+            m
+        }
+    }
+}
+
+fn content_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+async fn read_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    kept: &mut String,
+) -> Result<Submission, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let ct = content_type(req);
+    let (text, file, column) = if ct.starts_with("application/x-www-form-urlencoded") {
+        let body = input::read_body(req, payload, limit, input::form_drain_limit(limit)).await?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|_| ApiError::InvalidUtf8("the text is not valid UTF-8 text".into()))?;
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        (
+            get("text").unwrap_or_default().into_bytes(),
+            None,
+            get("column"),
+        )
+    } else if ct.starts_with("multipart/form-data") {
+        read_multipart(req, payload, limit).await?
+    } else {
+        return Err(ApiError::UnsupportedMediaType(
+            "the form must be sent as multipart/form-data or urlencoded".into(),
+        ));
+    };
+    if text.len() <= KEEP_TEXT
+        && let Ok(t) = std::str::from_utf8(&text)
+    {
+        *kept = t.to_owned();
+    }
+    match file {
+        Some((name, bytes)) if !bytes.is_empty() => {
+            let format = Format::from_file_name(&name);
+            let title = if name.is_empty() { None } else { Some(name) };
+            input::from_raw(bytes, format, column, title)
+        }
+        _ => input::from_raw(text, Format::Text, None, None),
+    }
+}
+
+type FormParts = (Vec<u8>, Option<(String, Vec<u8>)>, Option<String>);
+
+async fn read_multipart(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<FormParts, ApiError> {
+    let mut payload = payload;
+    let drain_limit = input::form_drain_limit(limit);
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64 + 64 * 1024
+    {
+        if len <= drain_limit {
+            input::drain(&mut payload, drain_limit).await;
+        }
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut mp = Multipart::new(req.headers(), payload);
+    let mut total = 0usize;
+    let mut text = Vec::new();
+    let mut file: Option<(String, Vec<u8>)> = None;
+    let mut column = None;
+    while let Some(field) = mp.next().await {
+        let mut field =
+            field.map_err(|e| ApiError::BadRequest(format!("the form could not be read: {e}")))?;
+        let name = field.name().unwrap_or("").to_owned();
+        let filename = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .map(str::to_owned);
+        let mut buf = Vec::new();
+        let mut overflow = false;
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("the form could not be read: {e}")))?;
+            total += chunk.len();
+            if total > limit {
+                overflow = true;
+                break;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if overflow {
+            // Read (and drop) the rest so the browser gets the page, not a reset connection.
+            drop(buf);
+            let mut seen = total as u64;
+            while let Some(Ok(chunk)) = field.next().await {
+                seen += chunk.len() as u64;
+                if seen > drain_limit {
+                    return Err(ApiError::PayloadTooLarge { limit });
+                }
+            }
+            drop(field);
+            while let Some(Ok(mut rest)) = mp.next().await {
+                while let Some(Ok(chunk)) = rest.next().await {
+                    seen += chunk.len() as u64;
+                    if seen > drain_limit {
+                        return Err(ApiError::PayloadTooLarge { limit });
+                    }
+                }
+            }
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        match name.as_str() {
+            "text" => text = buf,
+            "file" => file = Some((filename.unwrap_or_default(), buf)),
+            "column" => {
+                column =
+                    Some(String::from_utf8(buf).map_err(|_| {
+                        ApiError::InvalidUtf8("the column name is not UTF-8".into())
+                    })?)
+            }
+            _ => {}
+        }
+    }
+    Ok((text, file, column))
+}
+
+pub struct Chip {
+    pub name: &'static str,
+    pub class: &'static str,
+    pub count: u64,
+    pub pct: String,
+}
+
+pub struct Line {
+    pub position: u64,
+    pub text: String,
+    pub score: String,
+}
+
+pub struct ReportView {
+    pub items: u64,
+    pub unit: &'static str,
+    pub mean: String,
+    pub mean_class: &'static str,
+    pub elapsed: String,
+    pub chips: Vec<Chip>,
+    pub positive: Vec<Line>,
+    pub negative: Vec<Line>,
+    pub arc_len: usize,
+}
+
+pub struct ErrorView {
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    id: String,
+    title: String,
+    status: String,
+    is_final: bool,
+    format_label: &'static str,
+    size_label: String,
+    created_at: String,
+    created_short: String,
+    percent: u32,
+    progress_label: String,
+    error: Option<ErrorView>,
+    report: Option<ReportView>,
+    hist: Histogram,
+    arc: ArcChart,
+    chart_w: f64,
+    chart_h: f64,
+}
+
+fn size_label(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    if b >= (1 << 20) as f64 {
+        format!("{:.1} MiB", b / (1 << 20) as f64)
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn report_view(r: &Report, format: Format) -> ReportView {
+    let total = r.items.max(1) as f64;
+    let chip = |name, class, count: u64| Chip {
+        name,
+        class,
+        count,
+        pct: format!("{:.1}%", 100.0 * count as f64 / total),
+    };
+    let line = |h: &crate::analysis::Highlight| Line {
+        position: h.position + 1,
+        text: if h.truncated {
+            format!("{}…", h.text)
+        } else {
+            h.text.clone()
+        },
+        score: format!("{:+.4}", h.compound),
+    };
+    ReportView {
+        items: r.items,
+        unit: match format {
+            Format::Text => "sentences",
+            Format::Csv => "rows",
+            Format::Jsonl => "lines",
+            Format::Documents => "documents",
+        },
+        mean: format!("{:+.3}", r.mean_compound),
+        mean_class: if r.mean_compound >= 0.05 {
+            "pos"
+        } else if r.mean_compound <= -0.05 {
+            "neg"
+        } else {
+            "neu"
+        },
+        elapsed: if r.elapsed_ms >= 1000.0 {
+            format!("{:.2} s", r.elapsed_ms / 1000.0)
+        } else {
+            format!("{:.0} ms", r.elapsed_ms)
+        },
+        chips: vec![
+            chip("Positive", "pos", r.labels.positive),
+            chip("Neutral", "neu", r.labels.neutral),
+            chip("Negative", "neg", r.labels.negative),
+        ],
+        positive: r.most_positive.iter().map(line).collect(),
+        negative: r.most_negative.iter().map(line).collect(),
+        arc_len: r.arc.len(),
+    }
+}
+
+fn empty_report() -> Report {
+    Report {
+        format: Format::Text,
+        items: 0,
+        mean_compound: 0.0,
+        labels: Default::default(),
+        histogram: vec![0; 20],
+        arc: vec![],
+        most_positive: vec![],
+        most_negative: vec![],
+        elapsed_ms: 0.0,
+    }
+}
+
+fn status_page(job: &JobRow) -> StatusPage {
+    let status = job.status();
+    let report = if status == Status::Succeeded {
+        job.report()
+    } else {
+        None
+    };
+    let chart_source = report.clone().unwrap_or_else(empty_report);
+    let percent = (job.fraction() * 100.0).round() as u32;
+    let progress_label = match status {
+        Status::Queued => "Waiting for a worker…".to_owned(),
+        Status::Running => format!("Analysing… {percent}%"),
+        _ => String::new(),
+    };
+    StatusPage {
+        id: job.id.clone(),
+        title: if job.title.is_empty() {
+            "Analysis".into()
+        } else {
+            job.title.clone()
+        },
+        status: job.status.clone(),
+        is_final: status.is_final(),
+        format_label: match job.format() {
+            Format::Text => "Text",
+            Format::Csv => "CSV",
+            Format::Jsonl => "JSONL",
+            Format::Documents => "Documents",
+        },
+        size_label: size_label(job.input_bytes),
+        created_at: job.created_at.clone(),
+        created_short: short_time(&job.created_at),
+        percent,
+        progress_label,
+        error: match status {
+            Status::Failed | Status::Cancelled => Some(ErrorView {
+                message: job
+                    .error_message
+                    .clone()
+                    .unwrap_or_else(|| "the analysis did not finish".into()),
+            }),
+            _ => None,
+        },
+        report: report.as_ref().map(|r| report_view(r, job.format())),
+        hist: charts::histogram(&chart_source),
+        arc: charts::arc(&chart_source),
+        chart_w: charts::WIDTH,
+        chart_h: charts::HEIGHT,
+    }
+}
+
+/// `GET /analyses/{id}`.
+pub async fn status(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    let Ok(id) = parse_id(&path) else {
+        return not_found_page();
+    };
+    match model::get(state.pool(), &id).await {
+        Ok(Some(job)) => html(StatusCode::OK, status_page(&job).render()),
+        Ok(None) => not_found_page(),
+        Err(e) => ApiError::from(e).error_response(),
+    }
+}
+
+/// `POST /analyses/{id}/cancel` (the page's Cancel button) → back to the status page.
+pub async fn cancel(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    match api::cancel(&state, &path).await {
+        Ok(_) | Err(ApiError::Conflict { .. }) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/analyses/{}", path.as_str())))
+            .finish(),
+        Err(ApiError::NotFound) => not_found_page(),
+        Err(e) => e.error_response(),
+    }
+}

@@ -1,0 +1,729 @@
+//! Black-box tests of the JSON API: each test starts the app on a free port with its own
+//! temporary SQLite database (and, unless said otherwise, its in-process worker).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_error, spawn_app, spawn_app_with};
+use reqwest::header::{ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
+use sentiq::jobs::worker::{self, Outcome};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitting_a_text_answers_202_with_location_retry_after_and_the_contract_body() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let r = app.post_json(&json!({"text": "What a lovely day."})).await;
+    assert_eq!(r.status(), 202);
+    let location = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(r.headers()[RETRY_AFTER], "1");
+    let body: Value = r.json().await.unwrap();
+    let id = body["id"].as_str().unwrap();
+    let uuid = uuid::Uuid::parse_str(id).expect("a UUID");
+    assert_eq!(uuid.get_version_num(), 4);
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["status_url"], format!("/api/jobs/{id}"));
+    assert_eq!(location, format!("/api/jobs/{id}"));
+    assert_eq!(body.as_object().unwrap().len(), 3);
+    // One row and one queue entry, written together.
+    assert_eq!(app.job_rows().await, 1);
+    assert_eq!(app.queue_rows().await, 1);
+    let job = app.job(id).await;
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["queue"], "quick");
+    assert_eq!(job["attempts"], 0);
+    assert!(job["started_at"].is_null() && job["finished_at"].is_null());
+    assert!(job["error"].is_null() && job["result"].is_null());
+    assert!(job["created_at"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_text_succeeds_with_labels_histogram_and_arc() {
+    let app = spawn_app().await;
+    let id = app
+        .submit(&json!({"text": "I love this phone. The battery is awful and it broke. It is a phone."}))
+        .await;
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 1);
+    let r = &job["result"];
+    assert_eq!(r["items"], 3);
+    assert_eq!(
+        r["labels"],
+        json!({"positive": 1, "neutral": 1, "negative": 1})
+    );
+    assert_eq!(r["histogram"].as_array().unwrap().len(), 20);
+    assert_eq!(r["arc"].as_array().unwrap().len(), 3);
+    assert_eq!(r["most_positive"][0]["text"], "I love this phone.");
+    assert_eq!(job["progress"]["done"], job["progress"]["total"]);
+    for key in ["created_at", "started_at", "finished_at"] {
+        let t = job[key].as_str().unwrap();
+        chrono::DateTime::parse_from_rfc3339(t).expect("RFC 3339");
+        assert!(t.ends_with('Z'));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_documents_is_scored_one_item_per_document() {
+    let app = spawn_app().await;
+    let id = app
+        .submit(&json!({"documents": [
+            {"id": "a", "text": "Wonderful service, friendly staff."},
+            {"id": "b", "text": "Horrible. Never again."},
+            {"id": 3, "text": "The parcel arrived on Tuesday."}
+        ]}))
+        .await;
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["items"], 3);
+    assert_eq!(job["result"]["format"], "documents");
+    assert_eq!(job["result"]["most_positive"][0]["id"], "a");
+    assert_eq!(job["result"]["most_negative"][0]["id"], "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_csv_and_ndjson_uploads_are_accepted_and_analysed() {
+    let app = spawn_app().await;
+    let text = app
+        .submit_raw("text/plain; charset=utf-8", "Good. Bad. Great!")
+        .await;
+    let csv = app
+        .submit_raw(
+            "text/csv",
+            "id,review\n1,\"Great, really great!\"\n2,Terrible quality\n",
+        )
+        .await;
+    let ndjson = app
+        .submit_raw(
+            "application/x-ndjson",
+            "{\"id\": \"x\", \"text\": \"I am happy\"}\n{\"text\": \"I am sad\"}\n",
+        )
+        .await;
+    let text = app.wait_final(&text).await;
+    assert_eq!(text["result"]["items"], 3);
+    assert_eq!(text["result"]["format"], "text");
+    let csv = app.wait_final(&csv).await;
+    assert_eq!(csv["status"], "succeeded", "{csv}");
+    assert_eq!(csv["result"]["items"], 2);
+    assert_eq!(csv["result"]["format"], "csv");
+    assert_eq!(csv["result"]["most_positive"][0]["id"], "1");
+    let ndjson = app.wait_final(&ndjson).await;
+    assert_eq!(ndjson["result"]["items"], 2);
+    assert_eq!(ndjson["result"]["format"], "jsonl");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csv_column_query_parameter_picks_the_text_column() {
+    let app = spawn_app().await;
+    let body = "title,comment_text\nx,I hate waiting\ny,I adore it\n";
+    let r = app
+        .post_raw("/api/jobs?column=comment_text", "text/csv", body.into())
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["items"], 2);
+    assert_eq!(job["result"]["most_negative"][0]["text"], "I hate waiting");
+    // Without the parameter this CSV has no usable text column.
+    let r = app.post_raw("/api/jobs", "text/csv", body.into()).await;
+    let message = assert_error(r, 422, "no_text_column").await;
+    assert!(message.contains("comment_text"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_body_is_413_and_creates_no_job() {
+    let app = spawn_app_with(|c| {
+        c.max_body_bytes = 1024;
+        c.run_worker = false;
+    })
+    .await;
+    let big = "a".repeat(2000);
+    let r = app.post_json(&json!({"text": big})).await;
+    assert_error(r, 413, "payload_too_large").await;
+    let r = app
+        .post_raw("/api/jobs", "text/plain", big.clone().into())
+        .await;
+    assert_error(r, 413, "payload_too_large").await;
+    // Chunked, without a Content-Length: refused as it streams past the limit.
+    let stream =
+        futures_util::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 512])));
+    let r = app
+        .client
+        .post(app.url("/api/jobs"))
+        .header("content-type", "text/plain")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 413, "payload_too_large").await;
+    assert_eq!(app.job_rows().await, 0);
+    assert_eq!(app.queue_rows().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blank_text_is_422_and_creates_no_job() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    for body in [
+        json!({"text": ""}),
+        json!({"text": "  \n\t "}),
+        json!({"documents": [{"text": " "}]}),
+    ] {
+        let r = app.post_json(&body).await;
+        assert_error(r, 422, "empty_input").await;
+    }
+    let r = app
+        .post_raw("/api/jobs", "text/plain", b" \n \n".to_vec())
+        .await;
+    assert_error(r, 422, "empty_input").await;
+    let r = app.post_raw("/api/jobs", "text/csv", Vec::new()).await;
+    assert_error(r, 422, "empty_input").await;
+    assert_eq!(app.job_rows().await, 0);
+    assert_eq!(app.queue_rows().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_400_and_creates_no_job() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    for body in [
+        "{\"text\": ",
+        "not json",
+        "[1, 2]",
+        "{\"text\": 5}",
+        "{\"documents\": \"x\"}",
+    ] {
+        let r = app
+            .post_raw("/api/jobs", "application/json", body.as_bytes().to_vec())
+            .await;
+        assert_error(r, 400, "invalid_json").await;
+    }
+    assert_eq!(app.job_rows().await, 0);
+    assert_eq!(app.queue_rows().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_field_is_400_and_creates_no_job() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    for body in [
+        json!({}),
+        json!({"txt": "hello"}),
+        json!({"documents": [{"id": "1"}]}),
+    ] {
+        let r = app.post_json(&body).await;
+        assert_error(r, 400, "missing_field").await;
+    }
+    assert_eq!(app.job_rows().await, 0);
+    assert_eq!(app.queue_rows().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsupported_content_type_is_415_and_creates_no_job() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    for ct in ["application/xml", "image/png", "application/octet-stream"] {
+        let r = app.post_raw("/api/jobs", ct, b"hello".to_vec()).await;
+        assert_error(r, 415, "unsupported_media_type").await;
+    }
+    let r = app
+        .client
+        .post(app.url("/api/jobs"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 415, "unsupported_media_type").await;
+    assert_eq!(app.job_rows().await, 0);
+    assert_eq!(app.queue_rows().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_400_and_creates_no_job() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let bad = b"good line\nbad \xff\xfe byte\n".to_vec();
+    for ct in ["text/plain", "text/csv", "application/x-ndjson"] {
+        let r = app.post_raw("/api/jobs", ct, bad.clone()).await;
+        let message = assert_error(r, 400, "invalid_utf8").await;
+        assert!(message.contains("line 2"), "{message}");
+    }
+    let r = app
+        .post_raw(
+            "/api/jobs",
+            "application/json",
+            b"{\"text\": \"\xff\"}".to_vec(),
+        )
+        .await;
+    assert_error(r, 400, "invalid_utf8").await;
+    assert_eq!(app.job_rows().await, 0);
+    assert_eq!(app.queue_rows().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_malformed_ids_are_404_json() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let unknown = uuid::Uuid::new_v4();
+    for path in [
+        format!("/api/jobs/{unknown}"),
+        "/api/jobs/not-a-uuid".to_owned(),
+        "/api/jobs/1%27%20OR%201=1".to_owned(),
+        format!("/api/jobs/{unknown}/items.csv"),
+        "/api/jobs/nope/items.jsonl".to_owned(),
+    ] {
+        let r = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_error(r, 404, "not_found").await;
+    }
+    let r = app
+        .client
+        .post(app.url(&format!("/api/jobs/{unknown}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "not_found").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_etag_answers_304_until_the_job_changes() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Fine."})).await;
+    let url = app.url(&format!("/api/jobs/{id}"));
+    let r = app.client.get(&url).send().await.unwrap();
+    let etag = r.headers()[ETAG].to_str().unwrap().to_owned();
+    let r = app
+        .client
+        .get(&url)
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()[ETAG].to_str().unwrap(), etag);
+    assert!(r.bytes().await.unwrap().is_empty());
+    // A change (here: running the job) gives a new ETag and a full answer.
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let r = app
+        .client
+        .get(&url)
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(r.headers()[ETAG].to_str().unwrap(), etag);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_queued_job_never_starts() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Never to be read."})).await;
+    let cancel = app.url(&format!("/api/jobs/{id}/cancel"));
+    let r = app.client.post(&cancel).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let job: Value = r.json().await.unwrap();
+    assert_eq!(job["status"], "cancelled");
+    assert!(job["finished_at"].is_string());
+    // Its delivery is a no-op.
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Skipped
+    );
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "cancelled");
+    assert_eq!(job["attempts"], 0);
+    assert!(job["started_at"].is_null());
+    // Cancelling a final job is a conflict.
+    let r = app.client.post(&cancel).send().await.unwrap();
+    assert_error(r, 409, "already_final").await;
+}
+
+/// A text big enough to keep a worker busy for a while (about `mib` MiB).
+fn big_text(mib: usize) -> String {
+    let mut s = String::with_capacity(mib << 20);
+    let mut i = 0u64;
+    while s.len() < mib << 20 {
+        i += 1;
+        s.push_str(&format!(
+            "Review {i} says the product is great and I love it. Shipping took {i} days, which was terrible!\n"
+        ));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_running_job_stops_and_ends_cancelled() {
+    let app = spawn_app().await;
+    let r = app
+        .post_raw("/api/jobs", "text/plain", big_text(12).into_bytes())
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let running = app.wait_for(&id, |s| s != "queued").await;
+    assert_eq!(
+        running["status"], "running",
+        "finished before it could be cancelled"
+    );
+    assert_eq!(running["queue"], "bulk");
+    let r = app
+        .client
+        .post(app.url(&format!("/api/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "cancelled");
+    assert!(job["result"].is_null());
+    // The worker stops at its next chunk and drops the items it had stored.
+    let start = Instant::now();
+    loop {
+        let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if items == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "worker kept going"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.job(&id).await["status"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_download_as_csv_and_jsonl_once_the_job_succeeded() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app
+        .submit(&json!({"documents": [
+            {"id": "r1", "text": "Absolutely \"brilliant\", thanks"},
+            {"text": "Awful.\nReally awful."}
+        ]}))
+        .await;
+    let r = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/items.csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 409, "not_succeeded").await;
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Succeeded
+    );
+
+    let r = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/items.csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let body = r.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["position", "id", "text", "neg", "neu", "pos", "compound"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][0], "0");
+    assert_eq!(&rows[0][1], "r1");
+    assert_eq!(&rows[0][2], "Absolutely \"brilliant\", thanks");
+    assert_eq!(&rows[1][1], "");
+    assert_eq!(&rows[1][2], "Awful.\nReally awful.");
+    let compound: f64 = rows[1][6].parse().unwrap();
+    assert!(compound < 0.0);
+
+    let r = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/items.jsonl")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["position"], 0);
+    assert_eq!(lines[0]["id"], "r1");
+    assert_eq!(lines[1]["id"], Value::Null);
+    for key in ["neg", "neu", "pos", "compound"] {
+        assert!(lines[0][key].is_number());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_items_stream_in_order_across_pages() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let text: String = (0..4500).map(|i| format!("Line {i} is nice.\n")).collect();
+    let id = app.submit_raw("text/plain", &text).await;
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let body = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/items.jsonl")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let positions: Vec<u64> = body
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["position"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(positions, (0..4500).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_delivery_of_the_same_job_is_a_no_op() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app
+        .submit(&json!({"text": "Great start. Sad ending."}))
+        .await;
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let first = app.job(&id).await;
+    let etag_before: String =
+        sqlx::query_scalar("SELECT CAST(version AS TEXT) FROM sentiq_jobs WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let items_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    // Same function the worker uses, same id, twice more (also concurrently).
+    let (a, b) = tokio::join!(
+        worker::process(&app.deps, &id),
+        worker::process(&app.deps, &id)
+    );
+    assert_eq!(a.unwrap(), Outcome::Skipped);
+    assert_eq!(b.unwrap(), Outcome::Skipped);
+    let second = app.job(&id).await;
+    assert_eq!(first, second);
+    let etag_after: String =
+        sqlx::query_scalar("SELECT CAST(version AS TEXT) FROM sentiq_jobs WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(etag_before, etag_after);
+    let items_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(items_before, items_after);
+    assert_eq!(second["attempts"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deliveries_racing_for_a_queued_job_run_it_once() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Only once, please."})).await;
+    let (a, b) = tokio::join!(
+        worker::process(&app.deps, &id),
+        worker::process(&app.deps, &id)
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [Outcome::Skipped, Outcome::Succeeded]);
+    assert_eq!(app.job(&id).await["attempts"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_whose_rows_break_in_the_middle_fails_the_job_with_a_message() {
+    let app = spawn_app().await;
+    let id = app
+        .submit_raw("text/csv", "id,stars,review\n1,5,Lovely\n2\n3,1,Dreadful\n")
+        .await;
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "bad_record");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(message.contains("line 3"), "{message}");
+    assert!(job["result"].is_null());
+    let r = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/items.csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 409, "not_succeeded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_inputs_go_to_the_bulk_queue_and_small_ones_to_quick() {
+    let app = spawn_app_with(|c| c.bulk_threshold_bytes = 100).await;
+    let small = app.submit(&json!({"text": "Short and sweet."})).await;
+    let large = app
+        .submit(&json!({"text": "This is long and lovely. ".repeat(10)}))
+        .await;
+    let small = app.wait_final(&small).await;
+    let large = app.wait_final(&large).await;
+    assert_eq!(small["queue"], "quick");
+    assert_eq!(large["queue"], "bulk");
+    assert_eq!(small["status"], "succeeded");
+    assert_eq!(large["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_is_picked_up_promptly() {
+    let app = spawn_app().await;
+    // Warm up (the workers register on their first poll).
+    let id = app.submit(&json!({"text": "Warm."})).await;
+    app.wait_final(&id).await;
+    let start = Instant::now();
+    for _ in 0..5 {
+        let id = app.submit(&json!({"text": "Quick one."})).await;
+        assert_eq!(app.wait_final(&id).await["status"], "succeeded");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "five small jobs took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_answer_200() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    app.pool.close().await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_sends_each_change_and_closes_after_the_final_state() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Streams are lovely."})).await;
+    let r = app
+        .client
+        .get(app.url(&format!("/api/jobs/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let deps = app.deps.clone();
+    let job_id = id.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        worker::process(&deps, &job_id).await.unwrap();
+    });
+    // The body ends by itself once the job is final.
+    let body = tokio::time::timeout(Duration::from_secs(20), r.text())
+        .await
+        .expect("the stream closes")
+        .unwrap();
+    let statuses: Vec<String> = body
+        .split("\n\n")
+        .filter_map(|frame| frame.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|data| {
+            serde_json::from_str::<Value>(data).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(statuses.first().map(String::as_str), Some("queued"));
+    assert_eq!(statuses.last().map(String::as_str), Some("succeeded"));
+    assert!(body.contains("event: status"));
+    let r = app
+        .client
+        .get(app.url(&format!("/api/jobs/{}/events", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "not_found").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_jobs_by_queue_and_status() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let done = app.submit(&json!({"text": "Count me."})).await;
+    app.submit(&json!({"text": "Me too."})).await;
+    assert_eq!(
+        worker::process(&app.deps, &done).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("sentiq_jobs{queue=\"quick\",status=\"succeeded\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sentiq_jobs{queue=\"quick\",status=\"queued\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sentiq_queue_entries{queue=\"quick\",state=\"pending\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_json_api() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let r = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/jobs",
+        "/api/jobs/{id}",
+        "/api/jobs/{id}/cancel",
+        "/api/jobs/{id}/events",
+        "/api/jobs/{id}/items.csv",
+        "/api/jobs/{id}/items.jsonl",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
+}

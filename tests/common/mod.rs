@@ -1,0 +1,185 @@
+//! Test helpers: an app on a free port with its own temporary database, and polling helpers.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::CONTENT_TYPE;
+use sentiq::config::Config;
+use sentiq::jobs::worker::Deps;
+use sentiq::startup::Application;
+use serde_json::Value;
+use sqlx::SqlitePool;
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    /// Keeps cookies (the visitor cookie), never follows redirects.
+    pub client: reqwest::Client,
+    pub pool: SqlitePool,
+    pub deps: Deps,
+    _dir: tempfile::TempDir,
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// The app with its in-process worker.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The app with a changed configuration (e.g. `run_worker = false` to keep jobs queued).
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        sentiq::telemetry::init();
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        database_url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("sentiq-test.db").display()
+        ),
+        poll_interval: Duration::from_millis(50),
+        ..Config::default()
+    };
+    change(&mut config);
+    let app = Application::build(config).await.expect("app builds");
+    let port = app.port();
+    let pool = app.pool().clone();
+    let deps = app.deps().clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: client(),
+        pool,
+        deps,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/jobs"))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Submit and return the job id (asserting 202).
+    pub async fn submit(&self, body: &Value) -> String {
+        let r = self.post_json(body).await;
+        assert_eq!(r.status(), 202, "{:?}", r.text().await);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn submit_raw(&self, content_type: &str, body: &str) -> String {
+        let r = self
+            .post_raw("/api/jobs", content_type, body.as_bytes().to_vec())
+            .await;
+        assert_eq!(r.status(), 202, "{:?}", r.text().await);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let r = self
+            .client
+            .get(self.url(&format!("/api/jobs/{id}")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Poll the status endpoint until the job is final (at most 60 s).
+    pub async fn wait_final(&self, id: &str) -> Value {
+        self.wait_for(id, |s| matches!(s, "succeeded" | "failed" | "cancelled"))
+            .await
+    }
+
+    pub async fn wait_for(&self, id: &str, done: impl Fn(&str) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let job = self.job(id).await;
+            if done(job["status"].as_str().unwrap()) {
+                return job;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "job {id} stuck: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Rows in the jobs table.
+    pub async fn job_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM sentiq_jobs")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Entries in the apalis queue table.
+    pub async fn queue_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM Jobs")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// An error body `{"error": {"code", "message"}}` with this code; returns the message.
+pub async fn assert_error(r: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(r.status().as_u16(), status);
+    assert!(
+        r.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = r.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
+    assert!(!message.is_empty());
+    message
+}

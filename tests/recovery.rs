@@ -1,0 +1,208 @@
+//! Recovery: jobs whose worker died or whose queue entry was lost are handed out again, and a
+//! run that lost its job can no longer write to it.
+
+mod common;
+
+use common::spawn_app_with;
+use sentiq::jobs::model;
+use sentiq::jobs::worker::{self, Outcome};
+use serde_json::json;
+
+const LONG_AGO: &str = "2000-01-01T00:00:00.000Z";
+
+async fn make_stale(app: &common::TestApp, id: &str) {
+    sqlx::query("UPDATE sentiq_jobs SET updated_at = ? WHERE id = ?")
+        .bind(LONG_AGO)
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_died_is_re_enqueued_after_its_lease_and_finishes() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app
+        .submit(&json!({"text": "Interrupted, then fine."}))
+        .await;
+    // A worker claimed it, then died: the row stays `running`, its queue entry is done.
+    let claimed = model::claim(&app.pool, &id)
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(claimed.attempts, 1);
+    sqlx::query("UPDATE Jobs SET status = 'Done'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // Within its lease nothing happens.
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 0);
+    make_stale(&app, &id).await;
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 1);
+    assert_eq!(app.job(&id).await["status"], "queued");
+    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs WHERE status = 'Pending'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(live, 1);
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["attempts"], 2);
+    // The dead run's writes are fenced off by its attempt number.
+    assert!(!model::set_progress(&app.pool, &id, 1, 1, 2).await.unwrap());
+    assert!(!model::succeed(&app.pool, &id, 1, "{}").await.unwrap());
+    assert!(!model::fail(&app.pool, &id, 1, "x", "y").await.unwrap());
+    assert_eq!(app.job(&id).await, job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_job_whose_queue_entry_was_lost_is_re_enqueued_once() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Lost and found."})).await;
+    sqlx::query("DELETE FROM Jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    make_stale(&app, &id).await;
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 1);
+    assert_eq!(app.queue_rows().await, 1);
+    // It now has a live entry (and a fresh timestamp): nothing more to do.
+    make_stale(&app, &id).await;
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 0);
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Succeeded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_and_fresh_jobs_are_left_alone_by_the_reconciler() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let done = app.submit(&json!({"text": "Done already."})).await;
+    assert_eq!(
+        worker::process(&app.deps, &done).await.unwrap(),
+        Outcome::Succeeded
+    );
+    let cancelled = app.submit(&json!({"text": "Never mind."})).await;
+    app.client
+        .post(app.url(&format!("/api/jobs/{cancelled}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    let fresh = app.submit(&json!({"text": "Just queued."})).await;
+    for id in [&done, &cancelled] {
+        make_stale(&app, id).await;
+    }
+    sqlx::query("DELETE FROM Jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 0);
+    assert_eq!(app.job(&done).await["status"], "succeeded");
+    assert_eq!(app.job(&cancelled).await["status"], "cancelled");
+    assert_eq!(app.job(&fresh).await["status"], "queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
+    use sentiq::analysis::Format;
+    use sentiq::jobs::{model::NewJob, queue};
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let job = |text: &str| NewJob {
+        id: uuid::Uuid::new_v4(),
+        visitor: None,
+        queue: "quick",
+        format: Format::Text,
+        column: None,
+        title: String::new(),
+        input: text.as_bytes().to_vec(),
+    };
+    let rolled_back = job("Never committed.");
+    let mut tx = app.pool.begin().await.unwrap();
+    model::insert(&mut tx, &rolled_back).await.unwrap();
+    queue::enqueue(&mut tx, "quick", &rolled_back.id.to_string(), None)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(app.job_rows().await, 0);
+    assert_eq!(app.queue_rows().await, 0);
+
+    let committed = job("Committed.");
+    let mut tx = app.pool.begin().await.unwrap();
+    model::insert(&mut tx, &committed).await.unwrap();
+    queue::enqueue(&mut tx, "quick", &committed.id.to_string(), None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(app.job_rows().await, 1);
+    assert_eq!(app.queue_rows().await, 1);
+    let payload: Vec<u8> = sqlx::query_scalar("SELECT job FROM Jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    // The queue carries only the job id.
+    assert_eq!(
+        serde_json::from_slice::<String>(&payload).unwrap(),
+        committed.id.to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_interrupted_by_shutdown_is_handed_back_to_the_queue() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let text: String = (0..400_000)
+        .map(|i| format!("Line {i} is lovely, line {i} is awful.\n"))
+        .collect();
+    let r = app
+        .post_raw("/api/jobs", "text/plain", text.into_bytes())
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sqlx::query("DELETE FROM Jobs")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let deps = app.deps.clone();
+    let job_id = id.clone();
+    let run = tokio::spawn(async move { worker::process(&deps, &job_id).await });
+    app.wait_for(&id, |s| s != "queued").await;
+    app.deps.hand_back_running_jobs();
+    assert_eq!(run.await.unwrap().unwrap(), Outcome::Retrying);
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(app.queue_rows().await, 1, "a new queue entry");
+    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(items, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_crashing_its_worker_fails_after_three_attempts() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Crashy."})).await;
+    // Three runs already started and never finished (their workers died).
+    sqlx::query("UPDATE sentiq_jobs SET attempts = 3 WHERE id = ?")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        worker::process(&app.deps, &id).await.unwrap(),
+        Outcome::Failed
+    );
+    let job = app.job(&id).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error"]["code"], "too_many_attempts");
+    assert_eq!(job["attempts"], 4);
+}
