@@ -67,7 +67,7 @@ for _ in $(seq 600); do
   busy=$(curl -fs "http://$ADDR/readyz" >/dev/null && python3 - "$WORK/bench.db" <<'PY'
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
-print(c.execute("select count(*) from jobs where status in ('queued','running')").fetchone()[0])
+print(c.execute("select count(*) from sentiq_jobs where status in ('queued','running')").fetchone()[0])
 PY
 )
   [[ "$busy" == "0" ]] && break

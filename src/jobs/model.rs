@@ -263,6 +263,7 @@ pub async fn recent_for_visitor(
 /// fencing token of this run), or None when the job is not queued (already running, final,
 /// unknown): a duplicate delivery then does nothing.
 pub async fn claim(pool: &SqlitePool, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
+    let _write = crate::db::write_permit().await;
     let now = now();
     sqlx::query_as::<_, JobRow>(concat!(
         "UPDATE sentiq_jobs SET status = 'running', attempts = attempts + 1, \
@@ -278,6 +279,7 @@ pub async fn claim(pool: &SqlitePool, id: &str) -> Result<Option<JobRow>, sqlx::
 
 /// Keep the lease of a running job fresh. False when this run no longer owns the job.
 pub async fn touch(pool: &SqlitePool, id: &str, attempt: i64) -> Result<bool, sqlx::Error> {
+    let _write = crate::db::write_permit().await;
     let r = sqlx::query(
         "UPDATE sentiq_jobs SET updated_at = ? WHERE id = ? AND status = 'running' AND attempts = ?",
     )
@@ -297,6 +299,7 @@ pub async fn set_progress(
     done: u64,
     total: u64,
 ) -> Result<bool, sqlx::Error> {
+    let _write = crate::db::write_permit().await;
     let r = sqlx::query(
         "UPDATE sentiq_jobs SET progress_done = ?, progress_total = ?, updated_at = ?, \
          version = version + 1 WHERE id = ? AND status = 'running' AND attempts = ?",
@@ -318,6 +321,7 @@ pub async fn succeed(
     attempt: i64,
     report_json: &str,
 ) -> Result<bool, sqlx::Error> {
+    let _write = crate::db::write_permit().await;
     let now = now();
     let r = sqlx::query(
         "UPDATE sentiq_jobs SET status = 'succeeded', result = ?1, progress_done = progress_total, \
@@ -341,6 +345,7 @@ pub async fn fail(
     code: &str,
     message: &str,
 ) -> Result<bool, sqlx::Error> {
+    let _write = crate::db::write_permit().await;
     let now = now();
     let r = sqlx::query(
         "UPDATE sentiq_jobs SET status = 'failed', error_code = ?1, error_message = ?2, \
@@ -423,6 +428,7 @@ pub enum Cancel {
 
 /// `queued | running → cancelled`.
 pub async fn cancel(pool: &SqlitePool, id: &str) -> Result<Cancel, sqlx::Error> {
+    let _write = crate::db::write_permit().await;
     let now = now();
     let row = sqlx::query_as::<_, JobRow>(concat!(
         "UPDATE sentiq_jobs SET status = 'cancelled', finished_at = ?1, updated_at = ?1, \
@@ -470,6 +476,7 @@ pub async fn insert_items(
     items: &[ItemRow],
 ) -> Result<(), sqlx::Error> {
     for group in items.chunks(ITEMS_PER_TRANSACTION) {
+        let _write = crate::db::write_permit().await;
         let mut tx = pool.begin().await?;
         for chunk in group.chunks(ITEMS_PER_STATEMENT) {
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -494,6 +501,7 @@ pub async fn insert_items(
 }
 
 pub async fn delete_items(pool: &SqlitePool, job_id: &str) -> Result<(), sqlx::Error> {
+    let _write = crate::db::write_permit().await;
     sqlx::query("DELETE FROM job_items WHERE job_id = ?")
         .bind(job_id)
         .execute(pool)

@@ -133,6 +133,7 @@ pub const KEEP_DONE: std::time::Duration = std::time::Duration::from_secs(24 * 3
 /// Delete queue entries that finished more than [`KEEP_DONE`] ago (nothing expires by itself).
 /// The job rows keep the history.
 pub async fn vacuum(pool: &sqlx::SqlitePool) -> Result<u64, sqlx::Error> {
+    let _write = crate::db::write_permit().await;
     let r = sqlx::query(
         "DELETE FROM Jobs WHERE status IN ('Done', 'Killed', 'Failed') \
          AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - ?",

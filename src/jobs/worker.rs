@@ -240,6 +240,7 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
         }
         Err(AnalysisError::Cancelled) if deps.handing_back.load(Ordering::SeqCst) => {
             model::delete_items(pool, id).await?;
+            let _write = crate::db::write_permit().await;
             let mut tx = pool.begin().await?;
             if model::requeue(&mut tx, id, attempt).await? {
                 queue::enqueue(&mut tx, &job.queue, id, None)
@@ -300,6 +301,7 @@ pub async fn reconcile(deps: &Deps) -> Result<usize, sqlx::Error> {
         (chrono::Utc::now() - LEASE).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut count = 0;
     for (id, queue_name, status) in model::stale(&deps.pool, &stale_before).await? {
+        let _write = crate::db::write_permit().await;
         let mut tx = deps.pool.begin().await?;
         if model::reset_stale(&mut tx, &id, &stale_before).await? {
             queue::enqueue(&mut tx, &queue_name, &id, None)
@@ -334,6 +336,7 @@ pub async fn reconcile_forever(deps: Deps) {
 /// Hand the job back to its queue with an exponential delay (1 s, 2 s, 4 s, ...).
 async fn retry(deps: &Deps, job: &model::JobRow) -> Result<(), sqlx::Error> {
     let delay = Duration::from_secs(1 << (job.attempts.clamp(1, 6) - 1));
+    let _write = crate::db::write_permit().await;
     let mut tx = deps.pool.begin().await?;
     if model::requeue(&mut tx, &job.id, job.attempts).await? {
         queue::enqueue(&mut tx, &job.queue, &job.id, Some(delay))

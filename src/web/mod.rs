@@ -46,6 +46,7 @@ pub async fn submit(
         input: submission.input,
     };
     let id = job.id.to_string();
+    let _write = crate::db::write_permit().await;
     let mut tx = state.pool().begin().await?;
     model::insert(&mut tx, &job).await?;
     queue::enqueue(&mut tx, job.queue, &id, None)
