@@ -318,15 +318,7 @@ fn score(path: Option<PathBuf>) -> Result<(), CliError> {
 
 /// Score the lines of `text` (whole lines, the last one's "\n" optional) on all threads.
 fn write_block_scores(text: &str, out: &mut impl Write) -> Result<(), CliError> {
-    // The reference splits on "\n" and drops one trailing "\r" per line.
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    let mut lines: Vec<&str> = Vec::with_capacity(body.len() / 32);
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', body.as_bytes()).chain([body.len()]) {
-        let line = &body[start..end];
-        lines.push(line.strip_suffix('\r').unwrap_or(line));
-        start = end + 1;
-    }
+    let lines = reference_lines(text);
     let rendered: Vec<Vec<u8>> = lines
         .par_chunks(1024)
         .map(|chunk| {
@@ -343,6 +335,20 @@ fn write_block_scores(text: &str, out: &mut impl Write) -> Result<(), CliError> 
     Ok(())
 }
 
+/// The lines of `text` as the reference tool reads them: split on "\n" (a final "\n" makes no
+/// extra line), one trailing "\r" per line dropped.
+fn reference_lines(text: &str) -> Vec<&str> {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let mut lines: Vec<&str> = Vec::with_capacity(body.len() / 32);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', body.as_bytes()).chain([body.len()]) {
+        let line = &body[start..end];
+        lines.push(line.strip_suffix('\r').unwrap_or(line));
+        start = end + 1;
+    }
+    lines
+}
+
 /// `score --bench`: read and split the whole input first, then time only the scoring loop.
 fn score_bench(path: Option<PathBuf>) -> Result<(), CliError> {
     let (file, _name) = open_input(&path)?;
@@ -350,11 +356,7 @@ fn score_bench(path: Option<PathBuf>) -> Result<(), CliError> {
     Utf8Reader::new(file)
         .read_to_string(&mut text)
         .map_err(read_error)?;
-    let body = text.strip_suffix('\n').unwrap_or(&text);
-    let lines: Vec<&str> = body
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
+    let lines = reference_lines(&text);
     let mut scorer = analysis::Scorer::new();
     scorer.score("warm up: load the lexicon before the clock starts");
     let started = std::time::Instant::now();
@@ -440,7 +442,7 @@ fn analyze(path: PathBuf, format: Option<Format>, column: Option<String>) -> Res
         total_bytes: total,
     };
     let result = analysis::analyze(
-        io::BufReader::with_capacity(1 << 20, file).take(u64::MAX),
+        io::BufReader::with_capacity(1 << 20, file),
         &options,
         &mut observer,
     );

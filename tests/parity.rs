@@ -128,8 +128,9 @@ fn every_hand_made_hard_case_scores_exactly_as_the_reference() {
 
 #[test]
 fn the_ground_truth_copies_are_the_published_files() {
-    // sha256 of the files as published with the VADER paper (see tests/data/vader/README.md):
-    // a changed byte would make the parity tests above compare against something else.
+    // The published files' sizes and item counts (their sha256 sums are in
+    // tests/data/vader/README.md): a re-encoded or line-ending-converted copy would make the
+    // parity tests above compare against something else.
     let sizes = [
         ("tweets_GroundTruth.txt", 389_886),
         ("amazonReviewSnippets_GroundTruth.txt", 373_157),

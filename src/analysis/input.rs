@@ -6,7 +6,7 @@
 //! sentence, so cutting there changes nothing), CSV and JSONL after a whole record. A chunk is
 //! self-contained, so chunks can be segmented and scored on any thread.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::ops::Range;
 
 use super::{AnalysisError, MAX_ITEM_BYTES};
@@ -505,11 +505,6 @@ impl<I: Iterator<Item = (Option<String>, String)>> Chunker for DocumentChunker<I
     fn consumed(&self) -> u64 {
         self.consumed
     }
-}
-
-/// Let a `BufReader` wrap non-buffered sources for the CLI.
-pub fn buffered<R: Read>(r: R) -> BufReader<R> {
-    BufReader::with_capacity(256 * 1024, r)
 }
 
 #[cfg(test)]

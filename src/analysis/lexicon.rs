@@ -340,9 +340,10 @@ impl PackedTable {
             "the packed table indexes entries with 16 bits"
         );
         for (word, info) in words {
-            if word.len() > MAX_PACKED {
-                continue;
-            }
+            assert!(
+                word.len() <= MAX_PACKED,
+                "lexicon word longer than {MAX_PACKED} bytes"
+            );
             let key = pack(word);
             table.entries.push((key, word.len(), *info));
             let (mut at, tag) = table.slot(&key, word.len());
@@ -383,31 +384,23 @@ impl PackedTable {
 }
 
 pub struct Lexicon {
-    words: FxHashMap<&'static [u8], WordInfo>,
     packed: PackedTable,
     emoji: FxHashMap<char, &'static str>,
-    /// Longest key of `words` in bytes: longer tokens cannot match and skip the lookup.
-    max_word_len: usize,
 }
 
 impl Lexicon {
     #[inline]
     pub fn word(&self, lower: &[u8]) -> Option<&WordInfo> {
-        if lower.len() > self.max_word_len {
+        if lower.len() > MAX_PACKED {
             return None;
         }
-        self.words.get(lower)
+        self.packed.get(&pack(lower), lower.len())
     }
 
     /// Look up a word already packed with [`pack`]; `len` is its length in bytes.
     #[inline]
     pub fn packed_word(&self, key: &Packed, len: usize) -> Option<&WordInfo> {
         self.packed.get(key, len)
-    }
-
-    /// Longest word in the table, in bytes.
-    pub fn max_word_len(&self) -> usize {
-        self.max_word_len
     }
 
     /// The description of a one-code-point emoji. Longer emoji keys exist in the file but the
@@ -419,38 +412,15 @@ impl Lexicon {
 
     /// Number of distinct lexicon entries (for diagnostics and tests).
     pub fn valence_count(&self) -> usize {
-        self.words.values().filter(|w| w.valence.is_some()).count()
+        self.packed
+            .entries
+            .iter()
+            .filter(|(_, _, w)| w.valence.is_some())
+            .count()
     }
 
     fn build() -> Lexicon {
-        let mut words: FxHashMap<&'static [u8], WordInfo> =
-            FxHashMap::with_capacity_and_hasher(8192, Default::default());
-        // make_lex_dict: rstrip("\n"), split on "\n", skip empty lines, strip() each line, take the
-        // first two tab-separated fields, later lines overwrite earlier ones.
-        for line in lines(VADER_LEXICON) {
-            if line.is_empty() {
-                continue;
-            }
-            let Some((word, measure)) = first_two_fields(pytext::strip(line)) else {
-                panic!("malformed line in the built-in VADER lexicon: {line:?}");
-            };
-            let valence: f64 = measure
-                .parse()
-                .unwrap_or_else(|_| panic!("bad valence in the built-in VADER lexicon: {line:?}"));
-            words.entry(word.as_bytes()).or_default().valence = Some(valence);
-        }
-        for &w in BOOSTERS_UP {
-            words.entry(w.as_bytes()).or_default().booster = Some(B_INCR);
-        }
-        for &w in BOOSTERS_DOWN {
-            words.entry(w.as_bytes()).or_default().booster = Some(B_DECR);
-        }
-        for &w in NEGATE {
-            words.entry(w.as_bytes()).or_default().negation = true;
-        }
-        for &(w, kw) in KEYWORDS {
-            words.entry(w.as_bytes()).or_default().kw = kw;
-        }
+        let words = word_map();
         let mut emoji = FxHashMap::default();
         for line in lines(EMOJI_LEXICON) {
             let Some((key, description)) = first_two_fields(pytext::strip(line)) else {
@@ -461,14 +431,45 @@ impl Lexicon {
                 emoji.insert(c, description);
             }
         }
-        let max_word_len = words.keys().map(|k| k.len()).max().unwrap_or(0);
         Lexicon {
             packed: PackedTable::build(&words),
-            words,
             emoji,
-            max_word_len,
         }
     }
+}
+
+/// Everything known about each word, merged from the lexicon file and the fixed word lists;
+/// only needed while the packed table is built.
+fn word_map() -> FxHashMap<&'static [u8], WordInfo> {
+    let mut words: FxHashMap<&'static [u8], WordInfo> =
+        FxHashMap::with_capacity_and_hasher(8192, Default::default());
+    // make_lex_dict: rstrip("\n"), split on "\n", skip empty lines, strip() each line, take the
+    // first two tab-separated fields, later lines overwrite earlier ones.
+    for line in lines(VADER_LEXICON) {
+        if line.is_empty() {
+            continue;
+        }
+        let Some((word, measure)) = first_two_fields(pytext::strip(line)) else {
+            panic!("malformed line in the built-in VADER lexicon: {line:?}");
+        };
+        let valence: f64 = measure
+            .parse()
+            .unwrap_or_else(|_| panic!("bad valence in the built-in VADER lexicon: {line:?}"));
+        words.entry(word.as_bytes()).or_default().valence = Some(valence);
+    }
+    for &w in BOOSTERS_UP {
+        words.entry(w.as_bytes()).or_default().booster = Some(B_INCR);
+    }
+    for &w in BOOSTERS_DOWN {
+        words.entry(w.as_bytes()).or_default().booster = Some(B_DECR);
+    }
+    for &w in NEGATE {
+        words.entry(w.as_bytes()).or_default().negation = true;
+    }
+    for &(w, kw) in KEYWORDS {
+        words.entry(w.as_bytes()).or_default().kw = kw;
+    }
+    words
 }
 
 /// The lines of a lexicon file as the reference reads them: `rstrip("\n").split("\n")`.
@@ -513,7 +514,7 @@ mod tests {
     #[test]
     fn the_packed_table_finds_every_word_and_nothing_else() {
         let lex = lexicon();
-        for (word, info) in &lex.words {
+        for (word, info) in &word_map() {
             let found = lex
                 .packed_word(&pack(word), word.len())
                 .expect("every word is packed");

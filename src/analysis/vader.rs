@@ -347,12 +347,9 @@ impl Scorer {
     }
 }
 
-// Byte classes for the ASCII fast path. UPPER is 0x08 so that `UPPER << 2` is the 0x20 that
-// turns an ASCII capital into its small letter.
+// Byte classes for the ASCII fast path (letter case is checked eight bytes at a time instead).
 const SPACE: u8 = 0x01;
 const PUNCT: u8 = 0x02;
-const LOWER: u8 = 0x04;
-const UPPER: u8 = 0x08;
 
 static CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -363,10 +360,6 @@ static CLASSES: [u8; 256] = {
             SPACE
         } else if c.is_ascii_punctuation() {
             PUNCT
-        } else if c.is_ascii_lowercase() {
-            LOWER
-        } else if c.is_ascii_uppercase() {
-            UPPER
         } else {
             0
         };
