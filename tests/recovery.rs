@@ -206,3 +206,35 @@ async fn a_job_that_keeps_crashing_its_worker_fails_after_three_attempts() {
     assert_eq!(job["error"]["code"], "too_many_attempts");
     assert_eq!(job["attempts"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_alone() {
+    use sentiq::analysis::Format;
+    use sentiq::jobs::model::NewJob;
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let job = |id: uuid::Uuid| NewJob {
+        id,
+        visitor: None,
+        queue: "quick",
+        format: Format::Text,
+        column: None,
+        title: String::new(),
+        input: b"Together is better.".to_vec(),
+    };
+    // 200 at once, two of them with the same id: that pair cannot both be written.
+    let twin = uuid::Uuid::new_v4();
+    let mut ids: Vec<uuid::Uuid> = (0..198).map(|_| uuid::Uuid::new_v4()).collect();
+    ids.push(twin);
+    ids.push(twin);
+    let results = futures_util::future::join_all(ids.iter().map(|id| {
+        let submitter = app.deps.submitter.clone();
+        let job = job(*id);
+        async move { submitter.submit(job).await }
+    }))
+    .await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    assert_eq!(failed, 1, "only the second twin fails");
+    // Every job that was answered Ok has its row and its queue entry; nothing half-written.
+    assert_eq!(app.job_rows().await, 199);
+    assert_eq!(app.queue_rows().await, 199);
+}

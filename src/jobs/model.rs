@@ -199,28 +199,42 @@ pub fn format_name(format: Format) -> &'static str {
 
 /// Insert the row and its input (inside the caller's transaction).
 pub async fn insert(conn: &mut SqliteConnection, job: &NewJob) -> Result<(), sqlx::Error> {
+    insert_many(conn, &[job]).await
+}
+
+/// Rows per multi-row INSERT of new jobs (10 parameters each, under SQLite's variable limit).
+const JOBS_PER_STATEMENT: usize = 64;
+
+/// Insert several rows and their inputs (inside the caller's transaction) with multi-row
+/// statements: one round trip to SQLite's connection thread per table, not per job.
+pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
     let now = now();
-    sqlx::query(
-        "INSERT INTO sentiq_jobs (id, visitor, queue, status, format, column_name, input_bytes, title, \
-         progress_total, created_at, updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(job.id.to_string())
-    .bind(&job.visitor)
-    .bind(job.queue)
-    .bind(format_name(job.format))
-    .bind(&job.column)
-    .bind(job.input.len() as i64)
-    .bind(&job.title)
-    .bind(job.input.len() as i64)
-    .bind(&now)
-    .bind(&now)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("INSERT INTO job_inputs (job_id, body) VALUES (?, ?)")
-        .bind(job.id.to_string())
-        .bind(&job.input)
-        .execute(&mut *conn)
-        .await?;
+    for chunk in jobs.chunks(JOBS_PER_STATEMENT) {
+        let mut rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO sentiq_jobs (id, visitor, queue, status, format, column_name, \
+             input_bytes, title, progress_total, created_at, updated_at) ",
+        );
+        rows.push_values(chunk, |mut b, job| {
+            b.push_bind(job.id.to_string())
+                .push_bind(&job.visitor)
+                .push_bind(job.queue)
+                .push_bind("queued")
+                .push_bind(format_name(job.format))
+                .push_bind(&job.column)
+                .push_bind(job.input.len() as i64)
+                .push_bind(&job.title)
+                .push_bind(job.input.len() as i64)
+                .push_bind(&now)
+                .push_bind(&now);
+        });
+        rows.build().execute(&mut *conn).await?;
+        let mut inputs =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO job_inputs (job_id, body) ");
+        inputs.push_values(chunk, |mut b, job| {
+            b.push_bind(job.id.to_string()).push_bind(&job.input);
+        });
+        inputs.build().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

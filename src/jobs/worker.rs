@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::model::{self, ItemRow};
 use super::queue::{self, JobArgs, WakeStrategy, Wakers};
+use super::submitter::Submitter;
 use crate::analysis::{self, AnalysisError, Format, Item, Observer, Options};
 
 /// How long a running job may go without any update before the reconciler hands it to another
@@ -82,14 +83,19 @@ pub struct Deps {
     pub wakers: Wakers,
     /// Set when the process stops: interrupted jobs are handed back to the queue.
     pub handing_back: Arc<AtomicBool>,
+    /// Writes new jobs (group commit).
+    pub submitter: Submitter,
 }
 
 impl Deps {
+    /// Must be called inside a tokio runtime (it starts the submission writer).
     pub fn new(pool: SqlitePool) -> Self {
+        let wakers = Wakers::default();
         Deps {
+            submitter: Submitter::start(pool.clone(), wakers.clone()),
             pool,
             cancels: CancelFlags::default(),
-            wakers: Wakers::default(),
+            wakers,
             handing_back: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -12,7 +12,6 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::jobs::model::{self, NewJob};
-use crate::jobs::queue;
 use crate::jobs::worker::Deps;
 use errors::ApiError;
 use input::Submission;
@@ -30,7 +29,8 @@ impl AppState {
     }
 }
 
-/// Write the job row and its queue entry in one transaction, then wake the local workers.
+/// Write the job row and its queue entry in one transaction (shared with the submissions that
+/// arrive at the same time), then wake the local workers.
 pub async fn submit(
     state: &AppState,
     submission: Submission,
@@ -45,17 +45,10 @@ pub async fn submit(
         title: submission.title,
         input: submission.input,
     };
-    let id = job.id.to_string();
-    let _write = crate::db::write_permit().await;
-    let mut tx = state.pool().begin().await?;
-    model::insert(&mut tx, &job).await?;
-    queue::enqueue(&mut tx, job.queue, &id, None)
-        .await
-        .map_err(ApiError::unexpected)?;
-    tx.commit().await?;
-    state.deps.wakers.wake(job.queue);
-    tracing::info!(job_id = %id, queue = job.queue, input_bytes = job.input.len(), format = model::format_name(job.format), "job queued");
-    Ok(job.id)
+    let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
+    state.deps.submitter.submit(job).await?;
+    tracing::info!(job_id = %id, queue, input_bytes, format = model::format_name(format), "job queued");
+    Ok(id)
 }
 
 /// A job id from the path: anything but a UUID is simply not found.
