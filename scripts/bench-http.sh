@@ -13,8 +13,8 @@ DURATION="${DURATION:-10}"
 JOBS="${JOBS:-200}"
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 
-cargo build --release --quiet
-BIN=target/release/sentiq
+[[ -n "${NO_BUILD:-}" ]] || cargo build --release --quiet
+BIN="${BIN:-target/release/sentiq}"
 WORK=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ADDR="127.0.0.1:$PORT"

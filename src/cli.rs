@@ -37,9 +37,9 @@ pub enum Command {
     Serve,
     /// Run workers only.
     Worker {
-        /// Queues to consume, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "quick,bulk")]
-        queues: Vec<String>,
+        /// Queues to consume, comma-separated (default: $WORKER_QUEUES or quick,bulk).
+        #[arg(long, value_delimiter = ',')]
+        queues: Option<Vec<String>>,
         /// Jobs run at once per queue (default: $WORKER_CONCURRENCY or 2).
         #[arg(long)]
         concurrency: Option<usize>,
@@ -121,7 +121,7 @@ pub fn main() -> ExitCode {
 enum Service {
     Serve,
     Worker {
-        queues: Vec<String>,
+        queues: Option<Vec<String>>,
         concurrency: Option<usize>,
     },
     Migrate,
@@ -154,7 +154,8 @@ fn service(what: Service) -> ExitCode {
                 tracing::info!(
                     port = app.port(),
                     database = %redact(&config.database_url),
-                    worker = config.run_worker,
+                    queue = %config.redis_url.as_deref().map_or("embedded (SQLite)".to_owned(), redact),
+                    worker = config.run_worker && config.redis_url.is_none(),
                     "sentiq listening on http://localhost:{}",
                     app.port()
                 );
@@ -164,19 +165,18 @@ fn service(what: Service) -> ExitCode {
                 queues,
                 concurrency,
             } => {
-                let known = [crate::config::QUICK, crate::config::BULK];
-                if let Some(q) = queues.iter().find(|q| !known.contains(&q.as_str())) {
-                    return Err(format!("unknown queue {q:?}: use quick and/or bulk").into());
+                if let Some(queues) = queues {
+                    config.queues = crate::config::parse_queues(&queues.join(","))?;
                 }
-                config.queues = queues;
                 if let Some(n) = concurrency {
                     config.worker_concurrency = n.max(1);
                 }
                 crate::startup::run_worker(config).await?;
             }
             Service::Migrate => {
-                let pool = crate::db::connect(&config.database_url).await?;
-                crate::db::migrate(&pool).await?;
+                let db = crate::db::Db::open(&config.database_url, 2).await?;
+                db.migrate().await?;
+                db.close().await;
                 tracing::info!(database = %redact(&config.database_url), "migrations applied");
             }
         }
@@ -193,13 +193,7 @@ fn service(what: Service) -> ExitCode {
     }
 }
 
-/// A database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
+use crate::db::redact;
 
 /// A command's failure, printed as `error: ...`.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::jobs::worker::Timing;
+
 /// Everything the web process and the worker need to start.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -23,6 +25,14 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Queues a worker consumes.
     pub queues: Vec<String>,
+    /// `redis://` or `rediss://` URL of the production queue; None: the embedded SQLite queue.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (several deployments can share one Redis).
+    pub redis_namespace: String,
+    /// Lease, reconcile interval and retry base delay.
+    pub timing: Timing,
+    /// Most PostgreSQL connections of this process.
+    pub database_max_connections: u32,
 }
 
 pub const QUICK: &str = "quick";
@@ -40,6 +50,10 @@ impl Default for Config {
             run_worker: true,
             poll_interval: Duration::from_millis(100),
             queues: vec![QUICK.into(), BULK.into()],
+            redis_url: None,
+            redis_namespace: "sentiq".into(),
+            timing: Timing::default(),
+            database_max_connections: 16,
         }
     }
 }
@@ -67,9 +81,44 @@ where
     }
 }
 
+fn millis(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(
+        parsed(name, default.as_millis() as u64)?.max(1),
+    ))
+}
+
+/// `quick,bulk` → the known queue names, in order, without repeats.
+pub fn parse_queues(list: &str) -> Result<Vec<String>, String> {
+    let mut queues: Vec<String> = Vec::new();
+    for q in list.split(',').map(str::trim).filter(|q| !q.is_empty()) {
+        if q != QUICK && q != BULK {
+            return Err(format!("unknown queue {q:?}: use quick and/or bulk"));
+        }
+        if !queues.iter().any(|x| x == q) {
+            queues.push(q.to_owned());
+        }
+    }
+    if queues.is_empty() {
+        return Err("no queue named: use quick and/or bulk".into());
+    }
+    Ok(queues)
+}
+
+/// A `rediss://` URL whose server certificate is not verified (Heroku Redis presents a
+/// self-signed one): the redis client's `#insecure` fragment. Other URLs are unchanged.
+pub fn insecure_tls(url: String) -> String {
+    if url.starts_with("rediss://") && !url.contains('#') {
+        url + "#insecure"
+    } else {
+        url
+    }
+}
+
 impl Config {
-    /// Read `PORT`, `HOST`, `DATABASE_URL`, `MAX_BODY_BYTES`, `WORKER_CONCURRENCY`,
-    /// `BULK_THRESHOLD_BYTES`, `POLL_INTERVAL_MS` and `RUN_WORKER`.
+    /// Read `PORT`, `HOST`, `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`,
+    /// `REDIS_NAMESPACE`, `MAX_BODY_BYTES`, `WORKER_CONCURRENCY`, `WORKER_QUEUES`,
+    /// `BULK_THRESHOLD_BYTES`, `POLL_INTERVAL_MS`, `RUN_WORKER`, `JOB_LEASE_MS`,
+    /// `RECONCILE_INTERVAL_MS`, `RETRY_BASE_MS` and `REDIS_TLS_INSECURE`.
     pub fn from_env() -> Result<Config, ConfigError> {
         let d = Config::default();
         let run_worker = match std::env::var("RUN_WORKER") {
@@ -78,6 +127,12 @@ impl Config {
                 "0" | "false" | "no" | "off"
             ),
             Err(_) => true,
+        };
+        let is_true = |v: &str| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
         };
         Ok(Config {
             host: std::env::var("HOST").unwrap_or(d.host),
@@ -91,8 +146,61 @@ impl Config {
             bulk_threshold_bytes: parsed("BULK_THRESHOLD_BYTES", d.bulk_threshold_bytes)?,
             run_worker,
             poll_interval: Duration::from_millis(parsed("POLL_INTERVAL_MS", 100u64)?.max(5)),
-            queues: d.queues,
+            queues: match std::env::var("WORKER_QUEUES") {
+                Ok(v) if !v.trim().is_empty() => {
+                    parse_queues(&v).map_err(|reason| ConfigError {
+                        name: "WORKER_QUEUES",
+                        value: v.clone(),
+                        reason,
+                    })?
+                }
+                _ => d.queues,
+            },
+            redis_url: std::env::var("REDIS_URL")
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .map(|v| match std::env::var("REDIS_TLS_INSECURE") {
+                    Ok(flag) if is_true(&flag) => insecure_tls(v),
+                    _ => v,
+                }),
+            redis_namespace: match std::env::var("REDIS_NAMESPACE") {
+                Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
+                _ => d.redis_namespace,
+            },
+            timing: Timing {
+                lease: millis("JOB_LEASE_MS", d.timing.lease)?,
+                reconcile_every: millis("RECONCILE_INTERVAL_MS", d.timing.reconcile_every)?,
+                retry_base: millis("RETRY_BASE_MS", d.timing.retry_base)?,
+            },
+            database_max_connections: parsed(
+                "DATABASE_MAX_CONNECTIONS",
+                d.database_max_connections,
+            )?
+            .max(2),
         })
+    }
+
+    /// Why this configuration cannot run, if it cannot: the embedded queue lives in the SQLite
+    /// file, so PostgreSQL needs Redis; Redis URLs must be `redis://` or `rediss://`.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(format!(
+                "REDIS_URL must start with redis:// or rediss:// (got {})",
+                crate::db::redact(url)
+            ));
+        }
+        if self.redis_url.is_none() && crate::db::is_postgres_url(&self.database_url) {
+            return Err(
+                "DATABASE_URL names PostgreSQL but REDIS_URL is not set: the embedded \
+                 queue lives in a SQLite database, so PostgreSQL needs the Redis queue \
+                 (set REDIS_URL=redis://...)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The queue a job of `input_bytes` goes to.
@@ -110,6 +218,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn insecure_tls_marks_only_tls_urls_without_a_fragment() {
+        assert_eq!(
+            insecure_tls("rediss://:pw@h:6380".into()),
+            "rediss://:pw@h:6380#insecure"
+        );
+        assert_eq!(insecure_tls("redis://h:6379".into()), "redis://h:6379");
+        assert_eq!(
+            insecure_tls("rediss://h:6380#insecure".into()),
+            "rediss://h:6380#insecure"
+        );
+    }
+
+    #[test]
     fn defaults_need_nothing() {
         let c = Config::default();
         assert_eq!(c.port, 8080);
@@ -117,6 +238,28 @@ mod tests {
         assert_eq!(c.max_body_bytes, 64 << 20);
         assert_eq!(c.worker_concurrency, 2);
         assert_eq!(c.queues, ["quick", "bulk"]);
+    }
+
+    #[test]
+    fn queue_lists_accept_known_names_only() {
+        assert_eq!(parse_queues("bulk, quick,bulk").unwrap(), ["bulk", "quick"]);
+        assert!(parse_queues("quick,slow").is_err());
+        assert!(parse_queues(" , ").is_err());
+    }
+
+    #[test]
+    fn postgres_without_redis_is_refused_with_a_reason() {
+        let c = Config {
+            database_url: "postgres://postgres@127.0.0.1/x".into(),
+            ..Config::default()
+        };
+        assert!(c.check().unwrap_err().contains("REDIS_URL"));
+        let c = Config {
+            redis_url: Some("redis://127.0.0.1".into()),
+            ..c
+        };
+        assert!(c.check().is_ok());
+        assert!(Config::default().check().is_ok());
     }
 
     #[test]

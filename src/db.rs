@@ -1,10 +1,29 @@
-//! The SQLite pool and the migrations (ours and the queue's).
+//! The database: SQLite (embedded default) or PostgreSQL (production), its pools, migrations and,
+//! for SQLite only, the write gate.
+//!
+//! [`Db`] holds either pool. Most queries are written once: sqlx's SQLite driver accepts `$1`
+//! placeholders, and `RETURNING`, `ON CONFLICT ... DO UPDATE` and the types of our schema (text
+//! timestamps, BIGINT, TEXT, bytes, doubles) mean the same in both dialects. [`on_db!`] expands
+//! one query expression for each pool type; the few dialect-specific statements match on [`Db`].
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// Run `$body` with `$pool` bound to the pool of whichever dialect `$db` is: the body is
+/// type-checked once per dialect, so one query text serves both.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
 
 /// The one permit our writers take in turn.
 ///
@@ -13,9 +32,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 /// latency tail under load. Writers of this process instead queue here, first come first served,
 /// and meet SQLite's lock almost never (the queue's own statements are the only other writers).
 /// A permit is held for one statement or one short transaction, never across another write.
+/// PostgreSQL has row locks and needs no gate (see [`Db::write_permit`]).
 static WRITE_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
-/// Wait for this process's turn to write.
+/// Wait for this process's turn to write (SQLite).
 pub async fn write_permit() -> tokio::sync::SemaphorePermit<'static> {
     WRITE_GATE
         .acquire()
@@ -23,8 +43,11 @@ pub async fn write_permit() -> tokio::sync::SemaphorePermit<'static> {
         .expect("the write gate is never closed")
 }
 
-/// Our schema (`migrations/`), recorded in sqlx's usual `_sqlx_migrations` table.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// Our SQLite schema (`migrations/sqlite/`), recorded in sqlx's usual `_sqlx_migrations` table.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Our PostgreSQL schema (`migrations/postgres/`), the same tables and triggers.
+pub static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Table in which the apalis queue's own migrations are recorded, so they never meet ours.
 pub const QUEUE_MIGRATIONS_TABLE: &str = "_apalis_migrations";
@@ -57,4 +80,156 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateErro
     queue.run(pool).await?;
     MIGRATOR.run(pool).await?;
     Ok(())
+}
+
+/// How long a request waits for a PostgreSQL connection before it is told the service is
+/// unavailable (503): short, so an outage answers quickly instead of piling requests up.
+pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Open a PostgreSQL pool of at most `max_connections`.
+///
+/// Connections are not pinged before use (`test_before_acquire(false)`): that would add a round
+/// trip to every query. After a database restart each stale connection fails once (the request
+/// answers 503, the connection is dropped) and the pool reconnects.
+pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?.application_name("sentiq");
+    let max_connections = max_connections.max(2);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        // Warm connections: a new one costs a handshake and first-use statement preparation,
+        // which would land in the pick-up and submission latency tail.
+        .min_connections(max_connections.min(4))
+        .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+}
+
+/// Whether a URL names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Either database.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// Open the database `url` names (`postgres://`, `postgresql://` or `sqlite://`).
+    /// `pg_connections` sizes the PostgreSQL pool (SQLite's is fixed, see [`connect`]).
+    pub async fn open(url: &str, pg_connections: u32) -> Result<Db, sqlx::Error> {
+        if is_postgres_url(url) {
+            Ok(Db::Postgres(connect_postgres(url, pg_connections).await?))
+        } else {
+            Ok(Db::Sqlite(connect(url).await?))
+        }
+    }
+
+    /// Apply the migrations of this dialect (idempotent).
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Db::Sqlite(pool) => migrate(pool).await,
+            Db::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+        }
+    }
+
+    /// The SQLite write gate's permit for SQLite; nothing for PostgreSQL.
+    pub async fn write_permit(&self) -> Option<tokio::sync::SemaphorePermit<'static>> {
+        match self {
+            Db::Sqlite(_) => Some(write_permit().await),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// The SQLite pool, when this is SQLite.
+    pub fn sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            Db::Sqlite(pool) => Some(pool),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    /// One trivial query: does the database answer?
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_db!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, |pool| pool.close().await)
+    }
+}
+
+/// Whether an error means "the database is not reachable right now" (the request may be
+/// retried later) rather than a bug or bad data.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+        // 08xxx connection exceptions, 53300 too_many_connections.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "53000"
+        }),
+        _ => false,
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{}://{user}:***{}", &url[..s], &url[at..])
+            } else {
+                url.to_owned()
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_logged_urls() {
+        assert_eq!(
+            redact("postgres://u:secret@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(redact("rediss://:pw@h:6380"), "rediss://:***@h:6380");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(
+            redact("sqlite://sentiq.db?mode=rwc"),
+            "sqlite://sentiq.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised() {
+        assert!(is_postgres_url("postgres://x"));
+        assert!(is_postgres_url("postgresql://x"));
+        assert!(!is_postgres_url("sqlite://x"));
+    }
 }

@@ -1,4 +1,8 @@
-//! Building and running the application: database, HTTP server and (embedded) workers.
+//! Building and running the application: database, queue, HTTP server and workers.
+//!
+//! Topologies: SQLite + embedded queue (`serve` runs the workers in-process unless
+//! `RUN_WORKER=false`), or any database + Redis (`serve` is web only; `worker` runs workers and
+//! the reconciler). PostgreSQL without Redis is refused at start-up.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,11 +12,11 @@ use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use apalis::prelude::Monitor;
-use sqlx::SqlitePool;
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::db;
+use crate::db::Db;
+use crate::jobs::queue::{Queue, RedisQueue};
 use crate::jobs::worker::{self, Deps};
 use crate::web::{AppState, routes};
 
@@ -28,6 +32,22 @@ pub enum StartupError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("could not listen: {0}")]
     Io(#[from] std::io::Error),
+    #[error("could not set up the Redis queue: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Open (and migrate) the database and set up the queue `config` names.
+pub async fn open(config: &Config, pg_connections: u32) -> Result<Deps, StartupError> {
+    config.check().map_err(StartupError::Config)?;
+    let db = Db::open(&config.database_url, pg_connections).await?;
+    db.migrate().await?;
+    let queue = match &config.redis_url {
+        Some(url) => Queue::Redis(Box::new(RedisQueue::connect(url, &config.redis_namespace)?)),
+        None => Queue::Embedded,
+    };
+    Ok(Deps::new(db, queue, config.timing))
 }
 
 /// A built, bound, not yet running application.
@@ -41,10 +61,12 @@ pub struct Application {
 impl Application {
     /// Open and migrate the database, bind the listener (port 0 picks a free one) and build
     /// the server. Workers start in [`Application::run_until_stopped`] when `config.run_worker`.
-    pub async fn build(config: Config) -> Result<Application, StartupError> {
-        let pool = db::connect(&config.database_url).await?;
-        db::migrate(&pool).await?;
-        let deps = Deps::new(pool);
+    pub async fn build(mut config: Config) -> Result<Application, StartupError> {
+        // With Redis, `serve` is web only: workers are separate processes.
+        if config.redis_url.is_some() {
+            config.run_worker = false;
+        }
+        let deps = open(&config, config.database_max_connections).await?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
@@ -73,8 +95,8 @@ impl Application {
         self.port
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.deps.pool
+    pub fn db(&self) -> &Db {
+        &self.deps.db
     }
 
     /// What the job handler needs (the same value the in-process workers use).
@@ -84,6 +106,8 @@ impl Application {
 
     /// Serve until SIGINT/SIGTERM; then stop fetching jobs and let running ones finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // Change signals of jobs run by other processes, for the event streams.
+        let events = tokio::spawn(self.deps.events.clone().listen());
         let stop = Arc::new(Notify::new());
         let workers = self.config.run_worker.then(|| {
             let monitor = worker_monitor(&self.config, &self.deps);
@@ -102,6 +126,7 @@ impl Application {
             .run_worker
             .then(|| tokio::spawn(worker::reconcile_forever(self.deps.clone())));
         let served = self.server.await;
+        events.abort();
         stop.notify_one();
         if let Some(r) = reconciler {
             r.abort();
@@ -142,6 +167,7 @@ pub fn worker_monitor(config: &Config, deps: &Deps) -> Monitor {
         .shutdown_timeout(SHUTDOWN_GRACE)
         .should_restart(|ctx, err| {
             tracing::warn!(worker = ctx.name(), error = %err, restarts = ctx.restarts(), "worker stopped; restarting");
+            restart_pause();
             true
         });
     worker::register_jobs(
@@ -155,15 +181,35 @@ pub fn worker_monitor(config: &Config, deps: &Deps) -> Monitor {
 
 /// Run workers only (the `worker` command) until SIGINT/SIGTERM.
 pub async fn run_worker(config: Config) -> Result<(), StartupError> {
-    let pool = db::connect(&config.database_url).await?;
-    db::migrate(&pool).await?;
-    let deps = Deps::new(pool);
+    run_worker_until(config, shutdown_signal()).await
+}
+
+/// Database connections a worker process needs: per running job a claim/finish connection, its
+/// lease refresher and item inserter, plus the reconciler.
+fn worker_connections(config: &Config) -> u32 {
+    (config.worker_concurrency * config.queues.len() * 2 + 4) as u32
+}
+
+/// Run workers of `config.queues` and the reconciler until `stop` resolves; then stop fetching,
+/// let running jobs finish (handing back those still running after [`HAND_BACK_AFTER`]).
+pub async fn run_worker_until(
+    config: Config,
+    stop: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+) -> Result<(), StartupError> {
+    let deps = open(&config, worker_connections(&config)).await?;
     let monitor = worker_monitor(&config, &deps);
-    tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency, "worker started");
+    tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency,
+        queue = if config.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
     let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
+    let listener = match &deps.queue {
+        Queue::Redis(redis) => Some(tokio::spawn(
+            RedisQueue::clone(redis).listen_for_wakes(config.queues.clone(), deps.wakers.clone()),
+        )),
+        Queue::Embedded => None,
+    };
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let workers = tokio::spawn(monitor.run_with_signal(async move {
-        let signal = shutdown_signal().await;
+        let signal = stop.await;
         let _ = stopping_tx.send(());
         signal
     }));
@@ -177,10 +223,34 @@ pub async fn run_worker(config: Config) -> Result<(), StartupError> {
         }
     };
     reconciler.abort();
+    if let Some(l) = listener {
+        l.abort();
+    }
     match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(StartupError::Io(std::io::Error::other(e.to_string()))),
         Err(e) => Err(StartupError::Io(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// apalis restarts a failed worker at once; while Redis is down that would spin. The restart
+/// callback is synchronous, so pause there (off the async scheduler) when restarts come fast.
+fn restart_pause() {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let fast = {
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        let fast = last.is_some_and(|t| t.elapsed() < Duration::from_secs(2));
+        *last = Some(Instant::now());
+        fast
+    };
+    if fast {
+        let pause = || std::thread::sleep(Duration::from_millis(500));
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(pause),
+            _ => pause(),
+        }
     }
 }
 

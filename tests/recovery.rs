@@ -26,10 +26,7 @@ async fn a_job_whose_worker_died_is_re_enqueued_after_its_lease_and_finishes() {
         .submit(&json!({"text": "Interrupted, then fine."}))
         .await;
     // A worker claimed it, then died: the row stays `running`, its queue entry is done.
-    let claimed = model::claim(&app.pool, &id)
-        .await
-        .unwrap()
-        .expect("claimed");
+    let claimed = model::claim(&app.db, &id).await.unwrap().expect("claimed");
     assert_eq!(claimed.attempts, 1);
     sqlx::query("UPDATE Jobs SET status = 'Done'")
         .execute(&app.pool)
@@ -53,9 +50,9 @@ async fn a_job_whose_worker_died_is_re_enqueued_after_its_lease_and_finishes() {
     assert_eq!(job["status"], "succeeded");
     assert_eq!(job["attempts"], 2);
     // The dead run's writes are fenced off by its attempt number.
-    assert!(!model::set_progress(&app.pool, &id, 1, 1, 2).await.unwrap());
-    assert!(!model::succeed(&app.pool, &id, 1, "{}").await.unwrap());
-    assert!(!model::fail(&app.pool, &id, 1, "x", "y").await.unwrap());
+    assert!(!model::set_progress(&app.db, &id, 1, 1, 2).await.unwrap());
+    assert!(!model::succeed(&app.db, &id, 1, "{}").await.unwrap());
+    assert!(!model::fail(&app.db, &id, 1, "x", "y").await.unwrap());
     assert_eq!(app.job(&id).await, job);
 }
 
@@ -227,7 +224,7 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
     ids.push(twin);
     ids.push(twin);
     let results = futures_util::future::join_all(ids.iter().map(|id| {
-        let submitter = app.deps.submitter.clone();
+        let submitter = app.deps.submitter.clone().expect("embedded topology");
         let job = job(*id);
         async move { submitter.submit(job).await }
     }))

@@ -3,11 +3,19 @@
 //! Every transition is one conditional `UPDATE ... WHERE id = ? AND status = ?` that reports
 //! whether it applied, so a duplicate delivery can neither run a finished job again nor finish
 //! a job twice, and a cancel can never be overwritten by a late success. Every change bumps
-//! `version`, which is the ETag of the status endpoint.
+//! `version`, which is the ETag of the status endpoint. The row's `attempts` counts the runs
+//! started; it is also the fencing token every write of a run carries.
+//!
+//! Each query is written once for both dialects (see [`crate::db`]); SQLite writers take the
+//! write gate first ([`Db::write_permit`]). Statements that must share a transaction with the
+//! embedded queue's push take a `SqliteConnection` (`*_in` functions).
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
+
+use crate::db::Db;
+use crate::on_db;
 use uuid::Uuid;
 
 use crate::analysis::{Format, Report};
@@ -84,6 +92,22 @@ macro_rules! columns {
         "id, visitor, queue, status, format, column_name, input_bytes, title, \
          progress_done, progress_total, attempts, version, created_at, started_at, finished_at, \
          updated_at, error_code, error_message, result"
+    };
+}
+
+/// Append `VALUES (...), ...` of `items` to a query builder of either dialect.
+macro_rules! push_items {
+    ($qb:expr, $job_id:expr, $items:expr) => {
+        $qb.push_values($items, |mut b, it| {
+            b.push_bind($job_id)
+                .push_bind(it.position)
+                .push_bind(it.item_id.clone())
+                .push_bind(it.text.clone())
+                .push_bind(it.neg)
+                .push_bind(it.neu)
+                .push_bind(it.pos)
+                .push_bind(it.compound);
+        })
     };
 }
 
@@ -197,7 +221,8 @@ pub fn format_name(format: Format) -> &'static str {
     }
 }
 
-/// Insert the row and its input (inside the caller's transaction).
+/// Insert the row and its input inside the caller's SQLite transaction (the embedded queue's
+/// push joins the same transaction).
 pub async fn insert(conn: &mut SqliteConnection, job: &NewJob) -> Result<(), sqlx::Error> {
     insert_many(conn, &[job]).await
 }
@@ -238,198 +263,418 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
     Ok(())
 }
 
-pub async fn get(pool: &SqlitePool, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
-    sqlx::query_as::<_, JobRow>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM sentiq_jobs WHERE id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+/// Insert several rows and their inputs, committed together when this returns. On PostgreSQL one
+/// statement whatever the number of jobs (columns bound as arrays and `UNNEST`ed, so the
+/// statement text, and its prepared plan, is the same for every batch size); on SQLite one
+/// short transaction of multi-row inserts.
+pub async fn create_many(db: &Db, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
+    match (db, jobs) {
+        (_, []) => Ok(()),
+        (_, [job]) => create(db, job).await,
+        (Db::Sqlite(pool), _) => {
+            let _write = crate::db::write_permit().await;
+            let mut tx = pool.begin().await?;
+            insert_many(&mut tx, jobs).await?;
+            tx.commit().await
+        }
+        (Db::Postgres(pool), _) => {
+            let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+            let visitors: Vec<Option<&str>> = jobs.iter().map(|j| j.visitor.as_deref()).collect();
+            let queues: Vec<&str> = jobs.iter().map(|j| j.queue).collect();
+            let formats: Vec<&str> = jobs.iter().map(|j| format_name(j.format)).collect();
+            let columns: Vec<Option<&str>> = jobs.iter().map(|j| j.column.as_deref()).collect();
+            let sizes: Vec<i64> = jobs.iter().map(|j| j.input.len() as i64).collect();
+            let titles: Vec<&str> = jobs.iter().map(|j| j.title.as_str()).collect();
+            let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.input.as_slice()).collect();
+            sqlx::query(
+                "WITH j AS (INSERT INTO sentiq_jobs (id, visitor, queue, status, format, \
+                 column_name, input_bytes, title, progress_total, created_at, updated_at) \
+                 SELECT id, visitor, queue, 'queued', format, col, size, title, size, $8, $8 \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::bigint[], $7::text[]) AS t(id, visitor, queue, format, col, size, title) \
+                 RETURNING id) \
+                 INSERT INTO job_inputs (job_id, body) \
+                 SELECT i.id, i.body FROM UNNEST($1::text[], $9::bytea[]) AS i(id, body) \
+                 JOIN j ON j.id = i.id",
+            )
+            .bind(&ids)
+            .bind(&visitors)
+            .bind(&queues)
+            .bind(&formats)
+            .bind(&columns)
+            .bind(&sizes)
+            .bind(&titles)
+            .bind(now())
+            .bind(&bodies)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+    }
 }
 
-pub async fn input(pool: &SqlitePool, id: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT body FROM job_inputs WHERE job_id = ?")
+/// Insert the row and its input, committed when this returns: one statement on PostgreSQL
+/// (one round trip), one short transaction on SQLite.
+pub async fn create(db: &Db, job: &NewJob) -> Result<(), sqlx::Error> {
+    match db {
+        Db::Sqlite(pool) => {
+            let _write = crate::db::write_permit().await;
+            let mut tx = pool.begin().await?;
+            insert(&mut tx, job).await?;
+            tx.commit().await
+        }
+        Db::Postgres(pool) => {
+            let now = now();
+            sqlx::query(
+                "WITH j AS (INSERT INTO sentiq_jobs (id, visitor, queue, status, format, \
+                 column_name, input_bytes, title, progress_total, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9) RETURNING id) \
+                 INSERT INTO job_inputs (job_id, body) SELECT id, $10 FROM j",
+            )
+            .bind(job.id.to_string())
+            .bind(&job.visitor)
+            .bind(job.queue)
+            .bind(format_name(job.format))
+            .bind(&job.column)
+            .bind(job.input.len() as i64)
+            .bind(&job.title)
+            .bind(job.input.len() as i64)
+            .bind(&now)
+            .bind(&job.input)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
+    on_db!(db, |pool| {
+        sqlx::query_as::<_, JobRow>(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM sentiq_jobs WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(pool)
         .await
+    })
+}
+
+pub async fn input(db: &Db, id: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    on_db!(db, |pool| {
+        sqlx::query_scalar("SELECT body FROM job_inputs WHERE job_id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+    })
 }
 
 /// The visitor's most recent jobs, newest first.
 pub async fn recent_for_visitor(
-    pool: &SqlitePool,
+    db: &Db,
     visitor: &str,
     limit: i64,
 ) -> Result<Vec<JobRow>, sqlx::Error> {
-    sqlx::query_as::<_, JobRow>(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM sentiq_jobs WHERE visitor = ? ORDER BY created_at DESC, id LIMIT ?"
-    ))
-    .bind(visitor)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    on_db!(db, |pool| {
+        sqlx::query_as::<_, JobRow>(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM sentiq_jobs WHERE visitor = $1 ORDER BY created_at DESC, id LIMIT $2"
+        ))
+        .bind(visitor)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// A claimed row and its input, read in the same statement.
+#[derive(Debug, FromRow)]
+pub struct Claimed {
+    #[sqlx(flatten)]
+    pub job: JobRow,
+    pub input: Option<Vec<u8>>,
 }
 
 /// `queued → running`, counting the attempt. Returns the claimed row (whose `attempts` is the
 /// fencing token of this run), or None when the job is not queued (already running, final,
 /// unknown): a duplicate delivery then does nothing.
-pub async fn claim(pool: &SqlitePool, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
-    let _write = crate::db::write_permit().await;
+pub async fn claim(db: &Db, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
+    Ok(claim_with_input(db, id).await?.map(|c| c.job))
+}
+
+/// [`claim`], returning the input too: one round trip from delivery to a running job.
+pub async fn claim_with_input(db: &Db, id: &str) -> Result<Option<Claimed>, sqlx::Error> {
+    let _write = db.write_permit().await;
     let now = now();
-    sqlx::query_as::<_, JobRow>(concat!(
-        "UPDATE sentiq_jobs SET status = 'running', attempts = attempts + 1, \
-         started_at = COALESCE(started_at, ?1), updated_at = ?1, progress_done = 0, \
-         version = version + 1 WHERE id = ?2 AND status = 'queued' RETURNING ",
-        columns!()
-    ))
-    .bind(&now)
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    on_db!(db, |pool| {
+        sqlx::query_as::<_, Claimed>(concat!(
+            "UPDATE sentiq_jobs SET status = 'running', attempts = attempts + 1, \
+             started_at = COALESCE(started_at, $1), updated_at = $1, progress_done = 0, \
+             version = version + 1 WHERE id = $2 AND status = 'queued' RETURNING ",
+            columns!(),
+            ", (SELECT body FROM job_inputs WHERE job_id = $2) AS input"
+        ))
+        .bind(&now)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+    })
 }
 
 /// Keep the lease of a running job fresh. False when this run no longer owns the job.
-pub async fn touch(pool: &SqlitePool, id: &str, attempt: i64) -> Result<bool, sqlx::Error> {
-    let _write = crate::db::write_permit().await;
-    let r = sqlx::query(
-        "UPDATE sentiq_jobs SET updated_at = ? WHERE id = ? AND status = 'running' AND attempts = ?",
-    )
-    .bind(now())
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected() == 1)
+pub async fn touch(db: &Db, id: &str, attempt: i64) -> Result<bool, sqlx::Error> {
+    let _write = db.write_permit().await;
+    let now = now();
+    let r = on_db!(db, |pool| {
+        sqlx::query(
+            "UPDATE sentiq_jobs SET updated_at = $1 \
+             WHERE id = $2 AND status = 'running' AND attempts = $3",
+        )
+        .bind(&now)
+        .bind(id)
+        .bind(attempt)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(r == 1)
 }
 
 /// Record progress of a running job. False when the job is no longer running (cancelled).
 pub async fn set_progress(
-    pool: &SqlitePool,
+    db: &Db,
     id: &str,
     attempt: i64,
     done: u64,
     total: u64,
 ) -> Result<bool, sqlx::Error> {
-    let _write = crate::db::write_permit().await;
-    let r = sqlx::query(
-        "UPDATE sentiq_jobs SET progress_done = ?, progress_total = ?, updated_at = ?, \
-         version = version + 1 WHERE id = ? AND status = 'running' AND attempts = ?",
-    )
-    .bind(done as i64)
-    .bind(total as i64)
-    .bind(now())
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let _write = db.write_permit().await;
+    let now = now();
+    let r = on_db!(db, |pool| {
+        sqlx::query(
+            "UPDATE sentiq_jobs SET progress_done = $1, progress_total = $2, updated_at = $3, \
+             version = version + 1 WHERE id = $4 AND status = 'running' AND attempts = $5",
+        )
+        .bind(done as i64)
+        .bind(total as i64)
+        .bind(&now)
+        .bind(id)
+        .bind(attempt)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(r == 1)
 }
+
+const SUCCEED: &str = "UPDATE sentiq_jobs SET status = 'succeeded', result = $1, \
+     progress_done = progress_total, finished_at = $2, updated_at = $2, version = version + 1 \
+     WHERE id = $3 AND status = 'running' AND attempts = $4";
 
 /// `running → succeeded` with the report. False when the row was not running any more.
 pub async fn succeed(
-    pool: &SqlitePool,
+    db: &Db,
     id: &str,
     attempt: i64,
     report_json: &str,
 ) -> Result<bool, sqlx::Error> {
-    let _write = crate::db::write_permit().await;
+    finish(db, id, attempt, report_json, &[]).await
+}
+
+/// `running → succeeded` with the report and the last items, in one transaction: a small job's
+/// items and final state cost one commit. False (and nothing written) when the row was not
+/// running under this attempt any more.
+pub async fn finish(
+    db: &Db,
+    id: &str,
+    attempt: i64,
+    report_json: &str,
+    items: &[ItemRow],
+) -> Result<bool, sqlx::Error> {
+    let _write = db.write_permit().await;
     let now = now();
-    let r = sqlx::query(
-        "UPDATE sentiq_jobs SET status = 'succeeded', result = ?1, progress_done = progress_total, \
-         finished_at = ?2, updated_at = ?2, version = version + 1 \
-         WHERE id = ?3 AND status = 'running' AND attempts = ?4",
-    )
-    .bind(report_json)
-    .bind(&now)
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let applied = sqlx::query(SUCCEED)
+            .bind(report_json)
+            .bind(&now)
+            .bind(id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !applied {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for chunk in items.chunks(ITEMS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::new(INSERT_ITEMS);
+            push_items!(qb, id, chunk);
+            qb.push(UPSERT_ITEMS);
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    })
 }
 
 /// `running → failed` with an error a person can read. False when the row was not running.
 pub async fn fail(
-    pool: &SqlitePool,
+    db: &Db,
     id: &str,
     attempt: i64,
     code: &str,
     message: &str,
 ) -> Result<bool, sqlx::Error> {
-    let _write = crate::db::write_permit().await;
+    let _write = db.write_permit().await;
     let now = now();
-    let r = sqlx::query(
-        "UPDATE sentiq_jobs SET status = 'failed', error_code = ?1, error_message = ?2, \
-         finished_at = ?3, updated_at = ?3, version = version + 1 \
-         WHERE id = ?4 AND status = 'running' AND attempts = ?5",
-    )
-    .bind(code)
-    .bind(message)
-    .bind(&now)
-    .bind(id)
-    .bind(attempt)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let r = on_db!(db, |pool| {
+        sqlx::query(
+            "UPDATE sentiq_jobs SET status = 'failed', error_code = $1, error_message = $2, \
+             finished_at = $3, updated_at = $3, version = version + 1 \
+             WHERE id = $4 AND status = 'running' AND attempts = $5",
+        )
+        .bind(code)
+        .bind(message)
+        .bind(&now)
+        .bind(id)
+        .bind(attempt)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(r == 1)
 }
 
-/// `running → queued` for this run's job (a retry), in the caller's transaction.
-pub async fn requeue(
+const REQUEUE: &str = "UPDATE sentiq_jobs SET status = 'queued', updated_at = $1, \
+     version = version + 1 WHERE id = $2 AND status = 'running' AND attempts = $3";
+
+/// `running → queued` for this run's job (a retry), in the caller's SQLite transaction.
+pub async fn requeue_in(
     conn: &mut SqliteConnection,
     id: &str,
     attempt: i64,
 ) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE sentiq_jobs SET status = 'queued', updated_at = ?, version = version + 1 \
-         WHERE id = ? AND status = 'running' AND attempts = ?",
-    )
-    .bind(now())
-    .bind(id)
-    .bind(attempt)
-    .execute(&mut *conn)
-    .await?;
+    let r = sqlx::query(REQUEUE)
+        .bind(now())
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut *conn)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
-/// Jobs that need a new queue entry: running jobs whose lease ran out (their worker died) and
-/// queued jobs without a live queue entry (the push was lost), both untouched since
-/// `stale_before`. Returns (id, queue, status).
-pub async fn stale(
+/// `running → queued` for this run's job (a retry), committed at once.
+pub async fn requeue(db: &Db, id: &str, attempt: i64) -> Result<bool, sqlx::Error> {
+    let _write = db.write_permit().await;
+    let now = now();
+    let r = on_db!(db, |pool| {
+        sqlx::query(REQUEUE)
+            .bind(&now)
+            .bind(id)
+            .bind(attempt)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(r == 1)
+}
+
+/// A job the reconciler looks at: untouched for a lease, queued or running.
+#[derive(Clone, Debug, FromRow)]
+pub struct StaleJob {
+    pub id: String,
+    pub queue: String,
+    pub status: String,
+    pub attempts: i64,
+    pub updated_at: String,
+}
+
+/// Embedded queue: jobs that need a new queue entry, both untouched since `stale_before`:
+/// running jobs whose lease ran out (their worker died) and queued jobs without a live entry in
+/// the apalis SQLite queue (the push was lost).
+pub async fn stale_embedded(
     pool: &SqlitePool,
     stale_before: &str,
-) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+) -> Result<Vec<StaleJob>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT j.id, j.queue, j.status FROM sentiq_jobs j \
-         WHERE j.updated_at < ?1 AND (j.status = 'running' OR (j.status = 'queued' AND NOT EXISTS ( \
+        "SELECT j.id, j.queue, j.status, j.attempts, j.updated_at FROM sentiq_jobs j \
+         WHERE j.updated_at < $1 AND (j.status = 'running' OR (j.status = 'queued' AND NOT EXISTS ( \
             SELECT 1 FROM Jobs q WHERE q.job_type = j.queue \
             AND CAST(q.job AS TEXT) = json_quote(j.id) \
             AND q.status IN ('Pending', 'Queued', 'Running')))) \
-         ORDER BY j.updated_at LIMIT 100",
+         ORDER BY j.updated_at LIMIT 500",
     )
     .bind(stale_before)
     .fetch_all(pool)
     .await
 }
 
-/// Hand a stale job back to the queue state (conditional on it still being stale).
-pub async fn reset_stale(
+/// Queued or running jobs untouched since `stale_before`, oldest first, after the keyset
+/// position `after` (`updated_at`, `id`): the candidates whose queue entries the Redis queue
+/// checks.
+pub async fn stale_candidates(
+    db: &Db,
+    stale_before: &str,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> Result<Vec<StaleJob>, sqlx::Error> {
+    let (after_at, after_id) = after.unwrap_or(("", ""));
+    on_db!(db, |pool| {
+        sqlx::query_as::<_, StaleJob>(
+            "SELECT id, queue, status, attempts, updated_at FROM sentiq_jobs \
+             WHERE status IN ('queued', 'running') AND updated_at < $1 \
+             AND (updated_at > $2 OR (updated_at = $2 AND id > $3)) \
+             ORDER BY updated_at, id LIMIT $4",
+        )
+        .bind(stale_before)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+const RESET_STALE: &str = "UPDATE sentiq_jobs SET status = 'queued', updated_at = $1, \
+     version = version + 1 WHERE id = $2 AND status IN ('queued', 'running') \
+     AND attempts = $3 AND updated_at < $4";
+
+/// Hand a stale job back to the queue state, in the caller's SQLite transaction (conditional on
+/// it still being stale under the same attempt: of concurrent reconcilers, one wins).
+pub async fn reset_stale_in(
     conn: &mut SqliteConnection,
-    id: &str,
+    job: &StaleJob,
     stale_before: &str,
 ) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE sentiq_jobs SET status = 'queued', updated_at = ?, version = version + 1 \
-         WHERE id = ? AND status IN ('queued', 'running') AND updated_at < ?",
-    )
-    .bind(now())
-    .bind(id)
-    .bind(stale_before)
-    .execute(&mut *conn)
-    .await?;
+    let r = sqlx::query(RESET_STALE)
+        .bind(now())
+        .bind(&job.id)
+        .bind(job.attempts)
+        .bind(stale_before)
+        .execute(&mut *conn)
+        .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// [`reset_stale_in`], committed at once.
+pub async fn reset_stale(db: &Db, job: &StaleJob, stale_before: &str) -> Result<bool, sqlx::Error> {
+    let _write = db.write_permit().await;
+    let now = now();
+    let r = on_db!(db, |pool| {
+        sqlx::query(RESET_STALE)
+            .bind(&now)
+            .bind(&job.id)
+            .bind(job.attempts)
+            .bind(stale_before)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(r == 1)
 }
 
 /// Outcome of a cancel request.
@@ -441,24 +686,27 @@ pub enum Cancel {
 }
 
 /// `queued | running → cancelled`.
-pub async fn cancel(pool: &SqlitePool, id: &str) -> Result<Cancel, sqlx::Error> {
-    let _write = crate::db::write_permit().await;
-    let now = now();
-    let row = sqlx::query_as::<_, JobRow>(concat!(
-        "UPDATE sentiq_jobs SET status = 'cancelled', finished_at = ?1, updated_at = ?1, \
-         error_code = 'cancelled', error_message = 'the analysis was cancelled', \
-         version = version + 1 WHERE id = ?2 AND status IN ('queued', 'running') \
-         RETURNING ",
-        columns!(),
-        ""
-    ))
-    .bind(&now)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+pub async fn cancel(db: &Db, id: &str) -> Result<Cancel, sqlx::Error> {
+    let row = {
+        let _write = db.write_permit().await;
+        let now = now();
+        on_db!(db, |pool| {
+            sqlx::query_as::<_, JobRow>(concat!(
+                "UPDATE sentiq_jobs SET status = 'cancelled', finished_at = $1, updated_at = $1, \
+                 error_code = 'cancelled', error_message = 'the analysis was cancelled', \
+                 version = version + 1 WHERE id = $2 AND status IN ('queued', 'running') \
+                 RETURNING ",
+                columns!()
+            ))
+            .bind(&now)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        })
+    };
     Ok(match row {
         Some(r) => Cancel::Cancelled(Box::new(r)),
-        None => match get(pool, id).await? {
+        None => match get(db, id).await? {
             Some(r) => Cancel::AlreadyFinal(Box::new(r)),
             None => Cancel::NotFound,
         },
@@ -478,47 +726,101 @@ pub struct ItemRow {
     pub compound: f64,
 }
 
-/// Rows per INSERT statement (8 parameters each, well under SQLite's variable limit).
+/// Rows per INSERT statement (8 parameters each, well under both dialects' parameter limits).
 const ITEMS_PER_STATEMENT: usize = 500;
 /// Rows per transaction: short write transactions keep submissions from waiting on the lock.
-const ITEMS_PER_TRANSACTION: usize = 5000;
+pub const ITEMS_PER_TRANSACTION: usize = 5000;
+
+const INSERT_ITEMS: &str =
+    "INSERT INTO job_items (job_id, position, item_id, text, neg, neu, pos, compound) ";
+/// A rerun writes the same items again (the analysis is deterministic).
+const UPSERT_ITEMS: &str = " ON CONFLICT (job_id, position) DO UPDATE SET \
+     item_id = excluded.item_id, text = excluded.text, neg = excluded.neg, \
+     neu = excluded.neu, pos = excluded.pos, compound = excluded.compound";
 
 /// Insert a batch of items, in short transactions.
-pub async fn insert_items(
-    pool: &SqlitePool,
-    job_id: &str,
-    items: &[ItemRow],
-) -> Result<(), sqlx::Error> {
+pub async fn insert_items(db: &Db, job_id: &str, items: &[ItemRow]) -> Result<(), sqlx::Error> {
     for group in items.chunks(ITEMS_PER_TRANSACTION) {
-        let _write = crate::db::write_permit().await;
-        let mut tx = pool.begin().await?;
-        for chunk in group.chunks(ITEMS_PER_STATEMENT) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT OR REPLACE INTO job_items \
-                 (job_id, position, item_id, text, neg, neu, pos, compound) ",
-            );
-            qb.push_values(chunk, |mut b, it| {
-                b.push_bind(job_id)
-                    .push_bind(it.position)
-                    .push_bind(&it.item_id)
-                    .push_bind(&it.text)
-                    .push_bind(it.neg)
-                    .push_bind(it.neu)
-                    .push_bind(it.pos)
-                    .push_bind(it.compound);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let _write = db.write_permit().await;
+        on_db!(db, |pool| {
+            let mut tx = pool.begin().await?;
+            for chunk in group.chunks(ITEMS_PER_STATEMENT) {
+                let mut qb = sqlx::QueryBuilder::new(INSERT_ITEMS);
+                push_items!(qb, job_id, chunk);
+                qb.push(UPSERT_ITEMS);
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
     }
     Ok(())
 }
 
-pub async fn delete_items(pool: &SqlitePool, job_id: &str) -> Result<(), sqlx::Error> {
-    let _write = crate::db::write_permit().await;
-    sqlx::query("DELETE FROM job_items WHERE job_id = ?")
+/// Delete the items of a job, unless another run (a later attempt) owns it now: a run that lost
+/// its job must not delete the items the new run is writing.
+pub async fn delete_items(db: &Db, job_id: &str, attempt: i64) -> Result<(), sqlx::Error> {
+    let _write = db.write_permit().await;
+    on_db!(db, |pool| {
+        sqlx::query(
+            "DELETE FROM job_items WHERE job_id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM sentiq_jobs WHERE id = $1 AND attempts <> $2)",
+        )
         .bind(job_id)
+        .bind(attempt)
         .execute(pool)
-        .await?;
-    Ok(())
+        .await
+        .map(|_| ())
+    })
+}
+
+/// One line of the transition log.
+#[derive(Clone, Debug, FromRow, PartialEq, Eq)]
+pub struct Transition {
+    pub from_status: String,
+    pub to_status: String,
+    pub attempt: i64,
+}
+
+/// The status changes of a job, in order (written by the database's trigger).
+pub async fn transitions(db: &Db, job_id: &str) -> Result<Vec<Transition>, sqlx::Error> {
+    on_db!(db, |pool| {
+        sqlx::query_as::<_, Transition>(
+            "SELECT from_status, to_status, attempt FROM job_transitions \
+             WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// Jobs by queue and status (for `/metrics`).
+pub async fn counts(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    on_db!(db, |pool| {
+        sqlx::query_as(
+            "SELECT queue, status, COUNT(*) FROM sentiq_jobs GROUP BY queue, status ORDER BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// A page of a job's items after `after` (keyset pagination).
+pub async fn items_page(
+    db: &Db,
+    job_id: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ItemRow>, sqlx::Error> {
+    on_db!(db, |pool| {
+        sqlx::query_as::<_, ItemRow>(
+            "SELECT position, item_id, text, neg, neu, pos, compound FROM job_items \
+             WHERE job_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
 }

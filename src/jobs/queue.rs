@@ -1,12 +1,32 @@
-//! The SQLite-backed apalis queue: enqueue inside the caller's transaction, and a poll strategy
-//! that really wakes idle workers.
+//! The queues: the embedded apalis-sqlite queue (in the SQLite file) or the apalis-redis queue
+//! (production), behind one [`Queue`], and the wake-ups that make idle workers start at once.
+//!
+//! The job row is the record; a queue entry only says "look at job X". The payload on either
+//! queue is the job id (a JSON string); the input is in `job_inputs`.
+//!
+//! - Embedded: the entry is pushed inside the row's transaction (both commit or neither).
+//! - Redis: the row commits first, then the entry is pushed (retried once: the first command
+//!   after a dropped connection can fail). If the push still fails the submission stands; the
+//!   reconciler ([`crate::jobs::worker::reconcile`]) notices the queued row without a live entry
+//!   and pushes it again.
 //!
 //! apalis 1.0 sharp edges handled here:
-//! - The built-in interval strategy fires once and never re-arms, so an idle worker would only
-//!   look again at its next heartbeat. [`WakeStrategy`] re-arms a tokio interval on every tick and
-//!   also wakes on an in-process [`Notify`] that [`Wakers::wake`] fires after each committed push.
-//! - Queue names are set explicitly (`quick`, `bulk`), never derived from a Rust type name.
-//! - The payload on the queue is only the job id (a JSON string); the input is in `job_inputs`.
+//! - Lost wake-ups: the built-in interval strategy fires once and never re-arms. [`WakeStrategy`]
+//!   re-arms a tokio interval on every tick and also wakes on a [`Notify`] per queue, fired by
+//!   pushes made in this process and, with Redis, by our pub/sub channel `{ns}:wake:{queue}`
+//!   that every push publishes to ([`RedisQueue::listen_for_wakes`]).
+//! - apalis-redis's own push puts every task in the *scheduled* set (its `run_at` is never 0),
+//!   to be promoted by a later fetch on the pusher's clock in whole seconds. We push with our own
+//!   script ([`PUSH_SCRIPT`]) straight onto the active list, in the key layout apalis-redis 1.0
+//!   reads (data hash, meta hash, active list, signal list), and publish the wake-up in the same
+//!   script: one round trip, and the woken fetch finds the task at once.
+//! - The task id is `{job_id}:{attempts}`: one id per enqueue of a row, so the reconciler can
+//!   look up whether a queued row has a live entry, and a finished entry's clean-up can never
+//!   remove a newer entry of the same job.
+//! - Queue names are explicit and namespaced (`{ns}:quick`, `{ns}:bulk`), never a Rust type
+//!   name; every key and channel we or apalis use starts with `{ns}:` (apalis also keeps one
+//!   global sorted set, `core:apalis:queues:list`, of queue names).
+//! - Nothing expires in Redis by itself: [`Queue::vacuum`] removes finished entries.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -15,18 +35,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis::prelude::{PollSnapshot, PollStrategy, TaskBuilder};
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sqlx::SqliteConnection;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::{Interval, MissedTickBehavior, Sleep};
 
+use super::model::{self, NewJob, StaleJob};
 use crate::config::{BULK, QUICK};
+use crate::db::Db;
 
 /// The queue payload: the job id.
 pub type JobArgs = String;
 
-/// Push a job id onto `queue` using the caller's connection or transaction: committed together
-/// with the job row, or rolled back together with it.
+/// Push a job id onto the embedded `queue` using the caller's connection or transaction:
+/// committed together with the job row, or rolled back together with it.
 pub async fn enqueue(
     conn: &mut SqliteConnection,
     queue: &str,
@@ -43,8 +68,642 @@ pub async fn enqueue(
     apalis_sqlite::queries::push_tasks(conn, queue, &[builder.build()]).await
 }
 
-/// One [`Notify`] per queue, shared by the web handlers (which fire it after a commit) and the
-/// in-process workers (which wait on it).
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("queue: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("queue: {0}")]
+    Sqlite(String),
+}
+
+impl QueueError {
+    /// The database or the queue is not reachable right now (worth a 503 and a retry).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            QueueError::Db(e) => crate::db::is_unavailable(e),
+            QueueError::Redis(_) => true,
+            QueueError::Sqlite(_) => false,
+        }
+    }
+}
+
+/// Where queue entries live.
+#[derive(Clone, Debug)]
+pub enum Queue {
+    /// apalis-sqlite's `Jobs` table in the SQLite database (requires [`Db::Sqlite`]).
+    Embedded,
+    /// apalis-redis.
+    Redis(Box<RedisQueue>),
+}
+
+impl Queue {
+    /// Store a new job: row and input, then its queue entry. With the embedded queue both in one
+    /// transaction; with Redis the row commits first and a failed push is logged and left to the
+    /// reconciler (the submission stands).
+    pub async fn submit(&self, db: &Db, wakers: &Wakers, job: &NewJob) -> Result<(), QueueError> {
+        let id = job.id.to_string();
+        match (self, db) {
+            (Queue::Embedded, Db::Sqlite(pool)) => {
+                let _write = crate::db::write_permit().await;
+                let mut tx = pool.begin().await?;
+                model::insert(&mut tx, job).await?;
+                enqueue(&mut tx, job.queue, &id, None)
+                    .await
+                    .map_err(|e| QueueError::Sqlite(e.to_string()))?;
+                tx.commit().await?;
+                wakers.wake(job.queue);
+            }
+            (Queue::Redis(redis), db) => {
+                model::create(db, job).await?;
+                redis.push_or_log(job.queue, &id, 0, None).await;
+            }
+            (Queue::Embedded, Db::Postgres(_)) => {
+                return Err(QueueError::Sqlite(
+                    "the embedded queue needs a SQLite database".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `running → queued` for this run's job, with a new queue entry after `delay` (a retry, or
+    /// a job handed back at shutdown). False when the run no longer owned the job.
+    pub async fn requeue(
+        &self,
+        db: &Db,
+        wakers: &Wakers,
+        job: &model::JobRow,
+        delay: Option<Duration>,
+    ) -> Result<bool, QueueError> {
+        match (self, db) {
+            (Queue::Embedded, Db::Sqlite(pool)) => {
+                let _write = crate::db::write_permit().await;
+                let mut tx = pool.begin().await?;
+                if !model::requeue_in(&mut tx, &job.id, job.attempts).await? {
+                    return Ok(false);
+                }
+                enqueue(&mut tx, &job.queue, &job.id, delay)
+                    .await
+                    .map_err(|e| QueueError::Sqlite(e.to_string()))?;
+                tx.commit().await?;
+                if delay.is_none() {
+                    wakers.wake(&job.queue);
+                }
+                Ok(true)
+            }
+            (Queue::Redis(redis), db) => {
+                if !model::requeue(db, &job.id, job.attempts).await? {
+                    return Ok(false);
+                }
+                redis
+                    .push_or_log(&job.queue, &job.id, job.attempts, delay)
+                    .await;
+                Ok(true)
+            }
+            (Queue::Embedded, Db::Postgres(_)) => Err(QueueError::Sqlite(
+                "the embedded queue needs a SQLite database".into(),
+            )),
+        }
+    }
+
+    /// Give every stale job a new queue entry: running jobs untouched since `stale_before`
+    /// (their worker died: the lease ran out) and queued jobs untouched since then that have no
+    /// live queue entry (the push failed, or Redis lost its data). Every reset is conditional,
+    /// so concurrent reconcilers in several processes re-enqueue a job once. Returns the jobs
+    /// re-enqueued.
+    pub async fn reconcile(
+        &self,
+        db: &Db,
+        wakers: &Wakers,
+        stale_before: &str,
+    ) -> Result<Vec<StaleJob>, QueueError> {
+        let mut done = Vec::new();
+        match (self, db) {
+            (Queue::Embedded, Db::Sqlite(pool)) => {
+                for job in model::stale_embedded(pool, stale_before).await? {
+                    let _write = crate::db::write_permit().await;
+                    let mut tx = pool.begin().await?;
+                    if model::reset_stale_in(&mut tx, &job, stale_before).await? {
+                        enqueue(&mut tx, &job.queue, &job.id, None)
+                            .await
+                            .map_err(|e| QueueError::Sqlite(e.to_string()))?;
+                        tx.commit().await?;
+                        wakers.wake(&job.queue);
+                        done.push(job);
+                    }
+                }
+            }
+            (Queue::Redis(redis), db) => {
+                const PAGE: i64 = 500;
+                let mut after: Option<(String, String)> = None;
+                loop {
+                    let page = model::stale_candidates(
+                        db,
+                        stale_before,
+                        after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                        PAGE,
+                    )
+                    .await?;
+                    let Some(last) = page.last() else { break };
+                    after = Some((last.updated_at.clone(), last.id.clone()));
+                    let live = redis.live_entries(&page).await?;
+                    for (job, live) in page.iter().zip(live) {
+                        // A running row past its lease is re-enqueued whatever Redis says:
+                        // its worker stopped refreshing the lease, so it is presumed dead.
+                        if job.status == "queued" && live {
+                            continue;
+                        }
+                        if model::reset_stale(db, job, stale_before).await? {
+                            redis.push(&job.queue, &job.id, job.attempts, None).await?;
+                            done.push(job.clone());
+                        }
+                    }
+                    if (page.len() as i64) < PAGE {
+                        break;
+                    }
+                }
+            }
+            (Queue::Embedded, Db::Postgres(_)) => {}
+        }
+        Ok(done)
+    }
+
+    /// Remove finished queue entries (nothing expires by itself). Returns how many.
+    pub async fn vacuum(&self, db: &Db) -> Result<u64, QueueError> {
+        match (self, db) {
+            (Queue::Embedded, Db::Sqlite(pool)) => Ok(vacuum_embedded(pool).await?),
+            (Queue::Redis(redis), _) => Ok(redis.vacuum().await?),
+            _ => Ok(0),
+        }
+    }
+
+    /// Does the queue answer? (The embedded queue is the database.)
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        match self {
+            Queue::Embedded => Ok(()),
+            Queue::Redis(redis) => redis.ping().await,
+        }
+    }
+
+    /// Queue entries by queue and state, for `/metrics`.
+    pub async fn entry_counts(&self, db: &Db) -> Result<Vec<(String, String, i64)>, QueueError> {
+        match (self, db) {
+            (Queue::Embedded, Db::Sqlite(pool)) => Ok(sqlx::query_as(
+                "SELECT job_type, LOWER(status), COUNT(*) FROM Jobs \
+                 GROUP BY job_type, status ORDER BY 1, 2",
+            )
+            .fetch_all(pool)
+            .await?),
+            (Queue::Redis(redis), _) => redis.entry_counts().await,
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// How long finished queue entries are kept (embedded queue; the job rows keep the history).
+pub const KEEP_DONE: Duration = Duration::from_secs(24 * 3600);
+
+/// Delete embedded queue entries that finished more than [`KEEP_DONE`] ago.
+pub async fn vacuum_embedded(pool: &sqlx::SqlitePool) -> Result<u64, sqlx::Error> {
+    let _write = crate::db::write_permit().await;
+    let r = sqlx::query(
+        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed', 'Failed') \
+         AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - ?",
+    )
+    .bind(KEEP_DONE.as_secs() as i64)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Our push, in the key layout apalis-redis 1.0 reads (see `lua/batch_push.lua` and
+/// `lua/fetch_next.lua` in its sources): the payload in the data hash under the task id, the
+/// metadata hash `{queue}:meta:{task id}`, and the id on the active list (or, delayed, in the
+/// scheduled set scored in Unix seconds), then the signal list and our wake-up channel.
+/// The entry is overwritten if the id exists: a re-push is always meant to be live.
+pub const PUSH_SCRIPT: &str = r#"
+-- KEYS: data hash, active list, scheduled set, signal list, meta key
+-- ARGV: task id, payload, run_at (Unix seconds, 0 = now), wake channel
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+redis.call('del', KEYS[5])
+redis.call('hset', KEYS[5], 'attempts', 0, 'max_attempts', 1, 'status', 'Pending', 'idempotency_key', '')
+local run_at = tonumber(ARGV[3])
+if run_at > 0 then
+    redis.call('zadd', KEYS[3], run_at, ARGV[1])
+else
+    redis.call('rpush', KEYS[2], ARGV[1])
+    redis.call('del', KEYS[4])
+    redis.call('lpush', KEYS[4], 1)
+    redis.call('publish', ARGV[4], ARGV[1])
+end
+return 1
+"#;
+
+/// [`PUSH_SCRIPT`] for many new entries of one queue at once (group commit of submissions):
+/// the same keys and fields per entry, one signal and one wake-up for all of them.
+pub const PUSH_MANY_SCRIPT: &str = r#"
+-- KEYS: data hash, active list, signal list
+-- ARGV: meta key prefix, wake channel, then task id and payload pairs
+local n = 0
+for i = 3, #ARGV, 2 do
+    local id = ARGV[i]
+    local meta = ARGV[1] .. ':' .. id
+    redis.call('hset', KEYS[1], id, ARGV[i + 1])
+    redis.call('del', meta)
+    redis.call('hset', meta, 'attempts', 0, 'max_attempts', 1, 'status', 'Pending', 'idempotency_key', '')
+    redis.call('rpush', KEYS[2], id)
+    n = n + 1
+end
+if n > 0 then
+    redis.call('del', KEYS[3])
+    redis.call('lpush', KEYS[3], 1)
+    redis.call('publish', ARGV[2], n)
+end
+return n
+"#;
+
+/// Drop finished entries: the ids in the done and dead sets, with their data and metadata
+/// (only if the metadata still says they are finished).
+const VACUUM_SCRIPT: &str = r#"
+-- KEYS: done set, dead set, data hash; ARGV: meta key prefix, batch size
+local removed = 0
+for s = 1, 2 do
+    local ids = redis.call('spop', KEYS[s], tonumber(ARGV[2]))
+    for _, id in ipairs(ids) do
+        local meta = ARGV[1] .. ':' .. id
+        local status = redis.call('hget', meta, 'status')
+        if (not status) or status == 'Done' or status == 'Failed' or status == 'Killed' then
+            redis.call('hdel', KEYS[3], id)
+            redis.call('del', meta)
+        end
+        removed = removed + 1
+    end
+end
+return removed
+"#;
+
+/// The apalis-redis queue of one namespace.
+#[derive(Clone)]
+pub struct RedisQueue {
+    client: redis::Client,
+    conn: ConnectionManager,
+    namespace: String,
+    push: Arc<redis::Script>,
+    push_many: Arc<redis::Script>,
+    vacuum: Arc<redis::Script>,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+/// The Redis client's response timeout. The default (500 ms) ends a worker on the first slow
+/// answer (any fetch or heartbeat error stops an apalis worker).
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RedisQueue {
+    /// A client of `url` (`redis://` or `rediss://`) whose connection is made on first use, so a
+    /// process starts (and reports "not ready") while Redis is down.
+    pub fn connect(url: &str, namespace: &str) -> Result<RedisQueue, redis::RedisError> {
+        install_tls_provider();
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(RedisQueue {
+            client,
+            conn,
+            namespace: namespace.to_owned(),
+            push: Arc::new(redis::Script::new(PUSH_SCRIPT)),
+            push_many: Arc::new(redis::Script::new(PUSH_MANY_SCRIPT)),
+            vacuum: Arc::new(redis::Script::new(VACUUM_SCRIPT)),
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The client (for dedicated connections such as subscriptions).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A connection (multiplexed, shared; cheap to clone).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The apalis queue name of our queue `queue`.
+    pub fn queue_name(&self, queue: &str) -> String {
+        format!("{}:{queue}", self.namespace)
+    }
+
+    /// The apalis configuration of our queue `queue` (keys and timing).
+    pub fn config(&self, queue: &str) -> apalis_redis::Config {
+        apalis_redis::Config::default().queue(self.queue_name(queue))
+    }
+
+    /// Our wake-up channel of `queue`.
+    pub fn wake_channel(&self, queue: &str) -> String {
+        format!("{}:wake:{queue}", self.namespace)
+    }
+
+    /// The task id of a job's entry while the row's attempt counter is `attempts`.
+    pub fn task_id(job_id: &str, attempts: i64) -> String {
+        format!("{job_id}:{attempts}")
+    }
+
+    /// Push job `job_id` (row attempt counter `attempts`) onto `queue`, once more if the first
+    /// try fails (a dropped connection fails the first command after it).
+    pub async fn push(
+        &self,
+        queue: &str,
+        job_id: &str,
+        attempts: i64,
+        delay: Option<Duration>,
+    ) -> Result<(), redis::RedisError> {
+        match self.push_once(queue, job_id, attempts, delay).await {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                tracing::debug!(job_id, error = %first, "push failed; retrying once");
+                self.push_once(queue, job_id, attempts, delay).await
+            }
+        }
+    }
+
+    /// Push the first entries of new jobs (`(queue, job id)`, attempt counter 0): one round trip
+    /// per queue, retried once like [`RedisQueue::push`]. A failure is logged (once) and left
+    /// to the reconciler, as the rows are committed already.
+    pub async fn push_new_or_log(&self, jobs: &[(&str, String)]) {
+        for queue in [QUICK, BULK] {
+            let ids: Vec<&str> = jobs
+                .iter()
+                .filter(|(q, _)| *q == queue)
+                .map(|(_, id)| id.as_str())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let pushed = match self.push_new_once(queue, &ids).await {
+                Ok(()) => Ok(()),
+                Err(first) => {
+                    tracing::debug!(jobs = ids.len(), error = %first, "push failed; retrying once");
+                    self.push_new_once(queue, &ids).await
+                }
+            };
+            if let Err(e) = pushed {
+                tracing::warn!(jobs = ids.len(), queue, error = %e, "queue push failed; the reconciler will enqueue the jobs");
+            }
+        }
+    }
+
+    async fn push_new_once(&self, queue: &str, ids: &[&str]) -> Result<(), redis::RedisError> {
+        let config = self.config(queue);
+        let mut invocation = self.push_many.prepare_invoke();
+        invocation
+            .key(config.job_data_hash())
+            .key(config.active_jobs_list())
+            .key(config.signal_list())
+            .arg(config.job_meta_hash())
+            .arg(self.wake_channel(queue));
+        for id in ids {
+            invocation
+                .arg(Self::task_id(id, 0))
+                .arg(serde_json::to_vec(id).expect("a string serialises"));
+        }
+        let mut conn = self.conn.clone();
+        invocation.invoke_async::<i64>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// [`RedisQueue::push`]; a failure is logged (once) and left to the reconciler.
+    pub async fn push_or_log(
+        &self,
+        queue: &str,
+        job_id: &str,
+        attempts: i64,
+        delay: Option<Duration>,
+    ) {
+        if let Err(e) = self.push(queue, job_id, attempts, delay).await {
+            tracing::warn!(job_id, queue, error = %e, "queue push failed; the reconciler will enqueue the job");
+        }
+    }
+
+    async fn push_once(
+        &self,
+        queue: &str,
+        job_id: &str,
+        attempts: i64,
+        delay: Option<Duration>,
+    ) -> Result<(), redis::RedisError> {
+        let config = self.config(queue);
+        let task_id = Self::task_id(job_id, attempts);
+        let payload = serde_json::to_vec(job_id).expect("a string serialises");
+        let run_at = match delay {
+            Some(d) if !d.is_zero() => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                (now + d).as_secs_f64().ceil() as u64
+            }
+            _ => 0,
+        };
+        let mut conn = self.conn.clone();
+        self.push
+            .key(config.job_data_hash())
+            .key(config.active_jobs_list())
+            .key(config.scheduled_jobs_set())
+            .key(config.signal_list())
+            .key(format!("{}:{task_id}", config.job_meta_hash()))
+            .arg(&task_id)
+            .arg(payload)
+            .arg(run_at)
+            .arg(self.wake_channel(queue))
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// For each job, whether its current queue entry (`{id}:{attempts}`) is live: waiting,
+    /// fetched or running. One pipelined round trip.
+    pub async fn live_entries(&self, jobs: &[StaleJob]) -> Result<Vec<bool>, redis::RedisError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let meta = format!(
+                "{}:{}",
+                self.config(&job.queue).job_meta_hash(),
+                Self::task_id(&job.id, job.attempts)
+            );
+            pipe.hget(meta, "status");
+        }
+        let mut conn = self.conn.clone();
+        let statuses: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        Ok(statuses
+            .into_iter()
+            .map(|s| matches!(s.as_deref(), Some("Pending" | "Queued" | "Running")))
+            .collect())
+    }
+
+    /// Remove finished entries of both queues; returns how many.
+    pub async fn vacuum(&self) -> Result<u64, redis::RedisError> {
+        let mut removed = 0;
+        let mut conn = self.conn.clone();
+        for queue in [QUICK, BULK] {
+            let config = self.config(queue);
+            loop {
+                let n: u64 = self
+                    .vacuum
+                    .key(config.done_jobs_set())
+                    .key(config.dead_jobs_set())
+                    .key(config.job_data_hash())
+                    .arg(config.job_meta_hash())
+                    .arg(1000)
+                    .invoke_async(&mut conn)
+                    .await?;
+                removed += n;
+                if n < 1000 {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Delete the metadata hashes apalis keeps for every worker name (one per start and restart,
+    /// never removed) of workers that are no longer registered.
+    pub async fn remove_dead_worker_metadata(&self) -> Result<u64, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let mut removed = 0;
+        for queue in [QUICK, BULK] {
+            let config = self.config(queue);
+            let prefix = format!("{}:metadata:", config.workers_set());
+            let live: Vec<String> = conn.zrange(config.workers_set(), 0, -1).await?;
+            let keys: Vec<String> = {
+                let mut scan = conn.scan_match::<_, String>(format!("{prefix}*")).await?;
+                let mut keys = Vec::new();
+                while let Some(k) = scan.next().await {
+                    keys.push(k?);
+                }
+                keys
+            };
+            for key in keys {
+                let name = &key[prefix.len()..];
+                if !live.iter().any(|l| l == name) {
+                    let _: () = conn.del(&key).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map_err(|_| {
+            redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "Redis did not answer PING",
+            ))
+        })??;
+        if answer == "PONG" {
+            Ok(())
+        } else {
+            Err(redis::RedisError::from(std::io::Error::other("unexpected PING answer")).into())
+        }
+    }
+
+    async fn entry_counts(&self) -> Result<Vec<(String, String, i64)>, QueueError> {
+        let mut pipe = redis::pipe();
+        for queue in [QUICK, BULK] {
+            let config = self.config(queue);
+            pipe.llen(config.active_jobs_list())
+                .zcard(config.scheduled_jobs_set());
+        }
+        let mut conn = self.conn.clone();
+        let n: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(vec![
+            (BULK.into(), "pending".into(), n[2]),
+            (BULK.into(), "scheduled".into(), n[3]),
+            (QUICK.into(), "pending".into(), n[0]),
+            (QUICK.into(), "scheduled".into(), n[1]),
+        ])
+    }
+
+    /// Subscribe to the wake-up channels of `queues` and wake this process's idle workers of a
+    /// queue whenever something is pushed onto it, from any process; reconnects forever. After
+    /// every (re)subscription all queues are woken once, in case a wake-up was missed meanwhile.
+    pub async fn listen_for_wakes(self, queues: Vec<String>, wakers: Wakers) {
+        let channels: HashMap<String, String> = queues
+            .iter()
+            .map(|q| (self.wake_channel(q), q.clone()))
+            .collect();
+        let mut failures = 0u32;
+        loop {
+            match self.client.get_async_pubsub().await {
+                Ok(mut pubsub) => {
+                    let mut ok = true;
+                    for channel in channels.keys() {
+                        if let Err(e) = pubsub.subscribe(channel).await {
+                            tracing::warn!(error = %e, "wake-up subscription failed");
+                            ok = false;
+                            break;
+                        }
+                    }
+                    if ok {
+                        failures = 0;
+                        for q in &queues {
+                            wakers.wake(q);
+                        }
+                        let mut messages = pubsub.on_message();
+                        while let Some(msg) = messages.next().await {
+                            if let Some(q) = channels.get(msg.get_channel_name()) {
+                                wakers.wake(q);
+                            }
+                        }
+                        tracing::warn!("wake-up subscription closed; reconnecting");
+                    }
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        tracing::warn!(error = %e, "wake-up subscription failed; retrying");
+                    }
+                }
+            }
+            failures = failures.saturating_add(1);
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(failures.min(8)))).await;
+        }
+    }
+}
+
+/// rustls needs a process-wide crypto provider for `rediss://`; install ring's once.
+fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// One [`Notify`] per queue, shared by the code that pushes (web handlers, retries, the
+/// reconciler, the Redis wake-up listener) and the workers that wait on it.
 #[derive(Clone, Debug)]
 pub struct Wakers {
     by_queue: Arc<HashMap<&'static str, Arc<Notify>>>,
@@ -78,12 +737,17 @@ impl Wakers {
     }
 }
 
-/// Wake the worker on every tick of an interval (re-armed each time) and on every push made in
-/// this process.
+/// After a wake-up, wake the worker once more this much later: a fetch already in flight when
+/// the wake-up arrived may have run before the push (and the wake-up is consumed by then).
+const ECHO: Duration = Duration::from_millis(5);
+
+/// Wake the worker on every tick of an interval (re-armed each time), on every wake-up of its
+/// queue, and once more [`ECHO`] after a wake-up.
 pub struct WakeStrategy {
     interval: Interval,
     notify: Arc<Notify>,
     notified: Pin<Box<OwnedNotified>>,
+    echo: Option<Pin<Box<Sleep>>>,
 }
 
 impl std::fmt::Debug for WakeStrategy {
@@ -104,6 +768,7 @@ impl WakeStrategy {
             interval,
             notify,
             notified,
+            echo: None,
         }
     }
 }
@@ -115,9 +780,24 @@ impl PollStrategy for WakeStrategy {
         while self.interval.poll_tick(cx).is_ready() {
             fired = true;
         }
+        let mut woken = false;
         while self.notified.as_mut().poll(cx).is_ready() {
-            fired = true;
+            woken = true;
             self.notified = Box::pin(self.notify.clone().notified_owned());
+        }
+        if let Some(echo) = self.echo.as_mut()
+            && echo.as_mut().poll(cx).is_ready()
+        {
+            self.echo = None;
+            fired = true;
+        }
+        if woken {
+            fired = true;
+            if self.echo.is_none() {
+                let mut echo = Box::pin(tokio::time::sleep(ECHO));
+                let _ = echo.as_mut().poll(cx);
+                self.echo = Some(echo);
+            }
         }
         if fired {
             Poll::Ready(Some(()))
@@ -125,21 +805,4 @@ impl PollStrategy for WakeStrategy {
             Poll::Pending
         }
     }
-}
-
-/// How long finished queue entries are kept.
-pub const KEEP_DONE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Delete queue entries that finished more than [`KEEP_DONE`] ago (nothing expires by itself).
-/// The job rows keep the history.
-pub async fn vacuum(pool: &sqlx::SqlitePool) -> Result<u64, sqlx::Error> {
-    let _write = crate::db::write_permit().await;
-    let r = sqlx::query(
-        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed', 'Failed') \
-         AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - ?",
-    )
-    .bind(KEEP_DONE.as_secs() as i64)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected())
 }

@@ -13,19 +13,41 @@
 //! Atomicity per job is unchanged: a job's row and queue entry are committed together or not at
 //! all. If a batch fails, it is rolled back and its jobs are written again one by one, so one bad
 //! job cannot fail the others.
+//!
+//! With Redis ([`Store::Redis`]) the rows of a batch commit in one statement
+//! ([`model::create_many`]) and then their entries are pushed in one round trip per queue
+//! ([`RedisQueue::push_new_or_log`]), each handler answered after the push; as with single
+//! submissions, a failed push leaves the committed rows to the reconciler. PostgreSQL is not
+//! limited to one writer, so several batches are in flight at once ([`REDIS_WRITERS`]): while
+//! one waits for its commit to reach the disk, the next one is being sent.
+
+use std::sync::Arc;
 
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::model::{self, NewJob};
-use super::queue::{self, Wakers};
+use super::queue::{self, RedisQueue, Wakers};
+use crate::db::Db;
 
 /// Most jobs written in one transaction.
 pub const MAX_BATCH_JOBS: usize = 128;
 /// Most input bytes written in one transaction (a single larger job is written alone).
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Batches in flight at once with Redis (each holds one database connection while it writes).
+pub const REDIS_WRITERS: usize = 4;
 
 type Reply = oneshot::Sender<Result<(), sqlx::Error>>;
+type Inbox = Arc<Mutex<mpsc::Receiver<(NewJob, Reply)>>>;
+
+/// Where new jobs go.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Row, input and apalis-sqlite entry in one SQLite transaction.
+    Embedded(SqlitePool),
+    /// Rows and inputs committed in the database, then entries pushed to Redis.
+    Redis { db: Db, redis: Box<RedisQueue> },
+}
 
 /// The handle the web handlers use; cheap to clone.
 #[derive(Clone, Debug)]
@@ -34,15 +56,24 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    /// Start the writer task (must be called inside a tokio runtime). It ends when the last
+    /// Start the writer tasks (must be called inside a tokio runtime). They end when the last
     /// handle is dropped.
-    pub fn start(pool: SqlitePool, wakers: Wakers) -> Submitter {
+    pub fn start(store: Store, wakers: Wakers) -> Submitter {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH_JOBS);
-        tokio::spawn(write_forever(pool, wakers, rx));
+        let inbox: Inbox = Arc::new(Mutex::new(rx));
+        let writers = match store {
+            // SQLite has one writer: a second batch would only wait for the first.
+            Store::Embedded(_) => 1,
+            Store::Redis { .. } => REDIS_WRITERS,
+        };
+        for _ in 0..writers {
+            tokio::spawn(write_forever(store.clone(), wakers.clone(), inbox.clone()));
+        }
         Submitter { tx }
     }
 
-    /// Write the job row, its input and its queue entry; returns once they are committed.
+    /// Write the job row, its input and its queue entry; returns once they are committed (and,
+    /// with Redis, once the push has been answered or has failed).
     pub async fn submit(&self, job: NewJob) -> Result<(), sqlx::Error> {
         let (reply, answer) = oneshot::channel();
         self.tx
@@ -53,42 +84,46 @@ impl Submitter {
     }
 }
 
-async fn write_forever(pool: SqlitePool, wakers: Wakers, mut rx: mpsc::Receiver<(NewJob, Reply)>) {
+async fn write_forever(store: Store, wakers: Wakers, inbox: Inbox) {
     let mut batch: Vec<(NewJob, Reply)> = Vec::with_capacity(MAX_BATCH_JOBS);
     // A job that did not fit in the previous batch starts the next one.
     let mut carried: Option<(NewJob, Reply)> = None;
     loop {
-        let first = match carried.take() {
-            Some(j) => j,
-            None => match rx.recv().await {
+        {
+            // One writer at a time collects a batch; the others write theirs meanwhile.
+            let mut rx = inbox.lock().await;
+            let first = match carried.take() {
                 Some(j) => j,
-                None => return,
-            },
-        };
-        let mut bytes = first.0.input.len();
-        batch.push(first);
-        while batch.len() < MAX_BATCH_JOBS {
-            match rx.try_recv() {
-                Ok(next) if bytes + next.0.input.len() > MAX_BATCH_BYTES => {
-                    carried = Some(next);
-                    break;
+                None => match rx.recv().await {
+                    Some(j) => j,
+                    None => return,
+                },
+            };
+            let mut bytes = first.0.input.len();
+            batch.push(first);
+            while batch.len() < MAX_BATCH_JOBS {
+                match rx.try_recv() {
+                    Ok(next) if bytes + next.0.input.len() > MAX_BATCH_BYTES => {
+                        carried = Some(next);
+                        break;
+                    }
+                    Ok(next) => {
+                        bytes += next.0.input.len();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
                 }
-                Ok(next) => {
-                    bytes += next.0.input.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
             }
         }
-        write_batch(&pool, &wakers, &mut batch).await;
+        write_batch(&store, &wakers, &mut batch).await;
     }
 }
 
-/// Write `batch` in one transaction, or (if that fails) each job in its own; answer every
-/// submitter and empty `batch`.
-async fn write_batch(pool: &SqlitePool, wakers: &Wakers, batch: &mut Vec<(NewJob, Reply)>) {
+/// Write `batch` in one transaction, or (if that fails) each job in its own; push the queue
+/// entries (Redis); answer every submitter and empty `batch`.
+async fn write_batch(store: &Store, wakers: &Wakers, batch: &mut Vec<(NewJob, Reply)>) {
     let jobs: Vec<&NewJob> = batch.iter().map(|(j, _)| j).collect();
-    let together = write_jobs(pool, &jobs).await;
+    let together = write_jobs(store, &jobs).await;
     let results: Vec<Result<(), sqlx::Error>> = match together {
         Ok(()) => batch.iter().map(|_| Ok(())).collect(),
         Err(e) if batch.len() == 1 => vec![Err(e)],
@@ -96,11 +131,20 @@ async fn write_batch(pool: &SqlitePool, wakers: &Wakers, batch: &mut Vec<(NewJob
             tracing::warn!(jobs = batch.len(), error = %e, "batched submission failed; writing its jobs one by one");
             let mut each = Vec::with_capacity(batch.len());
             for job in &jobs {
-                each.push(write_jobs(pool, std::slice::from_ref(job)).await);
+                each.push(write_jobs(store, std::slice::from_ref(job)).await);
             }
             each
         }
     };
+    if let Store::Redis { redis, .. } = store {
+        let written: Vec<(&str, String)> = jobs
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(j, _)| (j.queue, j.id.to_string()))
+            .collect();
+        redis.push_new_or_log(&written).await;
+    }
     for ((job, reply), result) in batch.drain(..).zip(results) {
         if result.is_ok() {
             wakers.wake(job.queue);
@@ -110,14 +154,19 @@ async fn write_batch(pool: &SqlitePool, wakers: &Wakers, batch: &mut Vec<(NewJob
     }
 }
 
-async fn write_jobs(pool: &SqlitePool, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
-    let _write = crate::db::write_permit().await;
-    let mut tx = pool.begin().await?;
-    model::insert_many(&mut tx, jobs).await?;
-    for job in jobs {
-        queue::enqueue(&mut tx, job.queue, &job.id.to_string(), None)
-            .await
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+async fn write_jobs(store: &Store, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
+    match store {
+        Store::Embedded(pool) => {
+            let _write = crate::db::write_permit().await;
+            let mut tx = pool.begin().await?;
+            model::insert_many(&mut tx, jobs).await?;
+            for job in jobs {
+                queue::enqueue(&mut tx, job.queue, &job.id.to_string(), None)
+                    .await
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            }
+            tx.commit().await
+        }
+        Store::Redis { db, .. } => model::create_many(db, jobs).await,
     }
-    tx.commit().await
 }

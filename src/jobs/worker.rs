@@ -7,13 +7,21 @@
 //!   re-fetch a failed task immediately, over and over). Retries are new queue entries with a
 //!   backoff delay, counted in `sentiq_jobs.attempts`; the attempt number is also the fencing
 //!   token every write of a run carries, so a run that lost its job cannot touch it.
-//! - A worker killed mid-job leaves a `running` row whose lease (refreshed every `LEASE / 4`)
-//!   runs out; the reconciler then gives it a new queue entry. It also re-enqueues queued rows
-//!   whose queue entry was lost, and clears old finished queue entries (nothing expires alone).
+//! - A worker killed mid-job leaves a `running` row whose lease (refreshed every `lease / 4`)
+//!   runs out; the reconciler (in every worker process; its updates are conditional, so several
+//!   run safely at once) then gives it a new queue entry. It also re-enqueues queued rows whose
+//!   queue entry was lost, and clears finished queue entries (nothing expires alone). apalis-redis
+//!   also re-queues the in-flight entries of a worker silent for `HEARTBEAT x MISSED_HEARTBEATS`;
+//!   whichever delivery comes first claims the row, the other is a no-op.
+//! - Attempts are counted in the row (apalis-redis's orphan re-queue does not count them): a job
+//!   whose runs keep dying fails after [`MAX_ATTEMPTS`] with a message; transient errors retry
+//!   after an exponential backoff with jitter ([`backoff`]).
 //! - The analysis runs on a blocking thread (`spawn_blocking`) so the worker's poll loop (which
 //!   also sends the heartbeats) never stalls; it checks a cancel flag between chunks.
-//! - Every worker gets a unique name per process start and per restart.
-//! - Heartbeat interval and missed heartbeats are set explicitly.
+//! - Every worker gets a unique name per process start and per restart (a restarted worker
+//!   under its old name would be refused while that name's heartbeat is fresh).
+//! - Heartbeat interval and missed heartbeats are set explicitly ([`HEARTBEAT`],
+//!   [`MISSED_HEARTBEATS`]; apalis-redis's default is 10 missed beats, not the documented 2).
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -22,24 +30,34 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
+use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use serde::Deserialize;
-use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 
+use super::events::JobEvents;
 use super::model::{self, ItemRow};
-use super::queue::{self, JobArgs, WakeStrategy, Wakers};
-use super::submitter::Submitter;
+use super::queue::{JobArgs, Queue, QueueError, RedisQueue, WakeStrategy, Wakers};
+use super::submitter::{Store, Submitter};
 use crate::analysis::{self, AnalysisError, Format, Item, Observer, Options};
+use crate::db::Db;
 
-/// How long a running job may go without any update before the reconciler hands it to another
-/// worker (its worker is then presumed dead). Running jobs refresh it every `LEASE / 4`.
-pub const LEASE: Duration = Duration::from_secs(60);
-/// How often the reconciler looks for stale jobs.
-pub const RECONCILE_EVERY: Duration = Duration::from_secs(15);
-/// Most runs of one job (first run and retries after transient errors).
+/// Default lease: how long a running job may go without any update before the reconciler hands
+/// it to another worker (its worker is then presumed dead). Running jobs refresh it every
+/// `lease / 4`. With the default reconcile interval a SIGKILLed worker's job is running again
+/// elsewhere within lease + interval = 20 s.
+pub const LEASE: Duration = Duration::from_secs(15);
+/// Default interval of the reconciler.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// Default first retry delay after a transient error (then doubled per attempt, with jitter).
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+/// Most runs of one job (first run and retries after transient errors or dead workers).
 pub const MAX_ATTEMPTS: i64 = 3;
-/// Least time between two progress writes.
+/// apalis-redis worker heartbeat; a worker silent for `HEARTBEAT * MISSED_HEARTBEATS` is dead
+/// and its in-flight entries are re-queued by the other workers.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+pub const MISSED_HEARTBEATS: usize = 3;
+/// Least time between two progress writes (a job shorter than this writes none).
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// Cancel flags of the jobs running in this process.
@@ -75,27 +93,66 @@ impl CancelFlags {
     }
 }
 
-/// What the handler needs: the pool, the cancel flags and the queue wakers.
+/// Lease and retry timing (shortened by tests through the environment).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub lease: Duration,
+    pub reconcile_every: Duration,
+    pub retry_base: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            lease: LEASE,
+            reconcile_every: RECONCILE_EVERY,
+            retry_base: RETRY_BASE,
+        }
+    }
+}
+
+/// What the handler needs: the database, the queue, the cancel flags and the queue wakers.
 #[derive(Clone, Debug)]
 pub struct Deps {
-    pub pool: SqlitePool,
+    pub db: Db,
+    pub queue: Queue,
     pub cancels: CancelFlags,
     pub wakers: Wakers,
+    pub timing: Timing,
+    /// "Job X changed" signals for the event streams.
+    pub events: JobEvents,
     /// Set when the process stops: interrupted jobs are handed back to the queue.
     pub handing_back: Arc<AtomicBool>,
-    /// Writes new jobs (group commit).
-    pub submitter: Submitter,
+    /// Writes new jobs with group commit (absent only for a configuration that cannot submit).
+    pub submitter: Option<Submitter>,
 }
 
 impl Deps {
-    /// Must be called inside a tokio runtime (it starts the submission writer).
-    pub fn new(pool: SqlitePool) -> Self {
+    /// Must be called inside a tokio runtime (the embedded topology starts its submission
+    /// writer here).
+    pub fn new(db: Db, queue: Queue, timing: Timing) -> Self {
+        let events = match &queue {
+            Queue::Redis(redis) => JobEvents::with_redis(RedisQueue::clone(redis)),
+            Queue::Embedded => JobEvents::default(),
+        };
         let wakers = Wakers::default();
+        let store = match (&queue, &db) {
+            (Queue::Embedded, Db::Sqlite(pool)) => Some(Store::Embedded(pool.clone())),
+            (Queue::Redis(redis), db) => Some(Store::Redis {
+                db: db.clone(),
+                redis: redis.clone(),
+            }),
+            (Queue::Embedded, Db::Postgres(_)) => None,
+        };
+        let submitter = store.map(|store| Submitter::start(store, wakers.clone()));
         Deps {
-            submitter: Submitter::start(pool.clone(), wakers.clone()),
-            pool,
+            db,
+            queue,
+            events,
             cancels: CancelFlags::default(),
             wakers,
+            timing,
+            submitter,
             handing_back: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -142,28 +199,67 @@ pub fn register_jobs(
         let deps = deps.clone();
         let queue_name = queue_name.clone();
         let started = started[..12].to_owned();
-        monitor = monitor.register(move |restart| {
-            let config = apalis_sqlite::Config::default()
-                .queue(&queue_name)
-                .batch_size(concurrency.max(1))
-                .heartbeat_interval(Duration::from_secs(5))
-                .missed_heartbeats(6);
-            let backend = SqliteStorage::<JobArgs>::new(&deps.pool)
-                .with_config(config)
-                .poll_with_strategy(WakeStrategy::new(
-                    poll_interval,
-                    deps.wakers.get(&queue_name),
-                ));
-            let name = format!(
-                "sentiq-{queue_name}-{}-{started}-{restart}",
-                std::process::id()
-            );
-            WorkerBuilder::new(name)
-                .backend(backend)
-                .concurrency(concurrency.max(1))
-                .data(deps.clone())
-                .build(handle)
-        });
+        let concurrency = concurrency.max(1);
+        let name = {
+            let queue_name = queue_name.clone();
+            move |restart: usize| {
+                format!(
+                    "sentiq-{queue_name}-{}-{started}-{restart}",
+                    std::process::id()
+                )
+            }
+        };
+        monitor = match deps.queue.clone() {
+            Queue::Redis(redis) => monitor.register(move |restart| {
+                let queue_name = &queue_name;
+                let config = redis
+                    .config(queue_name)
+                    .batch_size(concurrency)
+                    .heartbeat_interval(HEARTBEAT)
+                    .missed_heartbeats(MISSED_HEARTBEATS)
+                    // We neither listen to apalis's `tasks:*` events nor need its task locks
+                    // (the row is claimed with a conditional update): fewer commands per batch.
+                    .emit_events(false)
+                    .lock_tasks(false);
+                let backend = RedisStorage::<JobArgs, _>::new(redis.connection())
+                    .with_config(config)
+                    .poll_with_strategy(WakeStrategy::new(
+                        poll_interval,
+                        deps.wakers.get(queue_name),
+                    ));
+                WorkerBuilder::new(name(restart))
+                    .backend(backend)
+                    .concurrency(concurrency)
+                    .data(deps.clone())
+                    .build(handle)
+            }),
+            Queue::Embedded => {
+                let pool = deps
+                    .db
+                    .sqlite()
+                    .expect("the embedded queue runs on SQLite (checked at start-up)")
+                    .clone();
+                monitor.register(move |restart| {
+                    let queue_name = &queue_name;
+                    let config = apalis_sqlite::Config::default()
+                        .queue(queue_name)
+                        .batch_size(concurrency)
+                        .heartbeat_interval(HEARTBEAT)
+                        .missed_heartbeats(6);
+                    let backend = SqliteStorage::<JobArgs>::new(&pool)
+                        .with_config(config)
+                        .poll_with_strategy(WakeStrategy::new(
+                            poll_interval,
+                            deps.wakers.get(queue_name),
+                        ));
+                    WorkerBuilder::new(name(restart))
+                        .backend(backend)
+                        .concurrency(concurrency)
+                        .data(deps.clone())
+                        .build(handle)
+                })
+            }
+        };
     }
     monitor
 }
@@ -175,37 +271,41 @@ struct StoredDocument {
     text: String,
 }
 
-/// Run one delivery of job `id`: claim it (conditional update), analyse off the runtime, store
-/// the items and the report, finish it (conditional update). A second delivery of a job that is
-/// already running or final does nothing.
-pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
-    let pool = &deps.pool;
-    let Some(job) = model::claim(pool, id).await? else {
-        let status = model::get(pool, id).await?.map(|j| j.status);
+/// Run one delivery of job `id`: claim it (conditional update, which also reads the input),
+/// analyse off the runtime, store the items and the report, finish it (conditional update). A
+/// second delivery of a job that is already running or final does nothing.
+pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
+    let db = &deps.db;
+    let Some(model::Claimed { job, input }) = model::claim_with_input(db, id).await? else {
+        let status = model::get(db, id).await?.map(|j| j.status);
         tracing::info!(job_id = %id, status = ?status, "delivery skipped: job not queued");
         return Ok(Outcome::Skipped);
     };
+    deps.events.changed(id);
     // This run's fencing token: every later write of this run requires it.
     let attempt = job.attempts;
     let started = Instant::now();
     tracing::info!(job_id = %id, queue = %job.queue, attempt, input_bytes = job.input_bytes, "job started");
     if attempt > MAX_ATTEMPTS {
         model::fail(
-            pool,
+            db,
             id,
             attempt,
             "too_many_attempts",
-            "the analysis was interrupted too many times; please submit it again",
+            "the analysis was interrupted too many times (its worker stopped each time); \
+             please submit it again",
         )
         .await?;
+        deps.events.changed(id);
+        tracing::warn!(job_id = %id, attempt, "job failed: too many attempts");
         return Ok(Outcome::Failed);
     }
     if attempt > 1 {
-        model::delete_items(pool, id).await?;
+        model::delete_items(db, id, attempt).await?;
     }
-    let Some(input) = model::input(pool, id).await? else {
+    let Some(input) = input else {
         model::fail(
-            pool,
+            db,
             id,
             attempt,
             "internal",
@@ -221,9 +321,10 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
         flag.store(true, Ordering::SeqCst);
     }
     let lease = tokio::spawn(keep_lease(
-        pool.clone(),
+        db.clone(),
         id.to_owned(),
         attempt,
+        deps.timing.lease,
         flag.clone(),
     ));
     let outcome = run_analysis(deps, &job, input, flag).await;
@@ -232,67 +333,74 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, sqlx::Error> {
 
     let duration_ms = started.elapsed().as_millis() as u64;
     let result = match outcome {
-        Ok(report) => {
+        Ok((report, items)) => {
             let json =
                 serde_json::to_string(&report).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            if model::succeed(pool, id, attempt, &json).await? {
+            if model::finish(db, id, attempt, &json, &items).await? {
                 tracing::info!(job_id = %id, duration_ms, items = report.items, "job succeeded");
                 Outcome::Succeeded
             } else {
-                tracing::info!(job_id = %id, duration_ms, "job finished but was cancelled meanwhile");
-                model::delete_items(pool, id).await?;
+                tracing::info!(job_id = %id, duration_ms, "job finished but was cancelled or taken over meanwhile");
+                model::delete_items(db, id, attempt).await?;
                 Outcome::Cancelled
             }
         }
         Err(AnalysisError::Cancelled) if deps.handing_back.load(Ordering::SeqCst) => {
-            model::delete_items(pool, id).await?;
-            let _write = crate::db::write_permit().await;
-            let mut tx = pool.begin().await?;
-            if model::requeue(&mut tx, id, attempt).await? {
-                queue::enqueue(&mut tx, &job.queue, id, None)
-                    .await
-                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-                tx.commit().await?;
+            model::delete_items(db, id, attempt).await?;
+            if deps.queue.requeue(db, &deps.wakers, &job, None).await? {
                 tracing::info!(job_id = %id, duration_ms, "job handed back at shutdown");
                 Outcome::Retrying
             } else {
-                tx.commit().await?;
                 tracing::info!(job_id = %id, duration_ms, "job cancelled");
                 Outcome::Cancelled
             }
         }
         Err(AnalysisError::Cancelled) => {
-            // The row is already `cancelled` (that is what raised the flag).
+            // The row is already `cancelled` (that is what raised the flag), or another run
+            // took the job over after this run's lease ran out.
             tracing::info!(job_id = %id, duration_ms, "job cancelled");
-            model::delete_items(pool, id).await?;
+            model::delete_items(db, id, attempt).await?;
             Outcome::Cancelled
         }
         Err(e) if e.is_bad_input() || attempt >= MAX_ATTEMPTS => {
             tracing::info!(job_id = %id, duration_ms, code = e.code(), "job failed");
-            model::delete_items(pool, id).await?;
-            model::fail(pool, id, attempt, e.code(), &e.to_string()).await?;
+            model::delete_items(db, id, attempt).await?;
+            model::fail(db, id, attempt, e.code(), &e.to_string()).await?;
             Outcome::Failed
         }
         Err(e) => {
-            tracing::warn!(job_id = %id, duration_ms, code = e.code(), error = %e, "job will be retried");
-            model::delete_items(pool, id).await?;
-            retry(deps, &job).await?;
+            let delay = backoff(deps.timing.retry_base, attempt);
+            tracing::warn!(job_id = %id, duration_ms, code = e.code(), error = %e, retry_in_ms = delay.as_millis() as u64, "job will be retried");
+            model::delete_items(db, id, attempt).await?;
+            deps.queue
+                .requeue(db, &deps.wakers, &job, Some(delay))
+                .await?;
             Outcome::Retrying
         }
     };
+    deps.events.changed(id);
     Ok(result)
 }
 
+/// The delay before retry number `attempt` (1, 2, ...): `base * 2^(attempt-1)`, capped at
+/// 64 x base, of which a random half is dropped ("equal jitter"), so retries of jobs that failed
+/// together (e.g. during a database restart) do not all come back at the same moment.
+pub fn backoff(base: Duration, attempt: i64) -> Duration {
+    let full = base * (1u32 << (attempt.clamp(1, 7) - 1));
+    let half = full / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
 /// Refresh the job's lease while it runs; raise the cancel flag if the run lost the job.
-async fn keep_lease(pool: SqlitePool, id: String, attempt: i64, cancelled: Arc<AtomicBool>) {
-    let mut every = tokio::time::interval(LEASE / 4);
+async fn keep_lease(db: Db, id: String, attempt: i64, lease: Duration, lost: Arc<AtomicBool>) {
+    let mut every = tokio::time::interval(lease / 4);
     every.tick().await;
     loop {
         every.tick().await;
-        match model::touch(&pool, &id, attempt).await {
+        match model::touch(&db, &id, attempt).await {
             Ok(true) => {}
             Ok(false) => {
-                cancelled.store(true, Ordering::SeqCst);
+                lost.store(true, Ordering::SeqCst);
                 return;
             }
             Err(e) => tracing::warn!(job_id = %id, error = %e, "lease not refreshed"),
@@ -300,83 +408,89 @@ async fn keep_lease(pool: SqlitePool, id: String, attempt: i64, cancelled: Arc<A
     }
 }
 
-/// Give stale jobs a new queue entry: running jobs whose worker died (lease expired) and queued
-/// jobs whose queue entry was lost. Returns how many were re-enqueued.
-pub async fn reconcile(deps: &Deps) -> Result<usize, sqlx::Error> {
-    let stale_before =
-        (chrono::Utc::now() - LEASE).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut count = 0;
-    for (id, queue_name, status) in model::stale(&deps.pool, &stale_before).await? {
-        let _write = crate::db::write_permit().await;
-        let mut tx = deps.pool.begin().await?;
-        if model::reset_stale(&mut tx, &id, &stale_before).await? {
-            queue::enqueue(&mut tx, &queue_name, &id, None)
-                .await
-                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-            tx.commit().await?;
-            deps.wakers.wake(&queue_name);
-            tracing::warn!(job_id = %id, was = %status, "stale job re-enqueued");
-            count += 1;
-        }
-    }
-    Ok(count)
+/// The cut-off of stale rows: untouched for a lease.
+fn stale_before(lease: Duration) -> String {
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(15));
+    (chrono::Utc::now() - lease).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Run [`reconcile`] every [`RECONCILE_EVERY`] (and clear old queue entries) until the task
+/// Give stale jobs a new queue entry: running jobs whose worker died (lease expired) and queued
+/// jobs whose queue entry was lost. Returns how many were re-enqueued.
+pub async fn reconcile(deps: &Deps) -> Result<usize, QueueError> {
+    let jobs = deps
+        .queue
+        .reconcile(&deps.db, &deps.wakers, &stale_before(deps.timing.lease))
+        .await?;
+    for job in &jobs {
+        deps.events.changed(&job.id);
+        tracing::warn!(job_id = %job.id, was = %job.status, attempts = job.attempts, "stale job re-enqueued");
+    }
+    Ok(jobs.len())
+}
+
+/// Run [`reconcile`] every `reconcile_every` (and clear finished queue entries) until the task
 /// is dropped.
 pub async fn reconcile_forever(deps: Deps) {
-    let mut every = tokio::time::interval(RECONCILE_EVERY);
+    let mut every = tokio::time::interval(deps.timing.reconcile_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut passes = 0u64;
     loop {
         every.tick().await;
         if let Err(e) = reconcile(&deps).await {
             tracing::warn!(error = %e, "reconciler failed");
         }
-        match queue::vacuum(&deps.pool).await {
+        match deps.queue.vacuum(&deps.db).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "old queue entries removed"),
+            Ok(n) => tracing::debug!(removed = n, "finished queue entries removed"),
             Err(e) => tracing::warn!(error = %e, "queue vacuum failed"),
         }
+        // apalis-redis keeps a small hash per worker name forever; names are unique per start,
+        // so clear those of dead workers at start and now and then (a SCAN of the key space).
+        if passes.is_multiple_of(120)
+            && let Queue::Redis(redis) = &deps.queue
+        {
+            match redis.remove_dead_worker_metadata().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "metadata of dead workers removed"),
+                Err(e) => tracing::warn!(error = %e, "worker metadata clean-up failed"),
+            }
+        }
+        passes += 1;
     }
 }
 
-/// Hand the job back to its queue with an exponential delay (1 s, 2 s, 4 s, ...).
-async fn retry(deps: &Deps, job: &model::JobRow) -> Result<(), sqlx::Error> {
-    let delay = Duration::from_secs(1 << (job.attempts.clamp(1, 6) - 1));
-    let _write = crate::db::write_permit().await;
-    let mut tx = deps.pool.begin().await?;
-    if model::requeue(&mut tx, &job.id, job.attempts).await? {
-        queue::enqueue(&mut tx, &job.queue, &job.id, Some(delay))
-            .await
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-    }
-    tx.commit().await
-}
-
-/// Analyse on a blocking thread; items flow to an async task that stores them in batches.
+/// Analyse on a blocking thread; items flow to an async task that stores them in large batches
+/// and hands back the last ones, to be written with the final state in one transaction.
 async fn run_analysis(
     deps: &Deps,
     job: &model::JobRow,
     input: Vec<u8>,
     cancelled: Arc<AtomicBool>,
-) -> Result<analysis::Report, AnalysisError> {
+) -> Result<(analysis::Report, Vec<ItemRow>), AnalysisError> {
     let (tx, mut rx) = mpsc::channel::<Vec<ItemRow>>(4);
-    let pool = deps.pool.clone();
+    let db = deps.db.clone();
     let id = job.id.clone();
     let inserter = tokio::spawn(async move {
+        let mut pending: Vec<ItemRow> = Vec::new();
         while let Some(batch) = rx.recv().await {
-            model::insert_items(&pool, &id, &batch).await?;
+            pending.extend(batch);
+            if pending.len() >= model::ITEMS_PER_TRANSACTION {
+                model::insert_items(&db, &id, &pending).await?;
+                pending.clear();
+            }
         }
-        Ok::<(), sqlx::Error>(())
+        Ok::<Vec<ItemRow>, sqlx::Error>(pending)
     });
 
     let observer = JobObserver {
         handle: tokio::runtime::Handle::current(),
-        pool: deps.pool.clone(),
+        events: deps.events.clone(),
+        db: deps.db.clone(),
         id: job.id.clone(),
         attempt: job.attempts,
         items: tx,
         cancelled,
-        last_progress: None,
+        last_progress: Instant::now(),
     };
     let format = job.format();
     let options = Options {
@@ -410,7 +524,8 @@ async fn run_analysis(
         (Err(AnalysisError::Sink(_)), Err(e)) | (Ok(_), Err(e)) => {
             Err(AnalysisError::Sink(Box::new(e)))
         }
-        (result, _) => result,
+        (Ok(report), Ok(items)) => Ok((report, items)),
+        (Err(e), _) => Err(e),
     }
 }
 
@@ -418,31 +533,33 @@ async fn run_analysis(
 /// another process, the in-process cancel flag, and the items sent to the inserter task.
 struct JobObserver {
     handle: tokio::runtime::Handle,
-    pool: SqlitePool,
+    events: JobEvents,
+    db: Db,
     id: String,
     attempt: i64,
     items: mpsc::Sender<Vec<ItemRow>>,
     cancelled: Arc<AtomicBool>,
-    last_progress: Option<Instant>,
+    /// When progress was last written (the start, at first: short jobs write none).
+    last_progress: Instant,
 }
 
 impl Observer for JobObserver {
     fn progress(&mut self, done: u64, total: u64) {
-        if self
-            .last_progress
-            .is_some_and(|t| t.elapsed() < PROGRESS_EVERY)
-        {
+        if self.last_progress.elapsed() < PROGRESS_EVERY {
             return;
         }
-        self.last_progress = Some(Instant::now());
+        self.last_progress = Instant::now();
         match self.handle.block_on(model::set_progress(
-            &self.pool,
+            &self.db,
             &self.id,
             self.attempt,
             done,
             total,
         )) {
-            Ok(true) => {}
+            Ok(true) => {
+                let _guard = self.handle.enter();
+                self.events.changed(&self.id);
+            }
             // The row is no longer running: it was cancelled (perhaps by another process).
             Ok(false) => self.cancelled.store(true, Ordering::SeqCst),
             Err(e) => tracing::warn!(job_id = %self.id, error = %e, "progress not recorded"),

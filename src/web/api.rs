@@ -74,7 +74,7 @@ pub async fn get_job(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let job = model::get(state.pool(), &id)
+    let job = model::get(state.db(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let etag = job.etag();
@@ -103,9 +103,10 @@ pub async fn cancel_job(
 /// Cancel in the database, then stop the analysis if it runs in this process.
 pub async fn cancel(state: &AppState, raw_id: &str) -> Result<model::JobRow, ApiError> {
     let id = parse_id(raw_id)?;
-    match model::cancel(state.pool(), &id).await? {
+    match model::cancel(state.db(), &id).await? {
         Cancel::Cancelled(job) => {
             state.deps.cancels.cancel(&id);
+            state.deps.events.changed(&id);
             tracing::info!(job_id = %id, "job cancel requested");
             Ok(*job)
         }
@@ -117,33 +118,47 @@ pub async fn cancel(state: &AppState, raw_id: &str) -> Result<model::JobRow, Api
     }
 }
 
-/// How often the event stream looks at the job row.
-const EVENTS_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often an event stream re-reads the job row when no change signal came: often when
+/// signals only reach it from this process (the embedded queue with a separate worker process
+/// would otherwise go unseen), rarely when they come from every process (Redis).
+const EVENTS_POLL_LOCAL: std::time::Duration = std::time::Duration::from_millis(250);
+const EVENTS_POLL_SIGNALLED: std::time::Duration = std::time::Duration::from_secs(10);
 /// A comment line this often keeps proxies from closing an idle stream.
 const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// `GET /api/jobs/{id}/events`: Server-Sent Events, one `status` event (the job JSON) per
-/// change, closed after the final state. It follows the job row, so it sees changes made by
-/// any process.
+/// change, closed after the final state. It wakes on the job's change signals (from any process
+/// with Redis, see [`crate::jobs::events`]) and re-reads the row each time; the row is the truth.
 pub async fn job_events(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let job = model::get(state.pool(), &id)
+    // Watch before the first read, so no change between the read and the wait is missed.
+    let mut watch = state.deps.events.watch(&id);
+    watch.mark_seen();
+    let job = model::get(state.db(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     struct St {
-        pool: sqlx::SqlitePool,
+        db: crate::db::Db,
         id: String,
+        watch: crate::jobs::events::Watch,
+        poll: std::time::Duration,
         pending: Option<model::JobRow>,
         last_version: i64,
         last_sent: std::time::Instant,
         finished: bool,
     }
     let start = St {
-        pool: state.pool().clone(),
+        db: state.db().clone(),
         id,
+        watch,
+        poll: if state.deps.events.crosses_processes() {
+            EVENTS_POLL_SIGNALLED
+        } else {
+            EVENTS_POLL_LOCAL
+        },
         pending: Some(job),
         last_version: -1,
         last_sent: std::time::Instant::now(),
@@ -164,12 +179,19 @@ pub async fn job_events(
                 let frame = format!("event: status\nid: {}\ndata: {data}\n\n", job.version);
                 return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), st));
             }
-            if st.last_sent.elapsed() >= EVENTS_KEEPALIVE {
+            let keepalive_in = EVENTS_KEEPALIVE.saturating_sub(st.last_sent.elapsed());
+            if keepalive_in.is_zero() {
                 st.last_sent = std::time::Instant::now();
                 return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), st));
             }
-            tokio::time::sleep(EVENTS_POLL).await;
-            match model::get(&st.pool, &st.id).await {
+            // A signal, the slow poll or the keep-alive, whichever comes first; a signal that
+            // came since the last read resolves at once.
+            tokio::select! {
+                _ = st.watch.changed() => {}
+                _ = tokio::time::sleep(st.poll.min(keepalive_in)) => {}
+            }
+            st.watch.mark_seen();
+            match model::get(&st.db, &st.id).await {
                 Ok(Some(job)) => st.pending = Some(job),
                 Ok(None) => return None,
                 Err(e) => {
@@ -189,16 +211,8 @@ pub async fn job_events(
 /// `GET /metrics`: Prometheus text of the job rows and the queue entries.
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     use std::fmt::Write;
-    let jobs: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT queue, status, COUNT(*) FROM sentiq_jobs GROUP BY queue, status ORDER BY 1, 2",
-    )
-    .fetch_all(state.pool())
-    .await?;
-    let entries: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT job_type, status, COUNT(*) FROM Jobs GROUP BY job_type, status ORDER BY 1, 2",
-    )
-    .fetch_all(state.pool())
-    .await?;
+    let jobs = model::counts(state.db()).await?;
+    let entries = state.deps.queue.entry_counts(state.db()).await?;
     let mut out = String::new();
     let _ = writeln!(out, "# HELP sentiq_jobs Jobs by queue and status.");
     let _ = writeln!(out, "# TYPE sentiq_jobs gauge");
@@ -229,19 +243,25 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+/// `GET /readyz`: 200 when the database and the queue both answer, else 503.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _apalis_migrations")
-        .fetch_one(state.pool())
-        .await
-    {
-        Ok(_) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({
-                "error": {"code": "not_ready", "message": "the database is not reachable"}
-            }))
+    let (db, queue) = tokio::join!(state.db().ping(), state.deps.queue.ping());
+    let problem = match (db, queue) {
+        (Ok(()), Ok(())) => {
+            return HttpResponse::Ok().json(serde_json::json!({"status": "ready"}));
         }
-    }
+        (Err(e), _) => {
+            tracing::warn!(error = %e, "not ready: database");
+            "the database is not reachable"
+        }
+        (_, Err(e)) => {
+            tracing::warn!(error = %e, "not ready: queue");
+            "the queue is not reachable"
+        }
+    };
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, super::errors::RETRY_AFTER_UNAVAILABLE))
+        .json(serde_json::json!({"error": {"code": "not_ready", "message": problem}}))
 }
 
 /// Rows fetched per page while streaming items.
@@ -259,7 +279,7 @@ async fn items(
     kind: ItemsFormat,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let job = model::get(state.pool(), &id)
+    let job = model::get(state.db(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     if job.status() != Status::Succeeded {
@@ -271,48 +291,38 @@ async fn items(
             ),
         });
     }
-    let pool = state.pool().clone();
+    let db = state.db().clone();
     // Keyset pagination: each page is one short query, so the stream holds no connection
     // between pages and memory stays bounded whatever the number of items.
-    let pages = stream::unfold(
-        Some((pool, id.clone(), -1i64, true)),
-        move |st| async move {
-            let (pool, id, after, first) = st?;
-            let rows: Result<Vec<ItemRow>, sqlx::Error> = sqlx::query_as(
-                "SELECT position, item_id, text, neg, neu, pos, compound FROM job_items \
-             WHERE job_id = ? AND position > ? ORDER BY position LIMIT ?",
-            )
-            .bind(&id)
-            .bind(after)
-            .bind(ITEMS_PAGE)
-            .fetch_all(&pool)
-            .await;
-            let rows = match rows {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(job_id = %id, error = %e, "items stream failed");
-                    return Some((
-                        Err(actix_web::error::ErrorInternalServerError("items")),
-                        None,
-                    ));
-                }
-            };
-            if rows.is_empty() && !first {
-                return None;
+    let pages = stream::unfold(Some((db, id.clone(), -1i64, true)), move |st| async move {
+        let (db, id, after, first) = st?;
+        let rows: Result<Vec<ItemRow>, sqlx::Error> =
+            model::items_page(&db, &id, after, ITEMS_PAGE).await;
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(job_id = %id, error = %e, "items stream failed");
+                return Some((
+                    Err(actix_web::error::ErrorInternalServerError("items")),
+                    None,
+                ));
             }
-            let last = rows.last().map_or(after, |r| r.position);
-            let bytes = match render(&rows, kind, first) {
-                Ok(b) => b,
-                Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
-            };
-            let next = if (rows.len() as i64) < ITEMS_PAGE {
-                None
-            } else {
-                Some((pool, id, last, false))
-            };
-            Some((Ok::<_, actix_web::Error>(web::Bytes::from(bytes)), next))
-        },
-    );
+        };
+        if rows.is_empty() && !first {
+            return None;
+        }
+        let last = rows.last().map_or(after, |r| r.position);
+        let bytes = match render(&rows, kind, first) {
+            Ok(b) => b,
+            Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
+        };
+        let next = if (rows.len() as i64) < ITEMS_PAGE {
+            None
+        } else {
+            Some((db, id, last, false))
+        };
+        Some((Ok::<_, actix_web::Error>(web::Bytes::from(bytes)), next))
+    });
     let (content_type, ext) = match kind {
         ItemsFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         ItemsFormat::Jsonl => ("application/x-ndjson", "jsonl"),

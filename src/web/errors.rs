@@ -30,6 +30,8 @@ pub enum ApiError {
     NotFound,
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    #[error("the service is briefly unavailable; please try again in a few seconds")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("something went wrong on our side; please try again")]
     Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -47,6 +49,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound => "not_found",
             ApiError::Conflict { code, .. } => code,
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Unexpected(_) => "internal",
         }
     }
@@ -56,9 +59,26 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_UNAVAILABLE: &str = "2";
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::unexpected(e)
+        if crate::db::is_unavailable(&e) {
+            ApiError::Unavailable(Box::new(e))
+        } else {
+            ApiError::unexpected(e)
+        }
+    }
+}
+
+impl From<crate::jobs::queue::QueueError> for ApiError {
+    fn from(e: crate::jobs::queue::QueueError) -> Self {
+        if e.is_unavailable() {
+            ApiError::Unavailable(Box::new(e))
+        } else {
+            ApiError::unexpected(e)
+        }
     }
 }
 
@@ -101,16 +121,25 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Unexpected(cause) = self {
-            tracing::error!(error = %cause, "request failed");
+        match self {
+            ApiError::Unexpected(cause) => tracing::error!(error = %cause, "request failed"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "request refused: unavailable")
+            }
+            _ => {}
         }
         let message = self.to_string();
-        HttpResponse::build(self.status_code())
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Unavailable(_) = self {
+            response.insert_header(("Retry-After", RETRY_AFTER_UNAVAILABLE));
+        }
+        response
             .insert_header(("Cache-Control", "no-store"))
             .json(ErrorBody {
                 error: ErrorDetail {

@@ -7,10 +7,10 @@ pub mod input;
 pub mod pages;
 
 use actix_web::{HttpResponse, web};
-use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::db::Db;
 use crate::jobs::model::{self, NewJob};
 use crate::jobs::worker::Deps;
 use errors::ApiError;
@@ -24,13 +24,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn pool(&self) -> &SqlitePool {
-        &self.deps.pool
+    pub fn db(&self) -> &Db {
+        &self.deps.db
     }
 }
 
-/// Write the job row and its queue entry in one transaction (shared with the submissions that
-/// arrive at the same time), then wake the local workers.
+/// Write the job row and its queue entry, together with the submissions that arrive at the same
+/// time ([`crate::jobs::submitter`]).
 pub async fn submit(
     state: &AppState,
     submission: Submission,
@@ -46,7 +46,16 @@ pub async fn submit(
         input: submission.input,
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
-    state.deps.submitter.submit(job).await?;
+    match &state.deps.submitter {
+        Some(submitter) => submitter.submit(job).await?,
+        None => {
+            state
+                .deps
+                .queue
+                .submit(&state.deps.db, &state.deps.wakers, &job)
+                .await?
+        }
+    }
     tracing::info!(job_id = %id, queue, input_bytes, format = model::format_name(format), "job queued");
     Ok(id)
 }

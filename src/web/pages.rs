@@ -117,7 +117,7 @@ async fn index_page(
     text: String,
     status: StatusCode,
 ) -> HttpResponse {
-    let recent = match model::recent_for_visitor(state.pool(), visitor, RECENT).await {
+    let recent = match model::recent_for_visitor(state.db(), visitor, RECENT).await {
         Ok(rows) => rows
             .into_iter()
             .map(|j| RecentJob {
@@ -530,7 +530,7 @@ pub async fn status(state: web::Data<AppState>, path: web::Path<String>) -> Http
     let Ok(id) = parse_id(&path) else {
         return not_found_page();
     };
-    match model::get(state.pool(), &id).await {
+    match model::get(state.db(), &id).await {
         Ok(Some(job)) => html(StatusCode::OK, status_page(&job).render()),
         Ok(None) => not_found_page(),
         Err(e) => ApiError::from(e).error_response(),

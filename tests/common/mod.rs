@@ -1,10 +1,13 @@
 //! Test helpers: an app on a free port with its own temporary database, and polling helpers.
 #![allow(dead_code)]
 
+pub mod prod;
+
 use std::time::{Duration, Instant};
 
 use reqwest::header::CONTENT_TYPE;
 use sentiq::config::Config;
+use sentiq::db::Db;
 use sentiq::jobs::worker::Deps;
 use sentiq::startup::Application;
 use serde_json::Value;
@@ -16,6 +19,7 @@ pub struct TestApp {
     /// Keeps cookies (the visitor cookie), never follows redirects.
     pub client: reqwest::Client,
     pub pool: SqlitePool,
+    pub db: Db,
     pub deps: Deps,
     _dir: tempfile::TempDir,
 }
@@ -53,7 +57,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     change(&mut config);
     let app = Application::build(config).await.expect("app builds");
     let port = app.port();
-    let pool = app.pool().clone();
+    let db = app.db().clone();
+    let pool = db.sqlite().expect("a SQLite app").clone();
     let deps = app.deps().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -61,6 +66,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
         port,
         client: client(),
         pool,
+        db,
         deps,
         _dir: dir,
     }

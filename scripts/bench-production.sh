@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Figures of the production topology: PostgreSQL + Redis, one `sentiq serve` and one
+# `sentiq worker` as separate processes, load generator on the same machine. In one run:
+#   0. pgbench: single-row INSERT transactions per second, 16 clients (the physical bound of a
+#      submission, which is one committed row);
+#   1. POST /api/jobs throughput and latency, 16 connections (wrk), the worker running the jobs;
+#   2. end to end: every job submitted in 1. from its row's created_at to the last finished_at;
+#   3. pick-up: commit to `running` of one-sentence jobs submitted one at a time to an idle
+#      worker (started_at - created_at of each row).
+# Usage: scripts/bench-production.sh     (needs wrk and pgbench; DURATION=10, PICKUP_JOBS=300)
+# Environment: PG (server URL without database, default postgres://postgres@127.0.0.1:5432),
+# REDIS_URL (default: a throwaway redis-server on a free port), CONCURRENCY (worker, default 2).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION="${DURATION:-10}"
+PICKUP_JOBS="${PICKUP_JOBS:-300}"
+CONCURRENCY="${CONCURRENCY:-2}"
+PG="${PG:-postgres://postgres@127.0.0.1:5432}"
+PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
+command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
+
+[[ -n "${NO_BUILD:-}" ]] || cargo build --release --quiet
+BIN="${BIN:-target/release/sentiq}"
+WORK=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+DB="sentiq_bench_$$"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [[ -z "${REDIS_URL:-}" ]]; then
+  RPORT=$(free_port)
+  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 &
+  PIDS+=($!)
+  REDIS_URL="redis://127.0.0.1:$RPORT"
+  for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
+export DATABASE_URL="$PG/$DB" REDIS_URL REDIS_NAMESPACE="bench$$" RUST_LOG=warn
+"$BIN" migrate
+
+PORT=$(free_port)
+ADDR="127.0.0.1:$PORT"
+PORT=$PORT "$BIN" serve > "$WORK/serve.log" 2>&1 &
+PIDS+=($!)
+"$BIN" worker --concurrency "$CONCURRENCY" > "$WORK/worker.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -fs "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
+curl -fs "http://$ADDR/readyz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+
+sql() { psql -qAt "$PG/$DB" -c "$1"; }
+wait_drained() {
+  for _ in $(seq 600); do
+    [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE status IN ('queued','running')")" == 0 ]] && return
+    sleep 0.2
+  done
+  echo "error: jobs still open after 120 s" >&2; exit 1
+}
+
+echo "sentiq $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%FT%TZ), $(psql -qAt "$PG/postgres" -c 'SHOW server_version'), $(redis-server --version | cut -d' ' -f3)"
+echo "postgres: fsync=$(sql 'SHOW fsync') synchronous_commit=$(sql 'SHOW synchronous_commit'); worker concurrency $CONCURRENCY"
+
+echo
+echo "== 0. pgbench: one-row INSERT transactions, 16 clients, ${DURATION}s"
+sql "CREATE TABLE bench_insert (id TEXT PRIMARY KEY, body BYTEA NOT NULL, created_at TEXT NOT NULL)"
+cat > "$WORK/insert.sql" <<'SQL'
+INSERT INTO bench_insert VALUES (gen_random_uuid()::text, '\x7b2274657874223a2022492077617320686170707921227d', now()::text);
+SQL
+"$PGBENCH" -n -c 16 -j 2 -T "$DURATION" -f "$WORK/insert.sql" "$PG/$DB" | tee "$WORK/pgbench.txt" | grep -E 'tps|latency average'
+PGBENCH_TPS=$(grep -oP 'tps = \K[0-9.]+' "$WORK/pgbench.txt" | head -1)
+
+echo
+echo "== 1. POST /api/jobs, 16 connections, ${DURATION}s, the worker running the jobs"
+cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body   = '{"text": "I loved the first half. The ending was a letdown, sadly."}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+wrk -t2 -c16 -d"${DURATION}s" --latency -s "$WORK/post.lua" "http://$ADDR/api/jobs" | tee "$WORK/wrk.txt"
+RPS=$(grep -oP 'Requests/sec:\s+\K[0-9.]+' "$WORK/wrk.txt")
+python3 -c "print(f'POST /api/jobs: {float(\"$RPS\"):,.0f} req/s = {float(\"$RPS\")/float(\"$PGBENCH_TPS\"):.2f} x pgbench one-row inserts ({float(\"$PGBENCH_TPS\"):,.0f} tps)')"
+
+echo
+echo "== 2. End to end: the jobs of 1., first created_at to last finished_at"
+wait_drained
+sql "SELECT format('%s jobs: %s succeeded, %s other; %s s from first submission to last success = %s jobs/s',
+       count(*), count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status <> 'succeeded'),
+       round(extract(epoch FROM max(finished_at::timestamptz) - min(created_at::timestamptz))::numeric, 2),
+       round(count(*) / extract(epoch FROM max(finished_at::timestamptz) - min(created_at::timestamptz))::numeric))
+     FROM sentiq_jobs"
+sql "SELECT format('queue wait (created_at to started_at) p50 %s ms, p99 %s ms',
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY w)::numeric, 1), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY w)::numeric, 1))
+     FROM (SELECT extract(epoch FROM started_at::timestamptz - created_at::timestamptz) * 1000 AS w FROM sentiq_jobs) t"
+sql "SELECT format('per-job transitions: %s jobs ran more than once', count(*)) FROM (SELECT job_id FROM job_transitions WHERE to_status = 'running' GROUP BY job_id HAVING count(*) > 1) t"
+
+echo
+echo "== 3. Pick-up: ${PICKUP_JOBS} one-sentence jobs one at a time to an idle worker"
+sql "TRUNCATE sentiq_jobs CASCADE"
+python3 scripts/bench_http_latency.py "$ADDR" "$PICKUP_JOBS"
+sql "SELECT format('commit to running (started_at - created_at, ms resolution): p50 %s ms, p90 %s ms, p99 %s ms, max %s ms',
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY w), percentile_cont(0.9) WITHIN GROUP (ORDER BY w),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY w), max(w))
+     FROM (SELECT extract(epoch FROM started_at::timestamptz - created_at::timestamptz) * 1000 AS w FROM sentiq_jobs) t"
