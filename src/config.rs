@@ -104,6 +104,16 @@ pub fn parse_queues(list: &str) -> Result<Vec<String>, String> {
     Ok(queues)
 }
 
+/// A yes/no variable: `0`, `false`, `no`, `off` are no, `1`, `true`, `yes`, `on` are yes,
+/// anything else (or unset) is `default`.
+fn flag(name: &str, default: bool) -> bool {
+    match std::env::var(name).map(|v| v.trim().to_ascii_lowercase()) {
+        Ok(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
+        Ok(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
+        _ => default,
+    }
+}
+
 /// A `rediss://` URL whose server certificate is not verified (Heroku Redis presents a
 /// self-signed one): the redis client's `#insecure` fragment. Other URLs are unchanged.
 pub fn insecure_tls(url: String) -> String {
@@ -121,19 +131,7 @@ impl Config {
     /// `RECONCILE_INTERVAL_MS`, `RETRY_BASE_MS` and `REDIS_TLS_INSECURE`.
     pub fn from_env() -> Result<Config, ConfigError> {
         let d = Config::default();
-        let run_worker = match std::env::var("RUN_WORKER") {
-            Ok(v) => !matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "0" | "false" | "no" | "off"
-            ),
-            Err(_) => true,
-        };
-        let is_true = |v: &str| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        };
+        let run_worker = flag("RUN_WORKER", true);
         Ok(Config {
             host: std::env::var("HOST").unwrap_or(d.host),
             port: parsed("PORT", d.port)?,
@@ -160,9 +158,12 @@ impl Config {
                 .ok()
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
-                .map(|v| match std::env::var("REDIS_TLS_INSECURE") {
-                    Ok(flag) if is_true(&flag) => insecure_tls(v),
-                    _ => v,
+                .map(|v| {
+                    if flag("REDIS_TLS_INSECURE", false) {
+                        insecure_tls(v)
+                    } else {
+                        v
+                    }
                 }),
             redis_namespace: match std::env::var("REDIS_NAMESPACE") {
                 Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),

@@ -224,7 +224,7 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
     ids.push(twin);
     ids.push(twin);
     let results = futures_util::future::join_all(ids.iter().map(|id| {
-        let submitter = app.deps.submitter.clone().expect("embedded topology");
+        let submitter = app.deps.submitter.clone();
         let job = job(*id);
         async move { submitter.submit(job).await }
     }))

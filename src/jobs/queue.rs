@@ -43,7 +43,7 @@ use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Interval, MissedTickBehavior, Sleep};
 
-use super::model::{self, NewJob, StaleJob};
+use super::model::{self, StaleJob};
 use crate::config::{BULK, QUICK};
 use crate::db::Db;
 
@@ -100,35 +100,6 @@ pub enum Queue {
 }
 
 impl Queue {
-    /// Store a new job: row and input, then its queue entry. With the embedded queue both in one
-    /// transaction; with Redis the row commits first and a failed push is logged and left to the
-    /// reconciler (the submission stands).
-    pub async fn submit(&self, db: &Db, wakers: &Wakers, job: &NewJob) -> Result<(), QueueError> {
-        let id = job.id.to_string();
-        match (self, db) {
-            (Queue::Embedded, Db::Sqlite(pool)) => {
-                let _write = crate::db::write_permit().await;
-                let mut tx = pool.begin().await?;
-                model::insert(&mut tx, job).await?;
-                enqueue(&mut tx, job.queue, &id, None)
-                    .await
-                    .map_err(|e| QueueError::Sqlite(e.to_string()))?;
-                tx.commit().await?;
-                wakers.wake(job.queue);
-            }
-            (Queue::Redis(redis), db) => {
-                model::create(db, job).await?;
-                redis.push_or_log(job.queue, &id, 0, None).await;
-            }
-            (Queue::Embedded, Db::Postgres(_)) => {
-                return Err(QueueError::Sqlite(
-                    "the embedded queue needs a SQLite database".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// `running → queued` for this run's job, with a new queue entry after `delay` (a retry, or
     /// a job handed back at shutdown). False when the run no longer owned the job.
     pub async fn requeue(

@@ -14,7 +14,7 @@
 //! all. If a batch fails, it is rolled back and its jobs are written again one by one, so one bad
 //! job cannot fail the others.
 //!
-//! With Redis ([`Store::Redis`]) the rows of a batch commit in one statement
+//! With Redis the rows of a batch commit in one statement
 //! ([`model::create_many`]) and then their entries are pushed in one round trip per queue
 //! ([`RedisQueue::push_new_or_log`]), each handler answered after the push; as with single
 //! submissions, a failed push leaves the committed rows to the reconciler. PostgreSQL is not
@@ -23,11 +23,10 @@
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::model::{self, NewJob};
-use super::queue::{self, RedisQueue, Wakers};
+use super::queue::{self, Queue, Wakers};
 use crate::db::Db;
 
 /// Most jobs written in one transaction.
@@ -40,15 +39,6 @@ pub const REDIS_WRITERS: usize = 4;
 type Reply = oneshot::Sender<Result<(), sqlx::Error>>;
 type Inbox = Arc<Mutex<mpsc::Receiver<(NewJob, Reply)>>>;
 
-/// Where new jobs go.
-#[derive(Clone, Debug)]
-pub enum Store {
-    /// Row, input and apalis-sqlite entry in one SQLite transaction.
-    Embedded(SqlitePool),
-    /// Rows and inputs committed in the database, then entries pushed to Redis.
-    Redis { db: Db, redis: Box<RedisQueue> },
-}
-
 /// The handle the web handlers use; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Submitter {
@@ -58,16 +48,18 @@ pub struct Submitter {
 impl Submitter {
     /// Start the writer tasks (must be called inside a tokio runtime). They end when the last
     /// handle is dropped.
-    pub fn start(store: Store, wakers: Wakers) -> Submitter {
+    pub fn start(db: Db, queue: Queue, wakers: Wakers) -> Submitter {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH_JOBS);
         let inbox: Inbox = Arc::new(Mutex::new(rx));
-        let writers = match store {
+        let writers = match queue {
             // SQLite has one writer: a second batch would only wait for the first.
-            Store::Embedded(_) => 1,
-            Store::Redis { .. } => REDIS_WRITERS,
+            Queue::Embedded => 1,
+            Queue::Redis(_) => REDIS_WRITERS,
         };
         for _ in 0..writers {
-            tokio::spawn(write_forever(store.clone(), wakers.clone(), inbox.clone()));
+            let (db, queue, wakers, inbox) =
+                (db.clone(), queue.clone(), wakers.clone(), inbox.clone());
+            tokio::spawn(write_forever(db, queue, wakers, inbox));
         }
         Submitter { tx }
     }
@@ -84,7 +76,7 @@ impl Submitter {
     }
 }
 
-async fn write_forever(store: Store, wakers: Wakers, inbox: Inbox) {
+async fn write_forever(db: Db, queue: Queue, wakers: Wakers, inbox: Inbox) {
     let mut batch: Vec<(NewJob, Reply)> = Vec::with_capacity(MAX_BATCH_JOBS);
     // A job that did not fit in the previous batch starts the next one.
     let mut carried: Option<(NewJob, Reply)> = None;
@@ -115,15 +107,15 @@ async fn write_forever(store: Store, wakers: Wakers, inbox: Inbox) {
                 }
             }
         }
-        write_batch(&store, &wakers, &mut batch).await;
+        write_batch(&db, &queue, &wakers, &mut batch).await;
     }
 }
 
 /// Write `batch` in one transaction, or (if that fails) each job in its own; push the queue
 /// entries (Redis); answer every submitter and empty `batch`.
-async fn write_batch(store: &Store, wakers: &Wakers, batch: &mut Vec<(NewJob, Reply)>) {
+async fn write_batch(db: &Db, queue: &Queue, wakers: &Wakers, batch: &mut Vec<(NewJob, Reply)>) {
     let jobs: Vec<&NewJob> = batch.iter().map(|(j, _)| j).collect();
-    let together = write_jobs(store, &jobs).await;
+    let together = write_jobs(db, queue, &jobs).await;
     let results: Vec<Result<(), sqlx::Error>> = match together {
         Ok(()) => batch.iter().map(|_| Ok(())).collect(),
         Err(e) if batch.len() == 1 => vec![Err(e)],
@@ -131,12 +123,12 @@ async fn write_batch(store: &Store, wakers: &Wakers, batch: &mut Vec<(NewJob, Re
             tracing::warn!(jobs = batch.len(), error = %e, "batched submission failed; writing its jobs one by one");
             let mut each = Vec::with_capacity(batch.len());
             for job in &jobs {
-                each.push(write_jobs(store, std::slice::from_ref(job)).await);
+                each.push(write_jobs(db, queue, std::slice::from_ref(job)).await);
             }
             each
         }
     };
-    if let Store::Redis { redis, .. } = store {
+    if let Queue::Redis(redis) = queue {
         let written: Vec<(&str, String)> = jobs
             .iter()
             .zip(&results)
@@ -154,9 +146,9 @@ async fn write_batch(store: &Store, wakers: &Wakers, batch: &mut Vec<(NewJob, Re
     }
 }
 
-async fn write_jobs(store: &Store, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
-    match store {
-        Store::Embedded(pool) => {
+async fn write_jobs(db: &Db, queue: &Queue, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
+    match (queue, db) {
+        (Queue::Embedded, Db::Sqlite(pool)) => {
             let _write = crate::db::write_permit().await;
             let mut tx = pool.begin().await?;
             model::insert_many(&mut tx, jobs).await?;
@@ -167,6 +159,10 @@ async fn write_jobs(store: &Store, jobs: &[&NewJob]) -> Result<(), sqlx::Error> 
             }
             tx.commit().await
         }
-        Store::Redis { db, .. } => model::create_many(db, jobs).await,
+        (Queue::Redis(_), db) => model::create_many(db, jobs).await,
+        // Refused at start-up (`Config::check`); kept as an error, never a half-written job.
+        (Queue::Embedded, Db::Postgres(_)) => Err(sqlx::Error::Configuration(
+            "the embedded queue needs a SQLite database".into(),
+        )),
     }
 }

@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use super::events::JobEvents;
 use super::model::{self, ItemRow};
 use super::queue::{JobArgs, Queue, QueueError, RedisQueue, WakeStrategy, Wakers};
-use super::submitter::{Store, Submitter};
+use super::submitter::Submitter;
 use crate::analysis::{self, AnalysisError, Format, Item, Observer, Options};
 use crate::db::Db;
 
@@ -123,28 +123,19 @@ pub struct Deps {
     pub events: JobEvents,
     /// Set when the process stops: interrupted jobs are handed back to the queue.
     pub handing_back: Arc<AtomicBool>,
-    /// Writes new jobs with group commit (absent only for a configuration that cannot submit).
-    pub submitter: Option<Submitter>,
+    /// Writes new jobs with group commit.
+    pub submitter: Submitter,
 }
 
 impl Deps {
-    /// Must be called inside a tokio runtime (the embedded topology starts its submission
-    /// writer here).
+    /// Must be called inside a tokio runtime (the submission writers start here).
     pub fn new(db: Db, queue: Queue, timing: Timing) -> Self {
         let events = match &queue {
             Queue::Redis(redis) => JobEvents::with_redis(RedisQueue::clone(redis)),
             Queue::Embedded => JobEvents::default(),
         };
         let wakers = Wakers::default();
-        let store = match (&queue, &db) {
-            (Queue::Embedded, Db::Sqlite(pool)) => Some(Store::Embedded(pool.clone())),
-            (Queue::Redis(redis), db) => Some(Store::Redis {
-                db: db.clone(),
-                redis: redis.clone(),
-            }),
-            (Queue::Embedded, Db::Postgres(_)) => None,
-        };
-        let submitter = store.map(|store| Submitter::start(store, wakers.clone()));
+        let submitter = Submitter::start(db.clone(), queue.clone(), wakers.clone());
         Deps {
             db,
             queue,

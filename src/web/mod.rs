@@ -46,16 +46,7 @@ pub async fn submit(
         input: submission.input,
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
-    match &state.deps.submitter {
-        Some(submitter) => submitter.submit(job).await?,
-        None => {
-            state
-                .deps
-                .queue
-                .submit(&state.deps.db, &state.deps.wakers, &job)
-                .await?
-        }
-    }
+    state.deps.submitter.submit(job).await?;
     tracing::info!(job_id = %id, queue, input_bytes, format = model::format_name(format), "job queued");
     Ok(id)
 }
