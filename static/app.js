@@ -1,5 +1,7 @@
-// Live progress for /analyses/{id}: poll the status endpoint (cheaply, with ETag) every 500 ms
-// and reload the page once the job is final, so the server renders the results.
+// Live progress for /analyses/{id}: follow the job's event stream (Server-Sent Events, pushed by
+// whichever process runs the job) and reload the page once the job is final, so the server
+// renders the results. Without EventSource, or when the stream breaks (a proxy that cuts it, a
+// restarting server), poll the status endpoint instead (cheaply, with ETag) every 500 ms.
 (function () {
   "use strict";
   var card = document.getElementById("job");
@@ -45,5 +47,21 @@
       })
       .catch(function () { setTimeout(tick, 2000); });
   }
-  setTimeout(tick, 300);
+  function follow() {
+    if (!window.EventSource) { setTimeout(tick, 300); return; }
+    var events = new EventSource("/api/jobs/" + encodeURIComponent(id) + "/events");
+    events.addEventListener("status", function (e) {
+      var job = JSON.parse(e.data);
+      // Lets the browser test see that the page was fed by the stream, not by polling.
+      try { sessionStorage.setItem("sentiq-live-" + id, "events"); } catch (ignored) {}
+      show(job);
+      if (finals[job.status]) { events.close(); window.location.reload(); }
+    });
+    events.onerror = function () {
+      // EventSource would reconnect by itself; polling is the simpler, surer fallback.
+      events.close();
+      setTimeout(tick, 500);
+    };
+  }
+  follow();
 })();

@@ -291,3 +291,62 @@ async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
     outcome.expect("browser steps");
     drop(driver);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_follows_the_job_through_its_event_stream() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let driver = start_chromedriver().await;
+    // The job stays queued until the test runs it, so the page is open while it changes.
+    let app = common::spawn_app_with(|c| c.run_worker = false).await;
+    let browser = open_browser(&driver, true).await;
+    let outcome = async {
+        browser.goto(&app.url("/")).await?;
+        browser
+            .find(Locator::Id("text"))
+            .await?
+            .send_keys("Pushed, not polled. Lovely!")
+            .await?;
+        browser.find(Locator::Id("submit")).await?.click().await?;
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id("progress"))
+            .await?;
+        let url = browser.current_url().await?;
+        let id = url.path().trim_start_matches("/analyses/").to_owned();
+        // app.js marks the page once an event from /api/jobs/{id}/events has reached it (the
+        // first one is the job as it stands: queued).
+        let fed_by_stream = format!("return sessionStorage.getItem('sentiq-live-{id}');");
+        let start = std::time::Instant::now();
+        loop {
+            let v = browser.execute(&fed_by_stream, vec![]).await?;
+            if v.as_str() == Some("events") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no event from the stream reached the page: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = browser.find(Locator::Id("status")).await?.text().await?;
+        assert_eq!(status.to_lowercase(), "queued");
+        assert_eq!(
+            sentiq::jobs::worker::process(&app.deps, &id).await.unwrap(),
+            sentiq::jobs::worker::Outcome::Succeeded
+        );
+        // The final event makes the page reload into the results.
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id("histogram"))
+            .await?;
+        let status = browser.find(Locator::Id("status")).await?.text().await?;
+        assert_eq!(status.to_lowercase(), "succeeded");
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    outcome.expect("browser steps");
+    drop(driver);
+}
