@@ -40,9 +40,13 @@ pub enum Command {
         /// Queues to consume, comma-separated (default: $WORKER_QUEUES or quick,bulk).
         #[arg(long, value_delimiter = ',')]
         queues: Option<Vec<String>>,
-        /// Jobs run at once per queue (default: $WORKER_CONCURRENCY or 2).
+        /// Analyses run at once per queue (default: $WORKER_CONCURRENCY or 2).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Most jobs of queue quick held at once with Redis, claimed or waiting for an
+        /// analysis slot or their writes (default: $WORKER_IN_FLIGHT or 256).
+        #[arg(long)]
+        in_flight: Option<usize>,
     },
     /// Create the database if needed and apply the migrations.
     Migrate,
@@ -88,10 +92,12 @@ pub fn main() -> ExitCode {
         Command::Worker {
             queues,
             concurrency,
+            in_flight,
         } => {
             return service(Service::Worker {
                 queues,
                 concurrency,
+                in_flight,
             });
         }
         Command::Migrate => return service(Service::Migrate),
@@ -123,6 +129,7 @@ enum Service {
     Worker {
         queues: Option<Vec<String>>,
         concurrency: Option<usize>,
+        in_flight: Option<usize>,
     },
     Migrate,
 }
@@ -164,12 +171,16 @@ fn service(what: Service) -> ExitCode {
             Service::Worker {
                 queues,
                 concurrency,
+                in_flight,
             } => {
                 if let Some(queues) = queues {
                     config.queues = crate::config::parse_queues(&queues.join(","))?;
                 }
                 if let Some(n) = concurrency {
                     config.worker_concurrency = n.max(1);
+                }
+                if let Some(n) = in_flight {
+                    config.worker_in_flight = n.max(1);
                 }
                 crate::startup::run_worker(config).await?;
             }

@@ -15,8 +15,12 @@ pub struct Config {
     pub database_url: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
-    /// Jobs a worker runs at once, per queue.
+    /// Analyses a worker runs at once, per queue.
     pub worker_concurrency: usize,
+    /// Most jobs of queue `quick` a worker holds at once with Redis: fetched, claimed, waiting
+    /// for an analysis slot or for their writes (their claims and finishes are group-committed,
+    /// so many in flight make few statements). Queue `bulk` holds `worker_concurrency`.
+    pub worker_in_flight: usize,
     /// Inputs at least this large go to the `bulk` queue, smaller ones to `quick`.
     pub bulk_threshold_bytes: usize,
     /// Whether `serve` runs the in-process worker (tests turn it off to keep jobs queued).
@@ -46,6 +50,7 @@ impl Default for Config {
             database_url: "sqlite://sentiq.db?mode=rwc".into(),
             max_body_bytes: 64 << 20,
             worker_concurrency: 2,
+            worker_in_flight: 256,
             bulk_threshold_bytes: 1 << 20,
             run_worker: true,
             poll_interval: Duration::from_millis(100),
@@ -126,7 +131,7 @@ pub fn insecure_tls(url: String) -> String {
 
 impl Config {
     /// Read `PORT`, `HOST`, `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`,
-    /// `REDIS_NAMESPACE`, `MAX_BODY_BYTES`, `WORKER_CONCURRENCY`, `WORKER_QUEUES`,
+    /// `REDIS_NAMESPACE`, `MAX_BODY_BYTES`, `WORKER_CONCURRENCY`, `WORKER_IN_FLIGHT`, `WORKER_QUEUES`,
     /// `BULK_THRESHOLD_BYTES`, `POLL_INTERVAL_MS`, `RUN_WORKER`, `JOB_LEASE_MS`,
     /// `RECONCILE_INTERVAL_MS`, `RETRY_BASE_MS` and `REDIS_TLS_INSECURE`.
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -141,6 +146,7 @@ impl Config {
                 .unwrap_or(d.database_url),
             max_body_bytes: parsed("MAX_BODY_BYTES", d.max_body_bytes)?,
             worker_concurrency: parsed("WORKER_CONCURRENCY", d.worker_concurrency)?.max(1),
+            worker_in_flight: parsed("WORKER_IN_FLIGHT", d.worker_in_flight)?.max(1),
             bulk_threshold_bytes: parsed("BULK_THRESHOLD_BYTES", d.bulk_threshold_bytes)?,
             run_worker,
             poll_interval: Duration::from_millis(parsed("POLL_INTERVAL_MS", 100u64)?.max(5)),

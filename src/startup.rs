@@ -81,6 +81,9 @@ impl Application {
                 .configure(routes)
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        // actix would stop at once on SIGINT, dropping requests in flight; we drain on both
+        // signals (see `run_until_stopped`).
+        .disable_signals()
         .listen(listener)?
         .run();
         Ok(Application {
@@ -104,8 +107,18 @@ impl Application {
         &self.deps
     }
 
-    /// Serve until SIGINT/SIGTERM; then stop fetching jobs and let running ones finish.
+    /// Serve until SIGINT/SIGTERM; then stop accepting, let requests in flight finish (up to
+    /// [`SHUTDOWN_GRACE`]), stop fetching jobs and let running ones finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let signals = tokio::spawn(async move {
+            if shutdown_signal().await.is_ok() {
+                tracing::info!(
+                    "stop signal received: no new connections, draining requests in flight"
+                );
+                handle.stop(true).await;
+            }
+        });
         // Change signals of jobs run by other processes, for the event streams.
         let events = tokio::spawn(self.deps.events.clone().listen());
         let stop = Arc::new(Notify::new());
@@ -126,6 +139,7 @@ impl Application {
             .run_worker
             .then(|| tokio::spawn(worker::reconcile_forever(self.deps.clone())));
         let served = self.server.await;
+        signals.abort();
         events.abort();
         stop.notify_one();
         if let Some(r) = reconciler {
@@ -175,6 +189,7 @@ pub fn worker_monitor(config: &Config, deps: &Deps) -> Monitor {
         deps,
         &config.queues,
         config.worker_concurrency,
+        config.worker_in_flight,
         config.poll_interval,
     )
 }
@@ -184,10 +199,13 @@ pub async fn run_worker(config: Config) -> Result<(), StartupError> {
     run_worker_until(config, shutdown_signal()).await
 }
 
-/// Database connections a worker process needs: per running job a claim/finish connection, its
-/// lease refresher and item inserter, plus the reconciler.
+/// Database connections a worker process needs. Claims and finishes of small jobs share a few
+/// group-committing writers ([`crate::jobs::batch::WRITERS`] of each), so the count does not
+/// grow with the concurrency beyond a point: the rest is for item inserts of large jobs, lease
+/// refreshes, progress and the reconciler, each holding a connection for one short statement.
 fn worker_connections(config: &Config) -> u32 {
-    (config.worker_concurrency * config.queues.len() * 2 + 4) as u32
+    let runs = config.worker_concurrency * config.queues.len();
+    (2 * crate::jobs::batch::WRITERS + runs.min(12) + 2) as u32
 }
 
 /// Run workers of `config.queues` and the reconciler until `stop` resolves; then stop fetching,
@@ -199,6 +217,7 @@ pub async fn run_worker_until(
     let deps = open(&config, worker_connections(&config)).await?;
     let monitor = worker_monitor(&config, &deps);
     tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency,
+        in_flight = config.worker_in_flight,
         queue = if config.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
     let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
     let listener = match &deps.queue {

@@ -11,6 +11,7 @@
 mod procs;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -19,6 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use tokio::sync::Notify;
 
 /// One heavy test at a time (CI has two cores and runs the other test binaries meanwhile).
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -469,8 +471,14 @@ async fn jobs_survive_a_redis_flushall_and_a_redis_restart_mid_run() {
         .set("RECONCILE_INTERVAL_MS", 500);
     procs::migrate(&scratch, &env);
     let web = Sentiq::serve(&scratch, "web", &env).await;
-    // One job at a time, so a backlog builds up in the queue.
-    let mut worker = Sentiq::worker(&scratch, "worker", &["--concurrency", "1"], &env).await;
+    // One job at a time (and no more held in flight), so a backlog builds up in the queue.
+    let mut worker = Sentiq::worker(
+        &scratch,
+        "worker",
+        &["--concurrency", "1", "--in-flight", "1"],
+        &env,
+    )
+    .await;
     let client = client();
     let pg = pool(&db.url).await;
     let mut accepted: Vec<String> = Vec::new();
@@ -797,6 +805,183 @@ async fn a_worker_sent_sigterm_mid_job_exits_0_within_25_s_and_the_job_still_suc
         } else {
             "handed back"
         },
+        secs(t0.elapsed())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_finishes_in_flight_requests_after_sigterm_and_refuses_new_connections() {
+    serve_drains_after("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_also_drains_on_sigint_as_on_ctrl_c() {
+    serve_drains_after("INT").await;
+}
+
+/// Start `serve`, send `signal` mid-upload, and check the upload still succeeds while new
+/// connections are refused and the process exits 0.
+async fn serve_drains_after(signal: &str) {
+    let _one = HEAVY.lock().await;
+    let t0 = Instant::now();
+    let scratch = Scratch::new(&format!("serve_sig{}", signal.to_lowercase()));
+    let db = FreshDatabase::create().await;
+    let ns = Namespace::new(&procs::shared_redis_url());
+    let env = deployment(&db.url, &ns.redis_url, &ns.name);
+    procs::migrate(&scratch, &env);
+    // The production topology: with Redis `serve` is web only, so what the signal has to wait for
+    // is the HTTP request alone, not jobs of in-process workers.
+    let mut web = Sentiq::serve(&scratch, "web", &env).await;
+    let port = web.port.expect("serve has a port");
+
+    // A plain-text upload of 20 chunks sent 100 ms apart, which pauses after its first chunks
+    // until the test lets it go on: the signal then arrives mid-body however slow the machine is.
+    const CHUNKS: usize = 20;
+    const CHUNKS_BEFORE_SIGNAL: usize = 5;
+    const CHUNK_INTERVAL: Duration = Duration::from_millis(100);
+    let chunk = "The service was great. ".repeat(700).into_bytes();
+    let total = CHUNKS * chunk.len();
+    let paused = Arc::new(Notify::new());
+    let resume = Arc::new(Notify::new());
+    let body = futures_util::stream::unfold(0usize, {
+        let (paused, resume) = (paused.clone(), resume.clone());
+        move |i| {
+            let (chunk, paused, resume) = (chunk.clone(), paused.clone(), resume.clone());
+            async move {
+                if i == CHUNKS {
+                    return None;
+                }
+                if i == CHUNKS_BEFORE_SIGNAL {
+                    paused.notify_one();
+                    resume.notified().await;
+                } else if i > 0 {
+                    tokio::time::sleep(CHUNK_INTERVAL).await;
+                }
+                Some((Ok::<_, std::io::Error>(chunk), i + 1))
+            }
+        }
+    });
+    let upload = tokio::spawn({
+        // Its own client: the connection closes when the upload is done, so the drain is not
+        // held up by an idle keep-alive connection.
+        let uploader = reqwest::Client::builder()
+            .timeout(Duration::from_secs(40))
+            .build()
+            .expect("client");
+        let request = uploader
+            .post(web.url("/api/jobs"))
+            .header("Content-Type", "text/plain")
+            .body(reqwest::Body::wrap_stream(body));
+        async move {
+            let r = request.send().await?;
+            let status = r.status();
+            Ok::<_, reqwest::Error>((status, r.text().await?))
+        }
+    });
+
+    tokio::time::timeout(Duration::from_secs(10), paused.notified())
+        .await
+        .expect("the upload's first chunks were sent within 10 s");
+    // The chunks left the client; make sure serve itself holds the connection, not just the
+    // kernel's backlog (a backlogged connection would be reset when the listener closes, and
+    // the test would be about a request serve never saw).
+    let accepted_by = Instant::now();
+    loop {
+        let (accepted, waiting) = procs::server_connections(port);
+        if accepted >= 1 && waiting == 0 {
+            break;
+        }
+        assert!(
+            accepted_by.elapsed() < Duration::from_secs(5),
+            "serve did not accept the upload's connection within 5 s ({accepted} accepted, \
+             {waiting} in the backlog)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    procs::signal(web.pid(), signal);
+    let termed = Instant::now();
+
+    // Serve stops accepting: its listener is closed while the upload is still unfinished.
+    loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            _ => {}
+        }
+        assert!(
+            termed.elapsed() < Duration::from_secs(5),
+            "serve still accepted connections 5 s after the signal:\n{}",
+            web.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused_after = termed.elapsed();
+    // A new client has no pooled connection, so this submission needs a new one.
+    match client()
+        .post(web.url("/api/jobs"))
+        .json(&json!({ "text": small_text(1) }))
+        .send()
+        .await
+    {
+        Err(e) => assert!(e.is_connect(), "expected a refused connection, got {e:?}"),
+        Ok(r) => panic!(
+            "a submission on a new connection after the signal was answered {}",
+            r.status()
+        ),
+    }
+    assert!(
+        web.is_running(),
+        "serve exited with a request still in flight:\n{}",
+        web.log_tail(20)
+    );
+
+    resume.notify_one();
+    let (status, answer) = tokio::time::timeout(Duration::from_secs(30), upload)
+        .await
+        .expect("the in-flight upload was answered within 30 s of the signal")
+        .expect("the upload task")
+        .unwrap_or_else(|e| panic!("the in-flight upload failed after the signal: {e:?}"));
+    let answered_after = termed.elapsed();
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).expect("a JSON answer");
+    assert_eq!(answer["status"], "queued", "{answer}");
+    let id = answer["id"].as_str().expect("a job id").to_owned();
+
+    let exit = web
+        .wait_exit(Duration::from_secs(30).saturating_sub(termed.elapsed()))
+        .await
+        .unwrap_or_else(|| panic!("serve still running 30 s after the signal"));
+    let exited_after = termed.elapsed();
+    assert!(
+        exit.success(),
+        "serve exited with {exit}:\n{}",
+        web.log_tail(20)
+    );
+
+    // The job was committed whole: the chunks sent after the signal are in its stored input.
+    let pg = pool(&db.url).await;
+    let row: Option<(String, i64, i64)> = sqlx::query_as(
+        "SELECT j.status, j.input_bytes, octet_length(i.body)::BIGINT \
+         FROM sentiq_jobs j JOIN job_inputs i ON i.job_id = j.id WHERE j.id = $1",
+    )
+    .bind(&id)
+    .fetch_optional(&pg)
+    .await
+    .expect("read the job row");
+    let (status, input_bytes, stored_bytes) =
+        row.unwrap_or_else(|| panic!("no row for job {id} answered 202"));
+    assert_eq!(
+        (status.as_str(), input_bytes, stored_bytes),
+        ("queued", total as i64, total as i64),
+        "job {id} holds the whole upload"
+    );
+    eprintln!(
+        "after the signal: refused new connections at {}, answered the upload ({} KB) 202 at {}, \
+         exited 0 at {}; test {}",
+        secs(refused_after),
+        total / 1000,
+        secs(answered_after),
+        secs(exited_after),
         secs(t0.elapsed())
     );
 }

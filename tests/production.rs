@@ -267,6 +267,119 @@ async fn duplicate_deliveries_on_postgres_run_a_job_once_and_never_refinish_it()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_runs_claimed_and_finished_together_each_run_once_with_their_own_items() {
+    let app = spawn_prod(|_| {}).await;
+    // Job i has i % 4 + 1 sentences, so a mix-up of items between jobs shows in the counts.
+    let mut ids = Vec::new();
+    for i in 0..300usize {
+        let text = (0..=i % 4)
+            .map(|k| format!("Review {i} part {k} was great."))
+            .collect::<Vec<_>>()
+            .join(" ");
+        ids.push(app.submit(&json!({ "text": text })).await);
+    }
+    // Every job delivered twice at once: the runs share claim and finish statements.
+    let runs = ids.iter().chain(ids.iter()).map(|id| {
+        let (deps, id) = (app.deps.clone(), id.clone());
+        tokio::spawn(async move { worker::process(&deps, &id).await })
+    });
+    let outcomes = futures_util::future::join_all(runs).await;
+    let succeeded = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Ok(Outcome::Succeeded))))
+        .count();
+    let skipped = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Ok(Outcome::Skipped))))
+        .count();
+    assert_eq!((succeeded, skipped), (300, 300), "{outcomes:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let job = app.job(id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["result"]["items"], json!(i % 4 + 1), "{job}");
+        assert_eq!(app.path(id).await, ran_once());
+        let items: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT position, text FROM job_items WHERE job_id = $1 ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&app.pg)
+        .await
+        .unwrap();
+        assert_eq!(items.len(), i % 4 + 1);
+        for (k, (_, text)) in items.iter().enumerate() {
+            assert_eq!(text, &format!("Review {i} part {k} was great."));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_finish_leaves_a_job_cancelled_meanwhile_untouched_and_finishes_the_others() {
+    let app = spawn_prod(|_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            app.submit(&json!({ "text": format!("Sentence {i} is fine.") }))
+                .await,
+        );
+    }
+    let claimed = model::claim_many(&app.pg, &ids).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    // A second claim of the same ids finds nothing queued.
+    assert!(model::claim_many(&app.pg, &ids).await.unwrap().is_empty());
+    assert!(matches!(
+        model::cancel(&app.db, &ids[1]).await.unwrap(),
+        model::Cancel::Cancelled(_)
+    ));
+    let item = |text: &str| model::ItemRow {
+        position: 0,
+        item_id: None,
+        text: text.to_owned(),
+        neg: 0.0,
+        neu: 1.0,
+        pos: 0.0,
+        compound: 0.0,
+    };
+    let runs: Vec<model::Finish> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| model::Finish {
+            id: id.clone(),
+            attempt: 1,
+            report_json: "{}".into(),
+            items: vec![item(&format!("item of {i}"))],
+        })
+        .collect();
+    let finished = model::finish_many(&app.pg, &runs).await.unwrap();
+    assert_eq!(finished, [true, false, true]);
+    // A stale run (wrong attempt) finishes nothing.
+    let stale = model::Finish {
+        id: ids[0].clone(),
+        attempt: 0,
+        report_json: "{}".into(),
+        items: vec![],
+    };
+    assert_eq!(
+        model::finish_many(&app.pg, &[stale]).await.unwrap(),
+        [false]
+    );
+    let job = app.job(&ids[1]).await;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT job_id, count(*) FROM job_items WHERE job_id = ANY($1) GROUP BY job_id ORDER BY job_id",
+    )
+    .bind(&ids)
+    .fetch_all(&app.pg)
+    .await
+    .unwrap();
+    let mut expected = vec![(ids[0].clone(), 1), (ids[2].clone(), 1)];
+    expected.sort();
+    assert_eq!(counts, expected);
+    for id in [&ids[0], &ids[2]] {
+        assert_eq!(app.job(id).await["status"], "succeeded");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_whose_redis_entries_vanished_are_re_enqueued_and_each_succeeds_once() {
     let app = spawn_prod(|c| c.timing.lease = Duration::from_millis(800)).await;
     let mut ids = Vec::new();

@@ -1,7 +1,9 @@
 //! Jobs: the row and its transitions ([`model`]), the queue ([`queue`]), the
 //! group-committing writer of new jobs on SQLite ([`submitter`]), the worker ([`worker`]) and
-//! the change signals of the event streams ([`events`]).
+//! the change signals of the event streams ([`events`]), and the group commit of the
+//! worker's claims and finishes on PostgreSQL ([`batch`]).
 
+pub mod batch;
 pub mod events;
 pub mod model;
 pub mod queue;

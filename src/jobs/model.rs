@@ -12,7 +12,7 @@
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
-use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use sqlx::{FromRow, PgPool, SqliteConnection, SqlitePool};
 
 use crate::db::Db;
 use crate::on_db;
@@ -423,6 +423,23 @@ pub async fn claim_with_input(db: &Db, id: &str) -> Result<Option<Claimed>, sqlx
     })
 }
 
+/// [`claim_with_input`] for many jobs in one PostgreSQL statement (the worker's group commit,
+/// see [`crate::jobs::batch`]): the claimed rows with their inputs, in no particular order; ids
+/// not queued (already running, final, unknown) are simply absent.
+pub async fn claim_many(pool: &PgPool, ids: &[String]) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as::<_, Claimed>(concat!(
+        "UPDATE sentiq_jobs SET status = 'running', attempts = attempts + 1, \
+         started_at = COALESCE(started_at, $1), updated_at = $1, progress_done = 0, \
+         version = version + 1 WHERE id = ANY($2) AND status = 'queued' RETURNING ",
+        columns!(),
+        ", (SELECT body FROM job_inputs WHERE job_id = sentiq_jobs.id) AS input"
+    ))
+    .bind(now())
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// Keep the lease of a running job fresh. False when this run no longer owns the job.
 pub async fn touch(db: &Db, id: &str, attempt: i64) -> Result<bool, sqlx::Error> {
     let _write = db.write_permit().await;
@@ -519,6 +536,89 @@ pub async fn finish(
         tx.commit().await?;
         Ok(true)
     })
+}
+
+/// One run's final write: its report and its last items (see [`finish`]).
+#[derive(Debug)]
+pub struct Finish {
+    pub id: String,
+    pub attempt: i64,
+    pub report_json: String,
+    pub items: Vec<ItemRow>,
+}
+
+/// [`finish`] for many runs in one PostgreSQL statement (the worker's group commit, see
+/// [`crate::jobs::batch`]): every row still running under its run's attempt becomes
+/// `succeeded` and gets its items, all committed together. Returns, per run in order, whether
+/// its row was finished (false: cancelled or taken over meanwhile, and its items not written).
+pub async fn finish_many(pool: &PgPool, runs: &[Finish]) -> Result<Vec<bool>, sqlx::Error> {
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let attempts: Vec<i64> = runs.iter().map(|r| r.attempt).collect();
+    let reports: Vec<&str> = runs.iter().map(|r| r.report_json.as_str()).collect();
+    let items = runs
+        .iter()
+        .flat_map(|r| r.items.iter().map(move |it| (r, it)));
+    let n = runs.iter().map(|r| r.items.len()).sum();
+    let (mut job_ids, mut positions, mut item_ids, mut texts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut negs, mut neus, mut poss, mut compounds) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (run, it) in items {
+        job_ids.push(run.id.as_str());
+        positions.push(it.position);
+        item_ids.push(it.item_id.as_deref());
+        texts.push(it.text.as_str());
+        negs.push(it.neg);
+        neus.push(it.neu);
+        poss.push(it.pos);
+        compounds.push(it.compound);
+    }
+    // Data-modifying CTEs run as one statement in one snapshot: the items are inserted only for
+    // the rows this statement finished.
+    let finished: Vec<String> = sqlx::query_scalar(
+        "WITH done AS (UPDATE sentiq_jobs j SET status = 'succeeded', result = r.report, \
+         progress_done = j.progress_total, finished_at = $4, updated_at = $4, \
+         version = j.version + 1 \
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS r(id, attempt, report) \
+         WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt \
+         RETURNING j.id), \
+         items AS (INSERT INTO job_items (job_id, position, item_id, text, neg, neu, pos, compound) \
+         SELECT i.* FROM UNNEST($5::text[], $6::bigint[], $7::text[], $8::text[], \
+         $9::float8[], $10::float8[], $11::float8[], $12::float8[]) \
+         AS i(job_id, position, item_id, text, neg, neu, pos, compound) \
+         WHERE i.job_id IN (SELECT id FROM done) \
+         ON CONFLICT (job_id, position) DO UPDATE SET item_id = excluded.item_id, \
+         text = excluded.text, neg = excluded.neg, neu = excluded.neu, pos = excluded.pos, \
+         compound = excluded.compound) \
+         SELECT id FROM done",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&reports)
+    .bind(now())
+    .bind(&job_ids)
+    .bind(&positions)
+    .bind(&item_ids)
+    .bind(&texts)
+    .bind(&negs)
+    .bind(&neus)
+    .bind(&poss)
+    .bind(&compounds)
+    .fetch_all(pool)
+    .await?;
+    let finished: std::collections::HashSet<&str> = finished.iter().map(String::as_str).collect();
+    Ok(runs
+        .iter()
+        .map(|r| finished.contains(r.id.as_str()))
+        .collect())
 }
 
 /// `running → failed` with an error a person can read. False when the row was not running.

@@ -35,6 +35,7 @@ use apalis_sqlite::SqliteStorage;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::batch::RunWrites;
 use super::events::JobEvents;
 use super::model::{self, ItemRow};
 use super::queue::{JobArgs, Queue, QueueError, RedisQueue, WakeStrategy, Wakers};
@@ -125,6 +126,11 @@ pub struct Deps {
     pub handing_back: Arc<AtomicBool>,
     /// Writes new jobs with group commit.
     pub submitter: Submitter,
+    /// PostgreSQL: claims and finishes of this process's runs, group-committed.
+    pub run_writes: Option<RunWrites>,
+    /// Analyses of this queue's worker that may run at once (set per queue by
+    /// [`register_jobs`]; None: no limit beyond the worker's own concurrency).
+    pub analysis_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Deps {
@@ -136,7 +142,13 @@ impl Deps {
         };
         let wakers = Wakers::default();
         let submitter = Submitter::start(db.clone(), queue.clone(), wakers.clone());
+        let run_writes = match &db {
+            Db::Postgres(pool) => Some(RunWrites::start(pool.clone())),
+            Db::Sqlite(_) => None,
+        };
         Deps {
+            run_writes,
+            analysis_slots: None,
             db,
             queue,
             events,
@@ -177,20 +189,29 @@ pub async fn handle(job_id: JobArgs, deps: Data<Deps>) -> Result<(), BoxDynError
     Ok(())
 }
 
-/// Build and register one worker per queue on `monitor`.
+/// Build and register one worker per queue on `monitor`, each running up to `concurrency`
+/// analyses at once. With Redis the worker of queue `quick` holds up to `in_flight` jobs (at
+/// least `concurrency`): small jobs spend most of their time in database and Redis round trips,
+/// which are group-committed, so many jobs in flight make few, larger statements.
 pub fn register_jobs(
     mut monitor: Monitor,
     deps: &Deps,
     queues: &[String],
     concurrency: usize,
+    in_flight: usize,
     poll_interval: Duration,
 ) -> Monitor {
     let started = uuid::Uuid::new_v4().simple().to_string();
     for queue_name in queues {
-        let deps = deps.clone();
+        let mut deps = deps.clone();
         let queue_name = queue_name.clone();
         let started = started[..12].to_owned();
         let concurrency = concurrency.max(1);
+        let held = match &deps.queue {
+            Queue::Redis(_) if queue_name == crate::config::QUICK => in_flight.max(concurrency),
+            _ => concurrency,
+        };
+        deps.analysis_slots = Some(Arc::new(tokio::sync::Semaphore::new(concurrency)));
         let name = {
             let queue_name = queue_name.clone();
             move |restart: usize| {
@@ -205,7 +226,7 @@ pub fn register_jobs(
                 let queue_name = &queue_name;
                 let config = redis
                     .config(queue_name)
-                    .batch_size(concurrency)
+                    .batch_size(held)
                     .heartbeat_interval(HEARTBEAT)
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     // We neither listen to apalis's `tasks:*` events nor need its task locks
@@ -220,7 +241,7 @@ pub fn register_jobs(
                     ));
                 WorkerBuilder::new(name(restart))
                     .backend(backend)
-                    .concurrency(concurrency)
+                    .concurrency(held)
                     .data(deps.clone())
                     .build(handle)
             }),
@@ -267,7 +288,11 @@ struct StoredDocument {
 /// second delivery of a job that is already running or final does nothing.
 pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
     let db = &deps.db;
-    let Some(model::Claimed { job, input }) = model::claim_with_input(db, id).await? else {
+    let claimed = match &deps.run_writes {
+        Some(writes) => writes.claim(id).await?,
+        None => model::claim_with_input(db, id).await?,
+    };
+    let Some(model::Claimed { job, input }) = claimed else {
         let status = model::get(db, id).await?.map(|j| j.status);
         tracing::info!(job_id = %id, status = ?status, "delivery skipped: job not queued");
         return Ok(Outcome::Skipped);
@@ -318,7 +343,19 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
         deps.timing.lease,
         flag.clone(),
     ));
-    let outcome = run_analysis(deps, &job, input, flag).await;
+    let outcome = {
+        // Jobs in flight beyond the analysis slots wait here, claimed and under lease.
+        let _slot = match &deps.analysis_slots {
+            Some(slots) => Some(
+                slots
+                    .acquire()
+                    .await
+                    .expect("analysis slots are never closed"),
+            ),
+            None => None,
+        };
+        run_analysis(deps, &job, input, flag).await
+    };
     lease.abort();
     deps.cancels.remove(id);
 
@@ -327,7 +364,19 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
         Ok((report, items)) => {
             let json =
                 serde_json::to_string(&report).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            if model::finish(db, id, attempt, &json, &items).await? {
+            let finished = match &deps.run_writes {
+                Some(writes) => {
+                    let run = model::Finish {
+                        id: id.to_owned(),
+                        attempt,
+                        report_json: json,
+                        items,
+                    };
+                    writes.finish(run).await?
+                }
+                None => model::finish(db, id, attempt, &json, &items).await?,
+            };
+            if finished {
                 tracing::info!(job_id = %id, duration_ms, items = report.items, "job succeeded");
                 Outcome::Succeeded
             } else {

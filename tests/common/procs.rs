@@ -79,6 +79,29 @@ fn port_open(port: u16) -> bool {
     .is_ok()
 }
 
+/// Established TCP connections to 127.0.0.1:`port`, from the kernel's table (`/proc/net/tcp`,
+/// Linux): `(accepted, waiting)`. A connection still in the listener's backlog has no socket
+/// file until a process calls `accept`, so the table shows it with inode 0; that tells a
+/// connection a server is handling from one the kernel merely completed the handshake of.
+pub fn server_connections(port: u16) -> (usize, usize) {
+    const ESTABLISHED: &str = "01";
+    let local = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let (mut accepted, mut waiting) = (0, 0);
+    for row in table.lines().skip(1) {
+        let f: Vec<&str> = row.split_whitespace().collect();
+        if f.len() < 10 || f[1] != local || f[3] != ESTABLISHED {
+            continue;
+        }
+        if f[9] == "0" {
+            waiting += 1;
+        } else {
+            accepted += 1;
+        }
+    }
+    (accepted, waiting)
+}
+
 // ------------------------------------------------------------------------------------------
 // Scratch directory and logs
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Where the time of a job goes, production topology (PostgreSQL + Redis):
+#   1. DURATION seconds of POST /api/jobs (wrk, 16 connections) with no worker running: the
+#      submission rate alone, and the CPU per submission of `serve`, PostgreSQL and Redis;
+#   2. then one `sentiq worker` drains them: drain rate, and CPU per job of the worker, of the
+#      PostgreSQL backends serving it (from 0.5 s after its start), of all PostgreSQL processes
+#      and of Redis (from /proc/PID/stat).
+# Usage: scripts/bench-drain.sh   (needs wrk; env BIN=target/release/sentiq, CONCURRENCY=2,
+# IN_FLIGHT (worker default), DURATION=5, PG=postgres://postgres@127.0.0.1:5432, PERF=1 records
+# a perf profile of the worker to /tmp/worker.perf)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BIN="${BIN:-target/release/sentiq}"; CONCURRENCY="${CONCURRENCY:-2}"; DURATION="${DURATION:-5}"
+PG="${PG:-postgres://postgres@127.0.0.1:5432}"
+WORK=$(mktemp -d); DB="sentiq_drain_$$"; PIDS=()
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+RPORT=$(free_port)
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 & RPID=$!; PIDS+=($RPID)
+sleep 0.3
+psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
+export DATABASE_URL="$PG/$DB" REDIS_URL="redis://127.0.0.1:$RPORT" REDIS_NAMESPACE="d$$" RUST_LOG=warn
+"$BIN" migrate
+PORT=$(free_port); ADDR="127.0.0.1:$PORT"
+PORT=$PORT "$BIN" serve > "$WORK/serve.log" 2>&1 & SPID=$!; PIDS+=($SPID)
+for _ in $(seq 100); do curl -fs "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
+cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body   = '{"text": "I loved the first half. The ending was a letdown, sadly."}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+sql() { psql -qAt "$PG/$DB" -c "$1"; }
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+pgcpu() { local t=0; for p in $(pgrep -f "postgres: .*$DB"); do t=$((t + $(cpu $p))); done; echo $t; }
+allpg() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(cpu $p))); done; echo $t; }
+S0=$(cpu $SPID); PA0=$(allpg); RR0=$(cpu $RPID)
+wrk -t2 -c16 -d"${DURATION}s" --latency -s "$WORK/post.lua" "http://$ADDR/api/jobs" > "$WORK/wrk.txt"
+grep -E "Requests/sec|50%|99%" "$WORK/wrk.txt"
+S1=$(cpu $SPID); PA1=$(allpg); RR1=$(cpu $RPID)
+N0=$(sql "SELECT count(*) FROM sentiq_jobs")
+python3 -c "n=$N0; print(f'POST CPU per request: serve {($S1-$S0)/100/n*1000:.3f} ms, all postgres {($PA1-$PA0)/100/n*1000:.3f} ms, redis {($RR1-$RR0)/100/n*1000:.3f} ms')"
+N=$(sql "SELECT count(*) FROM sentiq_jobs")
+R0=$(cpu $RPID); PA0=$(allpg)
+T0=$(date +%s.%N)
+"$BIN" worker --concurrency "$CONCURRENCY" ${IN_FLIGHT:+--in-flight "$IN_FLIGHT"} > "$WORK/worker.log" 2>&1 & WPID=$!; PIDS+=($WPID)
+sleep 0.5; P0=$(pgcpu)
+if [[ -n "${PERF:-}" ]]; then perf record -F 999 -g -p $WPID -o /tmp/worker.perf -- sleep 3 >/dev/null 2>&1 & fi
+while [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE status IN ('queued','running')")" != 0 ]]; do sleep 0.1; done
+T1=$(date +%s.%N)
+W=$(cpu $WPID); P1=$(pgcpu); R1=$(cpu $RPID); PA1=$(allpg)
+python3 -c "
+n=$N; t=$T1-$T0; tick=100
+print(f'jobs {n}, drain {t:.2f} s = {n/t:.0f} jobs/s; CPU per job: worker {($W)/tick/n*1000:.3f} ms, postgres (after 0.5 s) {($P1-$P0)/tick/n*1000:.3f} ms, redis {($R1-$R0)/tick/n*1000:.3f} ms, all postgres {($PA1-$PA0)/tick/n*1000:.3f} ms')"
+sql "SELECT status, count(*) FROM sentiq_jobs GROUP BY 1"
+grep -ciE "error|warn" "$WORK/worker.log" || true

@@ -1,0 +1,233 @@
+//! Group commit for the worker's per-job writes on PostgreSQL: the claim that starts a job and
+//! the final write that finishes it.
+//!
+//! A small job costs far more in database round trips and commits than in analysis: claimed
+//! alone, each job is one `UPDATE ... RETURNING` and one commit; finished alone, one more
+//! transaction. Here the runs of a worker process hand their claim or finish to a few writer
+//! tasks and wait; a writer takes whatever has arrived since its last statement (up to
+//! `max` requests) and writes it all in one statement ([`model::claim_many`],
+//! [`model::finish_many`]). Under load a run waits for about one statement ahead of it; a lone
+//! run is written at once, as before. The per-job semantics do not change: every row is still
+//! updated only if it is in the expected state (and attempt), and each run learns whether its
+//! own row was updated.
+//!
+//! If a batched statement fails, its requests are written again one by one, so one bad row
+//! cannot fail the others and each run gets its own error.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::model::{self, Claimed, Finish};
+
+type Envelope<Req, Resp> = (Req, oneshot::Sender<Resp>);
+
+/// A handle to the writer tasks of one kind of request; cheap to clone.
+#[derive(Debug)]
+pub struct Batcher<Req, Resp> {
+    tx: mpsc::Sender<Envelope<Req, Resp>>,
+}
+
+impl<Req, Resp> Clone for Batcher<Req, Resp> {
+    fn clone(&self) -> Self {
+        Batcher {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+    /// Start `writers` tasks (inside a tokio runtime) that take up to `max` requests at a time
+    /// and answer them with `write`, which must return one response per request, in order.
+    /// The tasks end when the last handle is dropped.
+    pub fn start<F, Fut>(writers: usize, max: usize, write: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Resp>> + Send,
+    {
+        let (tx, rx) = mpsc::channel::<Envelope<Req, Resp>>(4 * max);
+        let inbox = Arc::new(Mutex::new(rx));
+        for _ in 0..writers.max(1) {
+            let (inbox, write) = (inbox.clone(), write.clone());
+            tokio::spawn(async move {
+                let mut batch: Vec<Envelope<Req, Resp>> = Vec::with_capacity(max);
+                loop {
+                    {
+                        // One writer collects at a time; the others write theirs meanwhile.
+                        let mut rx = inbox.lock().await;
+                        match rx.recv().await {
+                            Some(first) => batch.push(first),
+                            None => return,
+                        }
+                        while batch.len() < max {
+                            match rx.try_recv() {
+                                Ok(next) => batch.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    let (requests, replies): (Vec<Req>, Vec<oneshot::Sender<Resp>>) =
+                        batch.drain(..).unzip();
+                    let n = requests.len();
+                    let responses = write(requests).await;
+                    debug_assert_eq!(responses.len(), n, "one response per request");
+                    for (reply, response) in replies.into_iter().zip(responses) {
+                        // The run may have gone (its task was aborted): nothing to tell.
+                        let _ = reply.send(response);
+                    }
+                }
+            });
+        }
+        Batcher { tx }
+    }
+
+    /// Hand `request` to a writer and wait for its response; None if the writers have stopped.
+    pub async fn call(&self, request: Req) -> Option<Resp> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((request, reply)).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Most jobs claimed or finished in one statement.
+pub const MAX_BATCH: usize = 256;
+/// Statements of each kind in flight at once (each holds one connection while it runs).
+pub const WRITERS: usize = 2;
+/// Runs whose last items number more than this finish on their own (their final write is big
+/// enough to be worth a statement of its own, and must not hold up the small ones).
+pub const MAX_ITEMS_BATCHED: usize = 500;
+
+type Claim = Result<Option<Claimed>, sqlx::Error>;
+
+/// The group-committing claim and finish of a worker process on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct RunWrites {
+    claims: Batcher<String, Claim>,
+    finishes: Batcher<Finish, Result<bool, sqlx::Error>>,
+    pool: PgPool,
+}
+
+impl RunWrites {
+    /// Start the writer tasks (inside a tokio runtime).
+    pub fn start(pool: PgPool) -> Self {
+        let p = pool.clone();
+        let claims = Batcher::start(WRITERS, MAX_BATCH, move |ids: Vec<String>| {
+            let pool = p.clone();
+            async move { claim_batch(&pool, ids).await }
+        });
+        let p = pool.clone();
+        let finishes = Batcher::start(WRITERS, MAX_BATCH, move |runs: Vec<Finish>| {
+            let pool = p.clone();
+            async move { finish_batch(&pool, runs).await }
+        });
+        RunWrites {
+            claims,
+            finishes,
+            pool,
+        }
+    }
+
+    /// `queued → running` for job `id` with its input (see [`model::claim_with_input`]).
+    pub async fn claim(&self, id: &str) -> Claim {
+        match self.claims.call(id.to_owned()).await {
+            Some(claim) => claim,
+            None => Err(sqlx::Error::PoolClosed),
+        }
+    }
+
+    /// `running → succeeded` with the report and last items (see [`model::finish`]).
+    pub async fn finish(&self, run: Finish) -> Result<bool, sqlx::Error> {
+        if run.items.len() > MAX_ITEMS_BATCHED {
+            return finish_one(&self.pool, &run).await;
+        }
+        match self.finishes.call(run).await {
+            Some(finished) => finished,
+            None => Err(sqlx::Error::PoolClosed),
+        }
+    }
+}
+
+async fn claim_batch(pool: &PgPool, ids: Vec<String>) -> Vec<Claim> {
+    match model::claim_many(pool, &ids).await {
+        Ok(claimed) => {
+            let mut by_id: HashMap<String, Claimed> =
+                claimed.into_iter().map(|c| (c.job.id.clone(), c)).collect();
+            // A duplicate id in one batch (two deliveries at once) is claimed once: the first
+            // request gets the row, the second finds it gone, as if it had come later.
+            ids.iter().map(|id| Ok(by_id.remove(id))).collect()
+        }
+        Err(e) if ids.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::warn!(jobs = ids.len(), error = %e, "batched claim failed; claiming one by one");
+            let mut each = Vec::with_capacity(ids.len());
+            for id in &ids {
+                each.push(
+                    model::claim_many(pool, std::slice::from_ref(id))
+                        .await
+                        .map(|mut c| c.pop()),
+                );
+            }
+            each
+        }
+    }
+}
+
+async fn finish_batch(pool: &PgPool, runs: Vec<Finish>) -> Vec<Result<bool, sqlx::Error>> {
+    match model::finish_many(pool, &runs).await {
+        Ok(finished) => finished.into_iter().map(Ok).collect(),
+        Err(e) if runs.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::warn!(jobs = runs.len(), error = %e, "batched finish failed; finishing one by one");
+            let mut each = Vec::with_capacity(runs.len());
+            for run in &runs {
+                each.push(finish_one(pool, run).await);
+            }
+            each
+        }
+    }
+}
+
+async fn finish_one(pool: &PgPool, run: &Finish) -> Result<bool, sqlx::Error> {
+    model::finish_many(pool, std::slice::from_ref(run))
+        .await
+        .map(|f| f[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_requests_share_writes_and_each_gets_its_own_answer() {
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counted = writes.clone();
+        let batcher = Batcher::start(1, 64, move |xs: Vec<u32>| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                // Long enough for the other requests to arrive and wait for the next write.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                xs.into_iter().map(|x| x * 2).collect::<Vec<u32>>()
+            }
+        });
+        let calls: Vec<_> = (0..100u32)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { (i, b.call(i).await) })
+            })
+            .collect();
+        for call in calls {
+            let (i, answer) = call.await.unwrap();
+            assert_eq!(answer, Some(i * 2));
+        }
+        let n = writes.load(Ordering::SeqCst);
+        assert!(
+            (2..=10).contains(&n),
+            "100 concurrent requests took {n} writes"
+        );
+    }
+}

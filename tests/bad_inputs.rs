@@ -1,0 +1,735 @@
+//! A table of bad inputs to the JSON API (and a few to the browser form): each gets the status
+//! and the error code the contract (`product.md`, `src/web/errors.rs`) promises, never a 5xx,
+//! and never a job row.
+//!
+//! A case whose answer disagrees with the contract today carries `known_bug`: the table reports
+//! it without failing, and fails once the answer is right, so the marker is removed then.
+
+mod common;
+
+use common::spawn_app_with;
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use sentiq::analysis::MAX_ITEM_BYTES;
+use sentiq::jobs::worker;
+use serde_json::Value;
+
+/// The body limit of the app under test: small, so the size cases are cheap.
+const LIMIT: usize = 64 * 1024;
+
+enum Body {
+    None,
+    Bytes(Vec<u8>),
+    /// Sent chunked (no `Content-Length`), in 8 KiB pieces.
+    Chunked(Vec<u8>),
+}
+
+struct Case {
+    name: &'static str,
+    method: Method,
+    path: String,
+    /// Raw header values (they may hold bytes that are not ASCII), `Content-Type` included.
+    headers: Vec<(&'static str, Vec<u8>)>,
+    body: Body,
+    status: u16,
+    /// The `error.code` of the JSON body; `None` for the browser form, which answers with its
+    /// HTML page and the message in words.
+    code: Option<&'static str>,
+    known_bug: Option<&'static str>,
+    /// Sent to a second app with the default body limit (64 MiB), for items past
+    /// [`MAX_ITEM_BYTES`] that fit in a body.
+    roomy: bool,
+}
+
+fn case(name: &'static str, method: Method, path: impl Into<String>) -> Case {
+    Case {
+        name,
+        method,
+        path: path.into(),
+        headers: Vec::new(),
+        body: Body::None,
+        status: 0,
+        code: None,
+        known_bug: None,
+        roomy: false,
+    }
+}
+
+/// `POST /api/jobs` with this content type and body.
+fn submit(name: &'static str, content_type: impl Into<Vec<u8>>, body: impl Into<Vec<u8>>) -> Case {
+    case(name, Method::POST, "/api/jobs")
+        .header("content-type", content_type)
+        .body(body)
+}
+
+fn json(name: &'static str, body: impl Into<Vec<u8>>) -> Case {
+    submit(name, "application/json", body)
+}
+
+impl Case {
+    fn header(mut self, name: &'static str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Body::Bytes(body.into());
+        self
+    }
+    fn chunked(mut self, body: Vec<u8>) -> Self {
+        self.body = Body::Chunked(body);
+        self
+    }
+    fn expect(mut self, status: u16, code: &'static str) -> Self {
+        self.status = status;
+        self.code = Some(code);
+        self
+    }
+    /// The browser form: its HTML page again, with this status.
+    fn page(mut self, status: u16) -> Self {
+        self.status = status;
+        self.code = None;
+        self
+    }
+    fn roomy(mut self) -> Self {
+        self.roomy = true;
+        self
+    }
+    fn known_bug(mut self, why: &'static str) -> Self {
+        self.known_bug = Some(why);
+        self
+    }
+}
+
+/// What the app answered to one case.
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+    new_job_rows: i64,
+}
+
+impl Answer {
+    fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+    fn code(&self) -> Option<String> {
+        self.json()?["error"]["code"].as_str().map(str::to_owned)
+    }
+    fn summary(&self) -> String {
+        let body = String::from_utf8_lossy(&self.body);
+        let body: String = body.chars().take(160).collect();
+        format!(
+            "{} [{}] {body:?}{}",
+            self.status,
+            self.content_type,
+            if self.new_job_rows > 0 {
+                format!(" (+{} job row)", self.new_job_rows)
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// Every way the answer falls short of the case's expectation (empty: as the contract says).
+fn problems(case: &Case, a: &Answer) -> Vec<String> {
+    let mut out = Vec::new();
+    if a.status >= 500 {
+        out.push(format!("a {} server error", a.status));
+    }
+    if a.status != case.status {
+        out.push(format!("status {} instead of {}", a.status, case.status));
+    }
+    match case.code {
+        Some(code) => {
+            if !a.content_type.starts_with("application/json") {
+                out.push(format!("content type {:?}, not JSON", a.content_type));
+            }
+            match a.json() {
+                None => out.push("the body is not JSON".into()),
+                Some(body) => {
+                    if body["error"]["code"] != code {
+                        out.push(format!(
+                            "code {} instead of {code:?}",
+                            body["error"]["code"]
+                        ));
+                    }
+                    if body["error"]["message"]
+                        .as_str()
+                        .is_none_or(|m| m.trim().is_empty())
+                    {
+                        out.push("no message".into());
+                    }
+                }
+            }
+        }
+        None => {
+            if !a.content_type.starts_with("text/html") {
+                out.push(format!("content type {:?}, not the page", a.content_type));
+            }
+        }
+    }
+    if a.new_job_rows != 0 {
+        out.push(format!("{} job row(s) written", a.new_job_rows));
+    }
+    out
+}
+
+/// "Great product, would buy again.\n", gzip-compressed.
+const GZIPPED: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\x73\x2f\x4a\x4d\x2c\x51\x28\
+    \x28\xca\x4f\x29\x4d\x2e\xd1\x51\x28\xcf\x2f\xcd\x49\x51\x48\x2a\xad\x54\x48\x4c\x4f\xcc\
+    \xcc\xd3\xe3\x02\x00\xa6\xc5\x51\xe6\x20\x00\x00\x00";
+
+// Why the known bugs answer as they do.
+const WORKER_ONLY: &str = "only the worker checks this: 202 and a job row, then the job fails \
+    (with the code expected here) or succeeds";
+const BLANK_BY_PYTHON: &str = "the API's blank check (str::trim) misses U+001C..U+001F, which the \
+    analysis strips (Python's isspace): 202, then the job fails with empty_input";
+const BLANK_BUT_BOM: &str = "the API's blank check keeps the byte-order mark, which the analysis \
+    drops: 202, then the job fails with empty_input";
+const LENIENT_QUOTES: &str = "the CSV reader is lenient: the rest of the file becomes one item and \
+    the job succeeds";
+const CODING_IGNORED: &str = "Content-Encoding is ignored, the compressed bytes are read as text \
+    (RFC 9110: 415 for a content coding the server does not apply)";
+const QUERY_IN_PLAIN_TEXT: &str =
+    "actix's Query extractor answers 400 in plain text, not the JSON error body";
+
+fn table(unknown: &str) -> Vec<Case> {
+    use Method as M;
+    let over = LIMIT + 1;
+    let bad_utf8 = b"good line\nbad \xff\xfe byte\n".to_vec();
+    // A bracket nesting far past serde_json's recursion limit (128), inside an ignored field.
+    let deep = format!(
+        "{{\"text\": \"hi\", \"extra\": {}{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let deep_text = format!("{{\"text\": {}\"x\"{}}}", "[".repeat(200), "]".repeat(200));
+    let multipart_no_boundary =
+        "--x\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhello\r\n--x--\r\n";
+    vec![
+        // --- Wrong methods: only the routes of the contract exist; the rest of /api/ is a JSON
+        // 404 (the contract names no 405 code).
+        case("GET on the POST-only /api/jobs", M::GET, "/api/jobs").expect(404, "not_found"),
+        json("PUT on /api/jobs", r#"{"text": "hello"}"#)
+            .method(M::PUT)
+            .expect(404, "not_found"),
+        case("DELETE on a job", M::DELETE, format!("/api/jobs/{unknown}")).expect(404, "not_found"),
+        case("PATCH on a job", M::PATCH, format!("/api/jobs/{unknown}")).expect(404, "not_found"),
+        json(
+            "POST on the GET-only /api/jobs/{id}",
+            r#"{"text": "hello"}"#,
+        )
+        .path(format!("/api/jobs/{unknown}"))
+        .expect(404, "not_found"),
+        case(
+            "GET on the POST-only cancel",
+            M::GET,
+            format!("/api/jobs/{unknown}/cancel"),
+        )
+        .expect(404, "not_found"),
+        case(
+            "POST on the GET-only items.csv",
+            M::POST,
+            format!("/api/jobs/{unknown}/items.csv"),
+        )
+        .expect(404, "not_found"),
+        // --- Content types.
+        submit("an XML body", "application/xml", "<text>hello</text>")
+            .expect(415, "unsupported_media_type"),
+        case("no content type at all", M::POST, "/api/jobs")
+            .body("hello")
+            .expect(415, "unsupported_media_type"),
+        submit("an empty content type", "", "hello").expect(415, "unsupported_media_type"),
+        submit(
+            "an urlencoded form on the API",
+            "application/x-www-form-urlencoded",
+            "text=hello",
+        )
+        .expect(415, "unsupported_media_type"),
+        submit(
+            "multipart without a boundary on the API",
+            "multipart/form-data",
+            multipart_no_boundary,
+        )
+        .expect(415, "unsupported_media_type"),
+        submit(
+            "a content type that is not ASCII",
+            b"text/pl\xe4in".to_vec(),
+            "hello",
+        )
+        .expect(415, "unsupported_media_type"),
+        submit(
+            "an unsupported type over the size limit",
+            "image/png",
+            vec![0x89; over],
+        )
+        .expect(415, "unsupported_media_type"),
+        // --- Encodings.
+        submit(
+            "invalid UTF-8 in text/plain",
+            "text/plain",
+            bad_utf8.clone(),
+        )
+        .expect(400, "invalid_utf8"),
+        submit(
+            "invalid UTF-8 in CSV",
+            "text/csv",
+            b"id,text\n1,caf\xe9\n".to_vec(),
+        )
+        .expect(400, "invalid_utf8"),
+        submit(
+            "invalid UTF-8 in JSONL",
+            "application/x-ndjson",
+            bad_utf8.clone(),
+        )
+        .expect(400, "invalid_utf8"),
+        json(
+            "invalid UTF-8 inside a JSON string",
+            b"{\"text\": \"\xff\"}".to_vec(),
+        )
+        .expect(400, "invalid_utf8"),
+        submit(
+            "Latin-1 declared in the charset",
+            "text/plain; charset=iso-8859-1",
+            b"Tr\xe8s bien".to_vec(),
+        )
+        .expect(400, "invalid_utf8"),
+        submit(
+            "UTF-16 with its byte-order mark",
+            "text/plain; charset=utf-16",
+            b"\xff\xfeh\x00i\x00".to_vec(),
+        )
+        .expect(400, "invalid_utf8"),
+        submit(
+            "a character cut off at the end",
+            "text/plain",
+            b"ok \xe2\x82".to_vec(),
+        )
+        .expect(400, "invalid_utf8"),
+        submit(
+            "a gzip body the API does not decode",
+            "text/plain",
+            GZIPPED.to_vec(),
+        )
+        .header("content-encoding", "gzip")
+        .expect(415, "unsupported_media_type")
+        .known_bug(CODING_IGNORED),
+        submit(
+            "an encoded UTF-16 surrogate",
+            "text/plain",
+            b"x \xed\xa0\x80 y".to_vec(),
+        )
+        .expect(400, "invalid_utf8"),
+        // --- Malformed JSON.
+        json("JSON cut off", r#"{"text": "#).expect(400, "invalid_json"),
+        json("not JSON at all", "text=hello").expect(400, "invalid_json"),
+        json("JSON with trailing garbage", r#"{"text": "hi"} and more"#)
+            .expect(400, "invalid_json"),
+        json("an empty JSON body", "").expect(400, "invalid_json"),
+        json("NaN is not JSON", r#"{"text": NaN}"#).expect(400, "invalid_json"),
+        // --- JSON of the wrong type.
+        json("a JSON array", r#"[{"text": "hi"}]"#).expect(400, "invalid_json"),
+        json("a JSON number", "42").expect(400, "invalid_json"),
+        json("a JSON string", r#""hello""#).expect(400, "invalid_json"),
+        json("JSON null", "null").expect(400, "invalid_json"),
+        json("text is a number", r#"{"text": 5}"#).expect(400, "invalid_json"),
+        json("text is null", r#"{"text": null}"#).expect(400, "invalid_json"),
+        json("documents is a string", r#"{"documents": "hi"}"#).expect(400, "invalid_json"),
+        json("a document is a string", r#"{"documents": ["hi"]}"#).expect(400, "invalid_json"),
+        json(
+            "a document text is an array",
+            r#"{"documents": [{"text": ["hi"]}]}"#,
+        )
+        .expect(400, "invalid_json"),
+        json(
+            "a document id is an object",
+            r#"{"documents": [{"id": {"n": 1}, "text": "hi"}]}"#,
+        )
+        .expect(400, "invalid_json"),
+        // --- Unexpected and too deep nesting.
+        json("text is an object", r#"{"text": {"value": "hi"}}"#).expect(400, "invalid_json"),
+        json(
+            "documents nested in arrays",
+            r#"{"documents": [[{"text": "hi"}]]}"#,
+        )
+        .expect(400, "invalid_json"),
+        json("text nested 200 arrays deep", deep_text).expect(400, "invalid_json"),
+        json("an ignored field nested 10,000 deep", deep).expect(400, "invalid_json"),
+        json("10,000 unclosed brackets", "[".repeat(10_000)).expect(400, "invalid_json"),
+        // --- Missing fields.
+        json("an empty object", "{}").expect(400, "missing_field"),
+        json("a misspelt field", r#"{"txt": "hello"}"#).expect(400, "missing_field"),
+        json("a document without text", r#"{"documents": [{"id": "1"}]}"#)
+            .expect(400, "missing_field"),
+        // --- Empty and blank.
+        json("empty text", r#"{"text": ""}"#).expect(422, "empty_input"),
+        json("whitespace-only text", r#"{"text": " \n\t\r "}"#).expect(422, "empty_input"),
+        json("no documents", r#"{"documents": []}"#).expect(422, "empty_input"),
+        json(
+            "blank documents",
+            r#"{"documents": [{"text": " "}, {"text": ""}]}"#,
+        )
+        .expect(422, "empty_input"),
+        submit("an empty text/plain body", "text/plain", "").expect(422, "empty_input"),
+        json(
+            "text of ASCII separators only",
+            r#"{"text": "\u001c\u001d\u001e\u001f"}"#,
+        )
+        .expect(422, "empty_input")
+        .known_bug(BLANK_BY_PYTHON),
+        submit(
+            "a byte-order mark alone",
+            "text/plain",
+            b"\xef\xbb\xbf".to_vec(),
+        )
+        .expect(422, "empty_input")
+        .known_bug(BLANK_BUT_BOM),
+        submit(
+            "Unicode spaces only",
+            "text/plain",
+            "\u{a0}\u{3000}\u{2003}\n",
+        )
+        .expect(422, "empty_input"),
+        submit("JSONL of blank lines", "application/x-ndjson", "\n  \n\t\n")
+            .expect(422, "empty_input"),
+        // --- CSV shapes.
+        submit(
+            "CSV without a header row",
+            "text/csv",
+            "\"Great product\",5\n\"Awful\",1\n",
+        )
+        .expect(422, "no_text_column"),
+        submit("CSV header of blank names", "text/csv", ",,\n1,2,3\n").expect(422, "empty_input"),
+        submit(
+            "CSV missing the named column",
+            "text/csv",
+            "id,text\n1,Nice\n",
+        )
+        .path("/api/jobs?column=comment_text")
+        .expect(422, "no_text_column"),
+        submit(
+            "CSV whose header quote never closes",
+            "text/csv",
+            "\"text,id\n1,Nice\n",
+        )
+        .expect(422, "no_text_column"),
+        submit("CSV with only a header", "text/csv", "id,text\n")
+            .expect(422, "empty_input")
+            .known_bug(WORKER_ONLY),
+        submit(
+            "CSV with a ragged row",
+            "text/csv",
+            "id,stars,review\n1,5,Lovely\n2\n",
+        )
+        .expect(422, "bad_record")
+        .known_bug(WORKER_ONLY),
+        submit(
+            "CSV with a quote that never closes in a row",
+            "text/csv",
+            "id,text\n1,\"Nice\n2,Awful\n3,Fine\n",
+        )
+        .expect(422, "bad_record")
+        .known_bug(LENIENT_QUOTES),
+        submit(
+            "CSV with a field past the item limit",
+            "text/csv",
+            format!("text\n{}\n", "a".repeat(MAX_ITEM_BYTES + 1)),
+        )
+        .roomy()
+        .expect(422, "item_too_large")
+        .known_bug(WORKER_ONLY),
+        // --- JSONL with a bad line.
+        submit(
+            "JSONL with a line that is not JSON",
+            "application/x-ndjson",
+            "{\"text\": \"fine\"}\n{\"text\": \n",
+        )
+        .expect(422, "bad_record")
+        .known_bug(WORKER_ONLY),
+        submit(
+            "JSONL with a line whose text is a number",
+            "application/x-ndjson",
+            "{\"text\": \"fine\"}\n{\"text\": 5}\n",
+        )
+        .expect(422, "bad_record")
+        .known_bug(WORKER_ONLY),
+        submit(
+            "a JSONL line past the item limit",
+            "application/x-ndjson",
+            format!("{{\"text\": \"{}\"}}\n", "b".repeat(MAX_ITEM_BYTES)),
+        )
+        .roomy()
+        .expect(422, "item_too_large")
+        .known_bug(WORKER_ONLY),
+        // --- Sizes (limit: 64 KiB).
+        json(
+            "JSON over the limit",
+            format!("{{\"text\": \"{}\"}}", "a".repeat(LIMIT)),
+        )
+        .expect(413, "payload_too_large"),
+        submit(
+            "a huge single line of text over the limit",
+            "text/plain",
+            "a".repeat(over),
+        )
+        .expect(413, "payload_too_large"),
+        submit(
+            "CSV over the limit",
+            "text/csv",
+            format!("text\n{}", "nice,".repeat(LIMIT / 5 + 1)),
+        )
+        .expect(413, "payload_too_large"),
+        submit(
+            "a huge single JSONL line over the limit",
+            "application/x-ndjson",
+            format!("{{\"text\": \"{}\"}}", "b".repeat(LIMIT)),
+        )
+        .expect(413, "payload_too_large"),
+        case("chunked text past the limit", M::POST, "/api/jobs")
+            .header("content-type", "text/plain")
+            .chunked(vec![b'c'; 2 * LIMIT])
+            .expect(413, "payload_too_large"),
+        // --- Ids.
+        case("a malformed id", M::GET, "/api/jobs/not-a-uuid").expect(404, "not_found"),
+        case("an unknown id", M::GET, format!("/api/jobs/{unknown}")).expect(404, "not_found"),
+        case(
+            "a UUID with a character more",
+            M::GET,
+            format!("/api/jobs/{unknown}0"),
+        )
+        .expect(404, "not_found"),
+        case("an id that tries SQL", M::GET, "/api/jobs/1%27%20OR%201=1").expect(404, "not_found"),
+        case("an id with a NUL byte", M::GET, "/api/jobs/%00").expect(404, "not_found"),
+        case(
+            "an id that climbs up the path",
+            M::GET,
+            "/api/jobs/..%2F..%2Fetc%2Fpasswd",
+        )
+        .expect(404, "not_found"),
+        case(
+            "a 2,000-character id",
+            M::GET,
+            format!("/api/jobs/{}", "f".repeat(2000)),
+        )
+        .expect(404, "not_found"),
+        case(
+            "items.csv of an unknown id",
+            M::GET,
+            format!("/api/jobs/{unknown}/items.csv"),
+        )
+        .expect(404, "not_found"),
+        case(
+            "items.jsonl of a malformed id",
+            M::GET,
+            "/api/jobs/nope/items.jsonl",
+        )
+        .expect(404, "not_found"),
+        case(
+            "cancel of an unknown id",
+            M::POST,
+            format!("/api/jobs/{unknown}/cancel"),
+        )
+        .expect(404, "not_found"),
+        case(
+            "cancel of a malformed id",
+            M::POST,
+            "/api/jobs/x%20y/cancel",
+        )
+        .expect(404, "not_found"),
+        case(
+            "events of an unknown id",
+            M::GET,
+            format!("/api/jobs/{unknown}/events"),
+        )
+        .expect(404, "not_found"),
+        case(
+            "a garbage If-None-Match on an unknown id",
+            M::GET,
+            format!("/api/jobs/{unknown}"),
+        )
+        .header("if-none-match", "*, \"unclosed, W/, \u{e9}")
+        .expect(404, "not_found"),
+        // --- Query parameters.
+        submit("the column parameter twice", "text/csv", "a,b\nx,y\n")
+            .path("/api/jobs?column=a&column=b")
+            .expect(400, "bad_request")
+            .known_bug(QUERY_IN_PLAIN_TEXT),
+        submit(
+            "a column name that is not UTF-8",
+            "text/csv",
+            "id,text\n1,Nice\n",
+        )
+        .path("/api/jobs?column=%FF")
+        .expect(422, "no_text_column"),
+        // --- The browser form (HTML page again, the message in words, no job).
+        case(
+            "the form as multipart without a boundary",
+            M::POST,
+            "/analyses",
+        )
+        .header("content-type", "multipart/form-data")
+        .body(multipart_no_boundary)
+        .page(400),
+        case("the form as multipart cut off", M::POST, "/analyses")
+            .header("content-type", "multipart/form-data; boundary=x")
+            .body("--x\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhel")
+            .page(400),
+        case("the form as JSON", M::POST, "/analyses")
+            .header("content-type", "application/json")
+            .body(r#"{"text": "hello"}"#)
+            .page(415),
+        case("the form with blank text", M::POST, "/analyses")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("text=%20%0A%20")
+            .page(422),
+    ]
+}
+
+impl Case {
+    fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+    fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+}
+
+async fn send(app: &common::TestApp, case: &Case) -> Answer {
+    let before = app.job_rows().await;
+    let mut request = app.client.request(case.method.clone(), app.url(&case.path));
+    for (name, value) in &case.headers {
+        request = request.header(
+            HeaderName::from_static(name),
+            HeaderValue::from_bytes(value).expect("a header value"),
+        );
+    }
+    request = match &case.body {
+        Body::None => request,
+        Body::Bytes(b) => request.body(b.clone()),
+        Body::Chunked(b) => {
+            let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+                b.chunks(8192).map(|c| Ok(c.to_vec())).collect();
+            request.body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                pieces,
+            )))
+        }
+    };
+    let r = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = r.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    Answer {
+        status,
+        content_type,
+        body,
+        new_job_rows: app.job_rows().await - before,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_input_gets_its_status_and_error_code_and_writes_no_job() {
+    let app = spawn_app_with(|c| {
+        c.max_body_bytes = LIMIT;
+        c.run_worker = false;
+    })
+    .await;
+    let roomy = spawn_app_with(|c| c.run_worker = false).await;
+    assert!(roomy.deps.db.sqlite().is_some() && MAX_ITEM_BYTES < 64 << 20);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let cases = table(&unknown);
+    assert!(cases.len() >= 30, "{} cases", cases.len());
+    let mut names = std::collections::HashSet::new();
+    for c in &cases {
+        assert!(names.insert(c.name), "two cases named {:?}", c.name);
+        assert!(c.status >= 400, "{}: no expectation", c.name);
+    }
+
+    let mut failures = Vec::new();
+    let mut known = Vec::new();
+    let mut rows_by_known_bugs = [0, 0];
+    for case in &cases {
+        let on = if case.roomy { &roomy } else { &app };
+        let answer = send(on, case).await;
+        let problems = problems(case, &answer);
+        let expected = format!("{} {}", case.status, case.code.unwrap_or("(page)"));
+        let got = format!(
+            "{} {}",
+            answer.status,
+            answer.code().unwrap_or_else(|| "-".into())
+        );
+        println!("{:<48} expected {expected:<30} got {got}", case.name);
+        match (case.known_bug, problems.is_empty()) {
+            (None, true) => {}
+            (None, false) => failures.push(format!(
+                "{} ({} {}): {}; answer: {}",
+                case.name,
+                case.method,
+                case.path,
+                problems.join(", "),
+                answer.summary()
+            )),
+            (Some(why), false) => {
+                rows_by_known_bugs[usize::from(case.roomy)] += answer.new_job_rows;
+                // What became of a job the bad input should not have made.
+                let mut fate = String::new();
+                if let Some(id) = answer
+                    .json()
+                    .and_then(|b| b["id"].as_str().map(str::to_owned))
+                {
+                    let outcome = worker::process(&on.deps, &id).await;
+                    let job = on.job(&id).await;
+                    fate = format!(
+                        "; the job then ran: {outcome:?}, status {}, error {}",
+                        job["status"], job["error"]
+                    );
+                }
+                known.push(format!(
+                    "KNOWN BUG {}: {why}: {}; answer: {}{fate}",
+                    case.name,
+                    problems.join(", "),
+                    answer.summary()
+                ));
+            }
+            (Some(why), true) => failures.push(format!(
+                "{}: marked as a known bug ({why}) but answered as the contract says: \
+                 remove the marker",
+                case.name
+            )),
+        }
+    }
+    for k in &known {
+        println!("{k}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad inputs were not answered as the contract says:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    // Nothing but the known bugs wrote a row (or a queue entry).
+    assert_eq!(app.job_rows().await, rows_by_known_bugs[0]);
+    assert_eq!(app.queue_rows().await, rows_by_known_bugs[0]);
+    assert_eq!(roomy.job_rows().await, rows_by_known_bugs[1]);
+    assert_eq!(roomy.queue_rows().await, rows_by_known_bugs[1]);
+
+    // A long single line within the limit is not a bad input: it is accepted.
+    let long_line = "good ".repeat((LIMIT - 100) / 5);
+    assert!(!long_line.contains('\n') && long_line.len() < LIMIT);
+    let r = app
+        .post_raw("/api/jobs", "text/plain", long_line.into_bytes())
+        .await;
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    assert_eq!(app.job_rows().await, rows_by_known_bugs[0] + 1);
+}
