@@ -183,16 +183,8 @@ const GZIPPED: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\x73\x2f\x4a\x4
 // Why the known bugs answer as they do.
 const WORKER_ONLY: &str = "only the worker checks this: 202 and a job row, then the job fails \
     (with the code expected here) or succeeds";
-const BLANK_BY_PYTHON: &str = "the API's blank check (str::trim) misses U+001C..U+001F, which the \
-    analysis strips (Python's isspace): 202, then the job fails with empty_input";
-const BLANK_BUT_BOM: &str = "the API's blank check keeps the byte-order mark, which the analysis \
-    drops: 202, then the job fails with empty_input";
 const LENIENT_QUOTES: &str = "the CSV reader is lenient: the rest of the file becomes one item and \
     the job succeeds";
-const CODING_IGNORED: &str = "Content-Encoding is ignored, the compressed bytes are read as text \
-    (RFC 9110: 415 for a content coding the server does not apply)";
-const QUERY_IN_PLAIN_TEXT: &str =
-    "actix's Query extractor answers 400 in plain text, not the JSON error body";
 
 fn table(unknown: &str) -> Vec<Case> {
     use Method as M;
@@ -313,8 +305,7 @@ fn table(unknown: &str) -> Vec<Case> {
             GZIPPED.to_vec(),
         )
         .header("content-encoding", "gzip")
-        .expect(415, "unsupported_media_type")
-        .known_bug(CODING_IGNORED),
+        .expect(415, "unsupported_media_type"),
         submit(
             "an encoded UTF-16 surrogate",
             "text/plain",
@@ -376,15 +367,13 @@ fn table(unknown: &str) -> Vec<Case> {
             "text of ASCII separators only",
             r#"{"text": "\u001c\u001d\u001e\u001f"}"#,
         )
-        .expect(422, "empty_input")
-        .known_bug(BLANK_BY_PYTHON),
+        .expect(422, "empty_input"),
         submit(
             "a byte-order mark alone",
             "text/plain",
             b"\xef\xbb\xbf".to_vec(),
         )
-        .expect(422, "empty_input")
-        .known_bug(BLANK_BUT_BOM),
+        .expect(422, "empty_input"),
         submit(
             "Unicode spaces only",
             "text/plain",
@@ -553,8 +542,7 @@ fn table(unknown: &str) -> Vec<Case> {
         // --- Query parameters.
         submit("the column parameter twice", "text/csv", "a,b\nx,y\n")
             .path("/api/jobs?column=a&column=b")
-            .expect(400, "bad_request")
-            .known_bug(QUERY_IN_PLAIN_TEXT),
+            .expect(400, "bad_request"),
         submit(
             "a column name that is not UTF-8",
             "text/csv",

@@ -35,6 +35,21 @@ pub async fn create_job(
     query: web::Query<UploadQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(coding) = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| {
+            v.to_str()
+                .unwrap_or("(not text)")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|c| !c.is_empty() && c != "identity")
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "content encoding {coding:?} is not supported: send the body uncompressed"
+        )));
+    }
     let media = media_type(&req);
     let raw_format = Format::from_media_type(&media);
     if media != "application/json" && raw_format.is_none() {

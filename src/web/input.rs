@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::errors::ApiError;
 use crate::analysis::input::CsvChunker;
-use crate::analysis::{AnalysisError, Format};
+use crate::analysis::{AnalysisError, Format, pytext};
 
 /// A checked input, ready to become a job.
 #[derive(Debug)]
@@ -89,6 +89,12 @@ pub fn utf8(body: &[u8]) -> Result<&str, ApiError> {
     })
 }
 
+/// Whether the analysis would find nothing in `text`: whitespace as Python's `isspace` counts it
+/// (which includes U+001C..U+001F), after the byte-order mark the analysis skips.
+fn is_blank(text: &str) -> bool {
+    pytext::strip(text.strip_prefix('\u{feff}').unwrap_or(text)).is_empty()
+}
+
 fn blank() -> ApiError {
     ApiError::EmptyInput("nothing to analyse: the text is empty".into())
 }
@@ -117,7 +123,7 @@ pub fn from_raw(
     title: Option<String>,
 ) -> Result<Submission, ApiError> {
     let text = utf8(&body)?;
-    if text.trim().is_empty() {
+    if is_blank(text) {
         return Err(blank());
     }
     let column = column.filter(|c| !c.trim().is_empty());
@@ -151,7 +157,7 @@ pub fn from_json(body: &[u8]) -> Result<Submission, ApiError> {
         let Value::String(t) = t else {
             return Err(ApiError::InvalidJson("\"text\" must be a string".into()));
         };
-        if t.trim().is_empty() {
+        if is_blank(t) {
             return Err(blank());
         }
         return Ok(Submission {
@@ -199,10 +205,11 @@ pub fn from_json(body: &[u8]) -> Result<Submission, ApiError> {
             };
             out.push(serde_json::json!({"id": id, "text": text}));
         }
-        if out
-            .iter()
-            .all(|d| d["text"].as_str().is_none_or(|t| t.trim().is_empty()))
-        {
+        if out.iter().all(|d| {
+            d["text"]
+                .as_str()
+                .is_none_or(|t| pytext::strip(t).is_empty())
+        }) {
             return Err(ApiError::EmptyInput(
                 "nothing to analyse: the documents have no text".into(),
             ));

@@ -60,26 +60,32 @@ pub fn parse_id(raw: &str) -> Result<String, ApiError> {
 
 /// The routes of the whole app.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(api::healthz))
-        .route("/readyz", web::get().to(api::readyz))
-        .route("/metrics", web::get().to(api::metrics))
-        .route("/api/openapi.json", web::get().to(pages::openapi))
-        .route("/api/jobs", web::post().to(api::create_job))
-        .route("/api/jobs/{id}", web::get().to(api::get_job))
-        .route("/api/jobs/{id}/cancel", web::post().to(api::cancel_job))
-        .route("/api/jobs/{id}/events", web::get().to(api::job_events))
-        .route("/api/jobs/{id}/items.csv", web::get().to(api::items_csv))
-        .route(
-            "/api/jobs/{id}/items.jsonl",
-            web::get().to(api::items_jsonl),
-        )
-        .route("/", web::get().to(pages::index))
-        .route("/analyses", web::post().to(pages::create))
-        .route("/analyses/{id}", web::get().to(pages::status))
-        .route("/analyses/{id}/cancel", web::post().to(pages::cancel))
-        .route("/static/app.css", web::get().to(pages::css))
-        .route("/static/app.js", web::get().to(pages::js))
-        .default_service(web::to(not_found));
+    // A query string that does not fit (e.g. `?column=a&column=b`) gets the JSON error body,
+    // not actix's plain-text one.
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::BadRequest(format!("bad query string: {e}")).into()),
+    )
+    .route("/healthz", web::get().to(api::healthz))
+    .route("/readyz", web::get().to(api::readyz))
+    .route("/metrics", web::get().to(api::metrics))
+    .route("/api/openapi.json", web::get().to(pages::openapi))
+    .route("/api/jobs", web::post().to(api::create_job))
+    .route("/api/jobs/{id}", web::get().to(api::get_job))
+    .route("/api/jobs/{id}/cancel", web::post().to(api::cancel_job))
+    .route("/api/jobs/{id}/events", web::get().to(api::job_events))
+    .route("/api/jobs/{id}/items.csv", web::get().to(api::items_csv))
+    .route(
+        "/api/jobs/{id}/items.jsonl",
+        web::get().to(api::items_jsonl),
+    )
+    .route("/", web::get().to(pages::index))
+    .route("/analyses", web::post().to(pages::create))
+    .route("/analyses/{id}", web::get().to(pages::status))
+    .route("/analyses/{id}/cancel", web::post().to(pages::cancel))
+    .route("/static/app.css", web::get().to(pages::css))
+    .route("/static/app.js", web::get().to(pages::js))
+    .default_service(web::to(not_found));
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
