@@ -20,7 +20,7 @@ RPORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 & RPID=$!; PIDS+=($RPID)
 sleep 0.3
 psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="$PG/$DB" REDIS_URL="redis://127.0.0.1:$RPORT" REDIS_NAMESPACE="d$$" RUST_LOG=warn
+export DATABASE_URL="$PG/$DB" REDIS_URL="redis://127.0.0.1:$RPORT" REDIS_NAMESPACE="d$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
 "$BIN" migrate
 PORT=$(free_port); ADDR="127.0.0.1:$PORT"
 PORT=$PORT "$BIN" serve > "$WORK/serve.log" 2>&1 & SPID=$!; PIDS+=($SPID)

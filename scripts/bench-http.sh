@@ -21,7 +21,7 @@ ADDR="127.0.0.1:$PORT"
 cleanup() { [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-PORT=$PORT DATABASE_URL="sqlite://$WORK/bench.db?mode=rwc" RUST_LOG=warn "$BIN" serve > "$WORK/server.log" 2>&1 &
+PORT=$PORT DATABASE_URL="sqlite://$WORK/bench.db?mode=rwc" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0 "$BIN" serve > "$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do curl -fs "http://$ADDR/healthz" >/dev/null && break; sleep 0.1; done
 curl -fs "http://$ADDR/healthz" >/dev/null || { cat "$WORK/server.log"; exit 1; }

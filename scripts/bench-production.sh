@@ -42,7 +42,7 @@ if [[ -z "${REDIS_URL:-}" ]]; then
   for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="$PG/$DB" REDIS_URL REDIS_NAMESPACE="bench$$" RUST_LOG=warn
+export DATABASE_URL="$PG/$DB" REDIS_URL REDIS_NAMESPACE="bench$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
 "$BIN" migrate
 
 PORT=$(free_port)

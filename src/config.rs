@@ -37,6 +37,15 @@ pub struct Config {
     pub timing: Timing,
     /// Most PostgreSQL connections of this process.
     pub database_max_connections: u32,
+    /// The operator dashboard's token; None: `/admin` does not exist (404).
+    pub admin_token: Option<String>,
+    /// Submissions a client may make per minute (`POST /api/jobs`, `POST /analyses`); 0: no limit.
+    pub submit_rate_per_minute: u32,
+    /// Submissions a client may make at once before the per-minute rate applies.
+    pub submit_burst: u32,
+    /// Key clients by the last address of `X-Forwarded-For` (behind a router that appends the
+    /// address it saw, as Heroku's does) instead of the connection's peer address.
+    pub trust_forwarded_for: bool,
 }
 
 pub const QUICK: &str = "quick";
@@ -59,6 +68,10 @@ impl Default for Config {
             redis_namespace: "sentiq".into(),
             timing: Timing::default(),
             database_max_connections: 16,
+            admin_token: None,
+            submit_rate_per_minute: 600,
+            submit_burst: 100,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -90,6 +103,22 @@ fn millis(name: &'static str, default: Duration) -> Result<Duration, ConfigError
     Ok(Duration::from_millis(
         parsed(name, default.as_millis() as u64)?.max(1),
     ))
+}
+
+/// `JOB_TIMEOUT` in seconds (fractions allowed); `0` means no limit.
+fn job_timeout(default: Option<Duration>) -> Result<Option<Duration>, ConfigError> {
+    let secs: f64 = parsed("JOB_TIMEOUT", default.map_or(0.0, |t| t.as_secs_f64()))?;
+    if secs == 0.0 {
+        Ok(None)
+    } else if secs > 0.0 && secs < 1e9 {
+        Ok(Some(Duration::from_secs_f64(secs)))
+    } else {
+        Err(ConfigError {
+            name: "JOB_TIMEOUT",
+            value: secs.to_string(),
+            reason: "seconds must be 0 (no limit) or a positive number".into(),
+        })
+    }
 }
 
 /// `quick,bulk` → the known queue names, in order, without repeats.
@@ -133,7 +162,8 @@ impl Config {
     /// Read `PORT`, `HOST`, `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`,
     /// `REDIS_NAMESPACE`, `MAX_BODY_BYTES`, `WORKER_CONCURRENCY`, `WORKER_IN_FLIGHT`, `WORKER_QUEUES`,
     /// `BULK_THRESHOLD_BYTES`, `POLL_INTERVAL_MS`, `RUN_WORKER`, `JOB_LEASE_MS`,
-    /// `RECONCILE_INTERVAL_MS`, `RETRY_BASE_MS` and `REDIS_TLS_INSECURE`.
+    /// `RECONCILE_INTERVAL_MS`, `RETRY_BASE_MS`, `REDIS_TLS_INSECURE`, `ADMIN_TOKEN`, `JOB_TIMEOUT`,
+    /// `SUBMIT_RATE_PER_MINUTE`, `SUBMIT_BURST` and `TRUST_FORWARDED_FOR`.
     pub fn from_env() -> Result<Config, ConfigError> {
         let d = Config::default();
         let run_worker = flag("RUN_WORKER", true);
@@ -179,12 +209,20 @@ impl Config {
                 lease: millis("JOB_LEASE_MS", d.timing.lease)?,
                 reconcile_every: millis("RECONCILE_INTERVAL_MS", d.timing.reconcile_every)?,
                 retry_base: millis("RETRY_BASE_MS", d.timing.retry_base)?,
+                job_timeout: job_timeout(d.timing.job_timeout)?,
             },
             database_max_connections: parsed(
                 "DATABASE_MAX_CONNECTIONS",
                 d.database_max_connections,
             )?
             .max(2),
+            admin_token: std::env::var("ADMIN_TOKEN")
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
+            submit_rate_per_minute: parsed("SUBMIT_RATE_PER_MINUTE", d.submit_rate_per_minute)?,
+            submit_burst: parsed("SUBMIT_BURST", d.submit_burst)?.max(1),
+            trust_forwarded_for: flag("TRUST_FORWARDED_FOR", d.trust_forwarded_for),
         })
     }
 

@@ -70,6 +70,7 @@ impl Application {
         let listener = TcpListener::bind((config.host.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
+            submit_limit: Arc::new(crate::web::rate_limit::SubmitLimit::new(&config)),
             config: config.clone(),
             deps: deps.clone(),
         });
@@ -77,7 +78,9 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(security_headers())
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("sentiq::http"))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::web::request_log::log_request,
+                ))
                 .configure(routes)
         })
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
@@ -138,6 +141,11 @@ impl Application {
             .config
             .run_worker
             .then(|| tokio::spawn(worker::reconcile_forever(self.deps.clone())));
+        // The worker registry of the dashboard: this process runs workers, so it beats.
+        let heartbeat = self
+            .config
+            .run_worker
+            .then(|| crate::jobs::workers::Heartbeat::start(&self.config, &self.deps, "serve"));
         let served = self.server.await;
         signals.abort();
         events.abort();
@@ -148,6 +156,10 @@ impl Application {
         if let Some(w) = workers {
             let mut w = w;
             wait_for_workers(&mut w, &self.deps).await;
+        }
+        // After the drain: the worker is alive while it finishes its jobs.
+        if let Some(h) = heartbeat {
+            h.stop().await;
         }
         served
     }
@@ -220,6 +232,7 @@ pub async fn run_worker_until(
         in_flight = config.worker_in_flight,
         queue = if config.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
     let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
+    let heartbeat = crate::jobs::workers::Heartbeat::start(&config, &deps, "worker");
     let listener = match &deps.queue {
         Queue::Redis(redis) => Some(tokio::spawn(
             RedisQueue::clone(redis).listen_for_wakes(config.queues.clone(), deps.wakers.clone()),
@@ -242,6 +255,7 @@ pub async fn run_worker_until(
         }
     };
     reconciler.abort();
+    heartbeat.stop().await;
     if let Some(l) = listener {
         l.abort();
     }

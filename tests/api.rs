@@ -400,6 +400,144 @@ async fn a_cancelled_running_job_stops_and_ends_cancelled() {
     assert_eq!(app.job(&id).await["status"], "cancelled");
 }
 
+/// Milliseconds between two RFC 3339 timestamps of a status body.
+fn millis_between(from: &Value, to: &Value) -> i64 {
+    let parse = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp"))
+            .expect("RFC 3339")
+            .timestamp_millis()
+    };
+    parse(to) - parse(from)
+}
+
+/// One analysis at a time, every job on queue `bulk`: a job queued behind a running one starts
+/// only once the worker is free, which shows when the running one really stopped.
+fn one_worker_slot(c: &mut sentiq::config::Config) {
+    c.worker_concurrency = 1;
+    c.bulk_threshold_bytes = 0;
+}
+
+async fn submitted_text(app: &common::TestApp, text: String) -> String {
+    let r = app
+        .post_raw("/api/jobs", "text/plain", text.into_bytes())
+        .await;
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_frees_its_worker_within_a_second() {
+    let app = spawn_app_with(one_worker_slot).await;
+    // About 2 s of analysis on this machine: long enough that only the cancel frees the slot.
+    let big = submitted_text(&app, big_text(60)).await;
+    let running = app.wait_for(&big, |s| s != "queued").await;
+    assert_eq!(running["status"], "running");
+    let next = app
+        .submit(&json!({"text": "Queued behind the big one. Nice."}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.job(&next).await["status"],
+        "queued",
+        "the worker has one slot, taken by the big job"
+    );
+    let cancelled_at = Instant::now();
+    let r = app
+        .client
+        .post(app.url(&format!("/api/jobs/{big}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.wait_for(&next, |s| s != "queued").await;
+    let freed_after = cancelled_at.elapsed();
+    assert!(
+        freed_after < Duration::from_secs(1),
+        "the next job started {freed_after:?} after the cancel"
+    );
+    assert_eq!(app.wait_final(&big).await["status"], "cancelled");
+    assert_eq!(app.wait_final(&next).await["status"], "succeeded");
+    assert!(app.job(&big).await["result"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_running_past_job_timeout_fails_with_code_timeout_and_frees_its_worker() {
+    let app = spawn_app_with(|c| {
+        one_worker_slot(c);
+        c.timing.job_timeout = Some(Duration::from_millis(400));
+    })
+    .await;
+    let big = submitted_text(&app, big_text(40)).await;
+    let next = app
+        .submit(&json!({"text": "Short and sweet. Lovely."}))
+        .await;
+    let job = app.wait_final(&big).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "timeout");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("time limit of 0.4 s") && message.contains("JOB_TIMEOUT"),
+        "{message}"
+    );
+    assert!(job["result"].is_null());
+    let ran_ms = millis_between(&job["started_at"], &job["finished_at"]);
+    // It stops at its next chunk: well under a second on an idle machine, slower when every
+    // test of the suite runs at once on two cores.
+    assert!(
+        (400..4000).contains(&ran_ms),
+        "stopped {ran_ms} ms after it started (limit 400 ms)"
+    );
+    let after = app.wait_final(&next).await;
+    assert_eq!(after["status"], "succeeded", "the worker was not freed");
+    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
+        .bind(&big)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(items, 0, "a timed-out job keeps no partial items");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_submission_rate_gets_429_with_retry_after_and_no_job() {
+    let app = spawn_app_with(|c| {
+        c.run_worker = false;
+        c.submit_rate_per_minute = 6;
+        c.submit_burst = 3;
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            app.submit(&json!({"text": format!("Submission {i} is fine.")}))
+                .await,
+        );
+    }
+    let r = app.post_json(&json!({"text": "One too many."})).await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()[RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&wait), "Retry-After: {wait}");
+    let message = assert_error(r, 429, "rate_limited").await;
+    assert!(message.contains("try again in"), "{message}");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sentiq_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 3, "the refused submission left no row");
+    // Reading is not limited: a client over its submission rate still follows its jobs.
+    for id in &ids {
+        for _ in 0..5 {
+            assert_eq!(app.job(id).await["status"], "queued");
+        }
+    }
+    // The bucket refills at the configured rate (6 a minute: one every 10 s).
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let r = app.post_json(&json!({"text": "Patience pays."})).await;
+    assert_eq!(r.status(), 202);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_download_as_csv_and_jsonl_once_the_job_succeeded() {
     let app = spawn_app_with(|c| c.run_worker = false).await;
@@ -726,4 +864,394 @@ async fn the_openapi_document_describes_the_json_api() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
+}
+
+/// Whether a real response conforms to what the OpenAPI document declares for `method path`:
+/// its status is declared, its declared headers are present, its media type is declared and its
+/// body validates against the declared schema (JSON; each line of JSON lines against `Item`; each
+/// event of an event stream and the job in its data). Returns the body read.
+async fn conforms(
+    doc: &Value,
+    method: &str,
+    path: &str,
+    r: reqwest::Response,
+) -> Result<String, String> {
+    let status = r.status().as_u16().to_string();
+    let headers = r.headers().clone();
+    let body = r.text().await.map_err(|e| e.to_string())?;
+    let at = format!("{} {path} → {status}", method.to_uppercase());
+    let declared = &doc["paths"][path][method]["responses"][&status];
+    if !declared.is_object() {
+        return Err(format!("{at}: status not declared (body {body})"));
+    }
+    if let Some(wanted) = declared["headers"].as_object() {
+        for (name, header) in wanted {
+            if header["required"] == true && !headers.contains_key(name.as_str()) {
+                return Err(format!("{at}: header {name} missing"));
+            }
+        }
+    }
+    let Some(content) = declared["content"].as_object() else {
+        return if body.is_empty() {
+            Ok(body)
+        } else {
+            Err(format!("{at}: a body where none is declared: {body}"))
+        };
+    };
+    let media = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let Some(schema) = content.get(&media).map(|c| &c["schema"]) else {
+        return Err(format!("{at}: content type {media:?} not declared"));
+    };
+    let validate = |schema: &Value, instance: &Value| -> Result<(), String> {
+        let mut root = schema.clone();
+        root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+        root["components"] = doc["components"].clone();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .map_err(|e| format!("{at}: bad schema: {e}"))?;
+        let errors: Vec<String> = validator
+            .iter_errors(instance)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{at}: {instance} violates the schema: {errors:?}"))
+        }
+    };
+    let parse = |text: &str| -> Result<Value, String> {
+        serde_json::from_str(text).map_err(|e| format!("{at}: not JSON ({e}): {text}"))
+    };
+    match media.as_str() {
+        "application/json" => validate(schema, &parse(&body)?)?,
+        "application/x-ndjson" => {
+            let item = json!({"$ref": "#/components/schemas/Item"});
+            for line in body.lines() {
+                validate(&item, &parse(line)?)?;
+            }
+        }
+        "text/event-stream" => {
+            for frame in body.split("\n\n").filter(|f| !f.trim().is_empty()) {
+                let mut event = serde_json::Map::new();
+                for line in frame.lines().filter(|l| !l.starts_with(':')) {
+                    let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+                    event.insert(field.to_owned(), json!(value));
+                }
+                if event.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let event = Value::Object(event);
+                validate(schema, &event)?;
+                let data = &doc["components"]["schemas"]["StatusEvent"]["properties"]["data"];
+                validate(
+                    &data["contentSchema"],
+                    &parse(event["data"].as_str().unwrap())?,
+                )?;
+            }
+        }
+        "text/csv" | "text/plain" => {}
+        other => return Err(format!("{at}: no check for {other}")),
+    }
+    Ok(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_responses_conform_to_the_openapi_document() {
+    let queued = spawn_app_with(|c| {
+        c.run_worker = false;
+        c.max_body_bytes = 4096;
+    })
+    .await;
+    let worked = spawn_app().await;
+    let limited = spawn_app_with(|c| {
+        c.run_worker = false;
+        c.submit_rate_per_minute = 1;
+        c.submit_burst = 1;
+    })
+    .await;
+    let doc: Value = queued
+        .client
+        .get(queued.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let get = |app: &common::TestApp, path: &str| {
+        let request = app.client.get(app.url(path)).send();
+        async move { request.await.unwrap() }
+    };
+    let post = |app: &common::TestApp, path: &str| {
+        let request = app.client.post(app.url(path)).send();
+        async move { request.await.unwrap() }
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    macro_rules! check {
+        ($method:literal, $path:literal, $response:expr, $status:expr) => {{
+            let r = $response.await;
+            assert_eq!(r.status().as_u16(), $status, "{} {}", $method, $path);
+            seen.insert(format!("{} {} {}", $method, $path, $status));
+            conforms(&doc, $method, $path, r).await.unwrap()
+        }};
+    }
+
+    // Submissions: every accepted form, then each refusal.
+    let body = check!(
+        "post",
+        "/api/jobs",
+        queued.post_json(&json!({"text": "Nice."})),
+        202
+    );
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    check!(
+        "post",
+        "/api/jobs",
+        queued.post_json(&json!({"documents": [{"id": 7, "text": "a"}, {"text": "b"}]})),
+        202
+    );
+    for (content_type, text) in [
+        ("text/plain", "Good. Bad."),
+        ("application/x-ndjson", "{\"text\": \"fine\"}\n"),
+    ] {
+        let r = queued.post_raw("/api/jobs", content_type, text.into());
+        check!("post", "/api/jobs", r, 202);
+    }
+    let r = queued.post_raw(
+        "/api/jobs?column=b",
+        "text/csv",
+        b"a,b\n1,Lovely\n".to_vec(),
+    );
+    check!("post", "/api/jobs", r, 202);
+    check!(
+        "post",
+        "/api/jobs",
+        queued.post_raw("/api/jobs", "application/json", b"{".to_vec()),
+        400
+    );
+    check!("post", "/api/jobs", queued.post_json(&json!({})), 400);
+    let big = vec![b'a'; 5000];
+    check!(
+        "post",
+        "/api/jobs",
+        queued.post_raw("/api/jobs", "text/plain", big),
+        413
+    );
+    check!(
+        "post",
+        "/api/jobs",
+        queued.post_raw("/api/jobs", "image/png", b"x".to_vec()),
+        415
+    );
+    check!(
+        "post",
+        "/api/jobs",
+        queued.post_json(&json!({"text": "  "})),
+        422
+    );
+    let r = queued.post_raw("/api/jobs", "text/csv", b"a,b\n1,2\n".to_vec());
+    check!("post", "/api/jobs", r, 422);
+    check!(
+        "post",
+        "/api/jobs",
+        limited.post_json(&json!({"text": "One."})),
+        202
+    );
+    check!(
+        "post",
+        "/api/jobs",
+        limited.post_json(&json!({"text": "Two."})),
+        429
+    );
+
+    // A queued job: status, 304, downloads refused, cancel, cancel again.
+    let job = format!("/api/jobs/{id}");
+    check!("get", "/api/jobs/{id}", get(&queued, &job), 200);
+    let etag = queued
+        .client
+        .get(queued.url(&job))
+        .send()
+        .await
+        .unwrap()
+        .headers()[ETAG]
+        .clone();
+    let r = async {
+        let request = queued.client.get(queued.url(&job));
+        request.header(IF_NONE_MATCH, etag).send().await.unwrap()
+    };
+    check!("get", "/api/jobs/{id}", r, 304);
+    let items = format!("{job}/items.csv");
+    check!("get", "/api/jobs/{id}/items.csv", get(&queued, &items), 409);
+    let cancel = format!("{job}/cancel");
+    check!("post", "/api/jobs/{id}/cancel", post(&queued, &cancel), 200);
+    check!("post", "/api/jobs/{id}/cancel", post(&queued, &cancel), 409);
+    let events = format!("{job}/events");
+    check!("get", "/api/jobs/{id}/events", get(&queued, &events), 200);
+    for (path, raw) in [
+        (
+            "/api/jobs/{id}",
+            "/api/jobs/00000000-0000-4000-8000-000000000000",
+        ),
+        ("/api/jobs/{id}", "/api/jobs/not-a-uuid"),
+    ] {
+        let r = get(&queued, raw).await;
+        assert_eq!(r.status(), 404);
+        conforms(&doc, "get", path, r).await.unwrap();
+    }
+    let unknown = "/api/jobs/00000000-0000-4000-8000-000000000000";
+    check!(
+        "post",
+        "/api/jobs/{id}/cancel",
+        post(&queued, &format!("{unknown}/cancel")),
+        404
+    );
+    check!(
+        "get",
+        "/api/jobs/{id}/events",
+        get(&queued, &format!("{unknown}/events")),
+        404
+    );
+    check!(
+        "get",
+        "/api/jobs/{id}/items.jsonl",
+        get(&queued, &format!("{unknown}/items.jsonl")),
+        404
+    );
+
+    // Finished jobs: succeeded (with its downloads and events) and failed.
+    let ok = worked
+        .submit(
+            &json!({"documents": [{"id": "r1", "text": "Lovely, thanks!"}, {"text": "Awful."}]}),
+        )
+        .await;
+    assert_eq!(worked.wait_final(&ok).await["status"], "succeeded");
+    let bad = worked
+        .submit_raw("text/csv", "id,stars,review\n1,5,Lovely\n2\n3,1,Dreadful\n")
+        .await;
+    assert_eq!(worked.wait_final(&bad).await["status"], "failed");
+    for id in [&ok, &bad] {
+        check!(
+            "get",
+            "/api/jobs/{id}",
+            get(&worked, &format!("/api/jobs/{id}")),
+            200
+        );
+    }
+    let csv = check!(
+        "get",
+        "/api/jobs/{id}/items.csv",
+        get(&worked, &format!("/api/jobs/{ok}/items.csv")),
+        200
+    );
+    assert!(
+        csv.starts_with("position,id,text,neg,neu,pos,compound\n"),
+        "{csv}"
+    );
+    let jsonl = check!(
+        "get",
+        "/api/jobs/{id}/items.jsonl",
+        get(&worked, &format!("/api/jobs/{ok}/items.jsonl")),
+        200
+    );
+    assert_eq!(jsonl.lines().count(), 2);
+    let stream = check!(
+        "get",
+        "/api/jobs/{id}/events",
+        get(&worked, &format!("/api/jobs/{ok}/events")),
+        200
+    );
+    assert!(stream.contains("event: status"), "{stream}");
+    check!(
+        "get",
+        "/api/jobs/{id}/items.jsonl",
+        get(&worked, &format!("/api/jobs/{bad}/items.jsonl")),
+        409
+    );
+
+    // Operations.
+    check!("get", "/healthz", get(&worked, "/healthz"), 200);
+    check!("get", "/readyz", get(&worked, "/readyz"), 200);
+    check!("get", "/metrics", get(&worked, "/metrics"), 200);
+    check!(
+        "get",
+        "/api/openapi.json",
+        get(&worked, "/api/openapi.json"),
+        200
+    );
+    worked.pool.close().await;
+    check!("get", "/readyz", get(&worked, "/readyz"), 503);
+    // Every method, path and status exercised above (a case lost from the list shows here).
+    assert_eq!(seen.len(), 23, "{seen:?}");
+
+    // The check has teeth: a renamed field or an undeclared status is caught.
+    let mut renamed = doc.clone();
+    let required = renamed["components"]["schemas"]["Job"]["required"]
+        .as_array_mut()
+        .unwrap();
+    for name in required.iter_mut().filter(|n| *n == "attempts") {
+        *name = json!("tries");
+    }
+    let r = get(&queued, &job).await;
+    let e = conforms(&renamed, "get", "/api/jobs/{id}", r)
+        .await
+        .unwrap_err();
+    assert!(e.contains("tries"), "{e}");
+    let mut undeclared = doc.clone();
+    undeclared["paths"]["/api/jobs/{id}/cancel"]["post"]["responses"]
+        .as_object_mut()
+        .unwrap()
+        .remove("409");
+    let r = post(&queued, &cancel).await;
+    let e = conforms(&undeclared, "post", "/api/jobs/{id}/cancel", r)
+        .await
+        .unwrap_err();
+    assert!(e.contains("not declared"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_a_route_does_not_have_gets_405_naming_the_allowed_ones() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let r = app.client.get(app.url("/api/jobs")).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "POST");
+    let message = assert_error(r, 405, "method_not_allowed").await;
+    assert!(message.contains("use POST"), "{message}");
+    let id = app.submit(&json!({"text": "Fine."})).await;
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    assert_error(r, 405, "method_not_allowed").await;
+    // HEAD is answered like GET, without a body.
+    let r = app
+        .client
+        .head(app.url(&format!("/api/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("etag"));
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = app.client.put(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    assert_eq!(
+        app.job(&id).await["status"],
+        "queued",
+        "nothing was changed"
+    );
 }

@@ -17,6 +17,10 @@ use serde_json::Value;
 /// The body limit of the app under test: small, so the size cases are cheap.
 const LIMIT: usize = 64 * 1024;
 
+/// The form's CSRF token, sent as both the cookie and the field so the form cases get past the
+/// check to the input they are about.
+const FORM_TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 enum Body {
     None,
     Bytes(Vec<u8>),
@@ -89,6 +93,10 @@ impl Case {
         self.status = status;
         self.code = None;
         self
+    }
+    /// Send the `sentiq_csrf` cookie the form page would have set.
+    fn form_cookie(self) -> Self {
+        self.header("cookie", format!("sentiq_csrf={FORM_TOKEN}"))
     }
     fn roomy(mut self) -> Self {
         self.roomy = true;
@@ -200,32 +208,36 @@ fn table(unknown: &str) -> Vec<Case> {
     let multipart_no_boundary =
         "--x\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhello\r\n--x--\r\n";
     vec![
-        // --- Wrong methods: only the routes of the contract exist; the rest of /api/ is a JSON
-        // 404 (the contract names no 405 code).
-        case("GET on the POST-only /api/jobs", M::GET, "/api/jobs").expect(404, "not_found"),
+        // --- Wrong methods: a route of the contract answers another method with 405, its
+        // `Allow` header naming the right one; a path outside the contract is a JSON 404.
+        case("GET on the POST-only /api/jobs", M::GET, "/api/jobs")
+            .expect(405, "method_not_allowed"),
         json("PUT on /api/jobs", r#"{"text": "hello"}"#)
             .method(M::PUT)
-            .expect(404, "not_found"),
-        case("DELETE on a job", M::DELETE, format!("/api/jobs/{unknown}")).expect(404, "not_found"),
-        case("PATCH on a job", M::PATCH, format!("/api/jobs/{unknown}")).expect(404, "not_found"),
+            .expect(405, "method_not_allowed"),
+        case("DELETE on a job", M::DELETE, format!("/api/jobs/{unknown}"))
+            .expect(405, "method_not_allowed"),
+        case("PATCH on a job", M::PATCH, format!("/api/jobs/{unknown}"))
+            .expect(405, "method_not_allowed"),
         json(
             "POST on the GET-only /api/jobs/{id}",
             r#"{"text": "hello"}"#,
         )
         .path(format!("/api/jobs/{unknown}"))
-        .expect(404, "not_found"),
+        .expect(405, "method_not_allowed"),
         case(
             "GET on the POST-only cancel",
             M::GET,
             format!("/api/jobs/{unknown}/cancel"),
         )
-        .expect(404, "not_found"),
+        .expect(405, "method_not_allowed"),
         case(
             "POST on the GET-only items.csv",
             M::POST,
             format!("/api/jobs/{unknown}/items.csv"),
         )
-        .expect(404, "not_found"),
+        .expect(405, "method_not_allowed"),
+        case("GET on a path outside the API", M::GET, "/api/nothing-here").expect(404, "not_found"),
         // --- Content types.
         submit("an XML body", "application/xml", "<text>hello</text>")
             .expect(415, "unsupported_media_type"),
@@ -560,16 +572,21 @@ fn table(unknown: &str) -> Vec<Case> {
         .body(multipart_no_boundary)
         .page(400),
         case("the form as multipart cut off", M::POST, "/analyses")
+            .form_cookie()
             .header("content-type", "multipart/form-data; boundary=x")
-            .body("--x\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhel")
+            .body(format!(
+                "--x\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{FORM_TOKEN}\r\n\
+                 --x\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhel"
+            ))
             .page(400),
         case("the form as JSON", M::POST, "/analyses")
             .header("content-type", "application/json")
             .body(r#"{"text": "hello"}"#)
             .page(415),
         case("the form with blank text", M::POST, "/analyses")
+            .form_cookie()
             .header("content-type", "application/x-www-form-urlencoded")
-            .body("text=%20%0A%20")
+            .body(format!("csrf={FORM_TOKEN}&text=%20%0A%20"))
             .page(422),
     ]
 }

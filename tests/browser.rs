@@ -4,11 +4,12 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::spawn_app;
+use common::{TestApp, spawn_app};
+use fantoccini::error::CmdError;
 use fantoccini::{ClientBuilder, Locator};
 
 /// chromedriver, killed when dropped.
@@ -131,8 +132,80 @@ async fn open_browser(driver: &Driver, javascript: bool) -> fantoccini::Client {
         .expect("a Chromium session")
 }
 
+/// What a person does on the form: open it, type `text` and/or choose `file`, press Analyse.
+/// The page's own form carries its CSRF token, so this is also the proof that a real browser
+/// sends it.
+async fn submit_form(
+    browser: &fantoccini::Client,
+    app: &TestApp,
+    text: &str,
+    file: Option<&Path>,
+) -> Result<(), CmdError> {
+    browser.goto(&app.url("/")).await?;
+    if !text.is_empty() {
+        browser
+            .find(Locator::Id("text"))
+            .await?
+            .send_keys(text)
+            .await?;
+    }
+    if let Some(file) = file {
+        browser
+            .find(Locator::Id("file"))
+            .await?
+            .send_keys(&file.display().to_string())
+            .await?;
+    }
+    browser.find(Locator::Id("submit")).await?.click().await
+}
+
+/// The id of the job whose status page the browser shows.
+async fn job_id_on_page(browser: &fantoccini::Client) -> Result<String, CmdError> {
+    let url = browser.current_url().await?;
+    assert!(url.path().starts_with("/analyses/"), "{url}");
+    Ok(url.path().trim_start_matches("/analyses/").to_owned())
+}
+
+/// Proof that nothing injected ran or was parsed on the page: no dialog is open, no element
+/// carries the payloads' `src=x` or `onerror`, every script is the app's own file, and the title
+/// is the one the server wrote.
+async fn assert_nothing_injected(
+    browser: &fantoccini::Client,
+    title: &str,
+) -> Result<(), CmdError> {
+    match browser.get_alert_text().await {
+        Err(e) if e.is_no_such_alert() => {}
+        other => panic!("a dialog is open (or the check failed): {other:?}"),
+    }
+    let page = browser.current_url().await?;
+    assert!(
+        browser
+            .find_all(Locator::Css("img[src=\"x\"]"))
+            .await?
+            .is_empty(),
+        "an injected image on {page}"
+    );
+    assert!(
+        browser
+            .find_all(Locator::Css("[onerror]"))
+            .await?
+            .is_empty(),
+        "an injected handler on {page}"
+    );
+    for script in browser.find_all(Locator::Css("script")).await? {
+        assert_eq!(
+            script.attr("src").await?.as_deref(),
+            Some("/static/app.js"),
+            "an injected script on {page}: {}",
+            script.html(false).await?
+        );
+    }
+    assert_eq!(browser.title().await?, title, "the title on {page}");
+    Ok(())
+}
+
 /// True when the page has no horizontal scrolling.
-async fn fits_width(browser: &fantoccini::Client) -> Result<bool, fantoccini::error::CmdError> {
+async fn fits_width(browser: &fantoccini::Client) -> Result<bool, CmdError> {
     let v = browser
         .execute(
             "return document.documentElement.scrollWidth <= window.innerWidth;",
@@ -152,14 +225,11 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
     let browser = open_browser(&driver, true).await;
 
     let outcome = async {
-        browser.goto(&app.url("/")).await?;
-        let textarea = browser.find(Locator::Id("text")).await?;
         let text = "I absolutely love how light this laptop is. The screen is gorgeous! \
             Sadly the battery dies after two hours, which is terrible. \
             Support never answered my emails. The keyboard is fine. \
             Overall I am happy with it, and I would buy it again.";
-        textarea.send_keys(text).await?;
-        browser.find(Locator::Id("submit")).await?.click().await?;
+        submit_form(&browser, &app, text, None).await?;
 
         // The status page follows the job and swaps in the results when it is done.
         let histogram = browser
@@ -167,8 +237,7 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
             .at_most(Duration::from_secs(30))
             .for_element(Locator::Id("histogram"))
             .await?;
-        let url = browser.current_url().await?;
-        assert!(url.path().starts_with("/analyses/"), "{url}");
+        job_id_on_page(&browser).await?;
         let bars = histogram.find_all(Locator::Css("rect.bar")).await?;
         assert_eq!(bars.len(), 20);
         browser.find(Locator::Css("#arc polyline.arc-line")).await?;
@@ -210,12 +279,7 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
         )
         .expect("csv file");
         browser.set_window_size(1280, 1000).await?;
-        browser
-            .find(Locator::Id("file"))
-            .await?
-            .send_keys(&csv.display().to_string())
-            .await?;
-        browser.find(Locator::Id("submit")).await?.click().await?;
+        submit_form(&browser, &app, "", Some(&csv)).await?;
         browser
             .wait()
             .at_most(Duration::from_secs(30))
@@ -225,9 +289,7 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
         assert_eq!(count, "3");
 
         // Blank input: the error is shown on the form, in words.
-        browser.goto(&app.url("/")).await?;
-        browser.find(Locator::Id("text")).await?.send_keys("   ").await?;
-        browser.find(Locator::Id("submit")).await?.click().await?;
+        submit_form(&browser, &app, "   ", None).await?;
         let error = browser
             .wait()
             .at_most(Duration::from_secs(10))
@@ -238,7 +300,7 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
         assert!(error.contains("nothing to analyse"), "{error}");
         let png = browser.screenshot().await?;
         std::fs::write(target_dir().join("browser-form-error.png"), png).expect("screenshot");
-        Ok::<_, fantoccini::error::CmdError>(())
+        Ok::<_, CmdError>(())
     }
     .await;
     let _ = browser.close().await;
@@ -254,13 +316,7 @@ async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
     let app = common::spawn_app_with(|c| c.run_worker = false).await;
     let browser = open_browser(&driver, false).await;
     let outcome = async {
-        browser.goto(&app.url("/")).await?;
-        browser
-            .find(Locator::Id("text"))
-            .await?
-            .send_keys("Plain old HTML still works. Lovely!")
-            .await?;
-        browser.find(Locator::Id("submit")).await?.click().await?;
+        submit_form(&browser, &app, "Plain old HTML still works. Lovely!", None).await?;
         browser
             .wait()
             .at_most(Duration::from_secs(10))
@@ -270,8 +326,7 @@ async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
         browser
             .find(Locator::Css("noscript meta[http-equiv=refresh]"))
             .await?;
-        let url = browser.current_url().await?;
-        let id = url.path().trim_start_matches("/analyses/").to_owned();
+        let id = job_id_on_page(&browser).await?;
         assert_eq!(
             sentiq::jobs::worker::process(&app.deps, &id).await.unwrap(),
             sentiq::jobs::worker::Outcome::Succeeded
@@ -284,7 +339,7 @@ async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
             .await?;
         let status = browser.find(Locator::Id("status")).await?.text().await?;
         assert_eq!(status.to_lowercase(), "succeeded");
-        Ok::<_, fantoccini::error::CmdError>(())
+        Ok::<_, CmdError>(())
     }
     .await;
     let _ = browser.close().await;
@@ -300,20 +355,13 @@ async fn the_status_page_follows_the_job_through_its_event_stream() {
     let app = common::spawn_app_with(|c| c.run_worker = false).await;
     let browser = open_browser(&driver, true).await;
     let outcome = async {
-        browser.goto(&app.url("/")).await?;
-        browser
-            .find(Locator::Id("text"))
-            .await?
-            .send_keys("Pushed, not polled. Lovely!")
-            .await?;
-        browser.find(Locator::Id("submit")).await?.click().await?;
+        submit_form(&browser, &app, "Pushed, not polled. Lovely!", None).await?;
         browser
             .wait()
             .at_most(Duration::from_secs(10))
             .for_element(Locator::Id("progress"))
             .await?;
-        let url = browser.current_url().await?;
-        let id = url.path().trim_start_matches("/analyses/").to_owned();
+        let id = job_id_on_page(&browser).await?;
         // app.js marks the page once an event from /api/jobs/{id}/events has reached it (the
         // first one is the job as it stands: queued).
         let fed_by_stream = format!("return sessionStorage.getItem('sentiq-live-{id}');");
@@ -343,7 +391,115 @@ async fn the_status_page_follows_the_job_through_its_event_stream() {
             .await?;
         let status = browser.find(Locator::Id("status")).await?.text().await?;
         assert_eq!(status.to_lowercase(), "succeeded");
-        Ok::<_, fantoccini::error::CmdError>(())
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    outcome.expect("browser steps");
+    drop(driver);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_typed_into_the_form_is_shown_as_text_and_never_runs_in_chromium() {
+    const SCRIPT: &str = "<script>alert(1)</script>";
+    const ATTRIBUTE: &str = "\"><img src=x onerror=alert(1)>";
+    // Would rename the page if it ever ran, even where a dialog goes unnoticed.
+    const MARKER: &str = "<img src=x onerror=\"document.title='pwned'\">";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let driver = start_chromedriver().await;
+    let app = spawn_app().await;
+    let browser = open_browser(&driver, true).await;
+    // Each payload shares its sentence with strong words, so the sentence is listed among the
+    // most positive or most negative; the text starts with one so the job's title holds it too.
+    // Sentences end in `!`: after a `.`, a sentence starting with `<img` would not be split off.
+    let text = format!(
+        "{SCRIPT} I love this wonderful, excellent phone! \
+         {ATTRIBUTE} The support was terrible, awful and rude! \
+         {MARKER} What a great, happy, lovely day!"
+    );
+    let title = sentiq::web::input::title_of_text(&text);
+    assert!(title.starts_with(SCRIPT), "{title}");
+    let outcome = async {
+        submit_form(&browser, &app, &text, None).await?;
+        browser
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Id("histogram"))
+            .await?;
+        job_id_on_page(&browser).await?;
+        // Time for an image that fails to load to fire its handler, had one been parsed.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_nothing_injected(&browser, &format!("{title} · sentiq")).await?;
+
+        let positive = browser
+            .find(Locator::Id("most-positive"))
+            .await?
+            .text()
+            .await?;
+        assert!(positive.contains(SCRIPT), "{positive}");
+        assert!(positive.contains(MARKER), "{positive}");
+        let negative = browser
+            .find(Locator::Id("most-negative"))
+            .await?
+            .text()
+            .await?;
+        assert!(negative.contains(ATTRIBUTE), "{negative}");
+        let heading = browser
+            .find(Locator::Css("h1.job-title"))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(heading, title);
+
+        // The visitor's recent list on the form shows the title as text as well.
+        browser.goto(&app.url("/")).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_nothing_injected(&browser, "sentiq · analyse a text").await?;
+        let link = browser.find(Locator::Css("#recent a")).await?;
+        assert_eq!(
+            link.prop("textContent").await?.as_deref(),
+            Some(title.as_str())
+        );
+        let markup = link.html(true).await?;
+        assert!(
+            markup.starts_with("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{markup}"
+        );
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    outcome.expect("browser steps");
+    drop(driver);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cancel_button_of_the_status_page_cancels_the_job_in_chromium() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let driver = start_chromedriver().await;
+    // The job stays queued, so the Cancel button is there to press.
+    let app = common::spawn_app_with(|c| c.run_worker = false).await;
+    let browser = open_browser(&driver, true).await;
+    let outcome = async {
+        submit_form(&browser, &app, "Stop me if you can. Lovely!", None).await?;
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id("cancel"))
+            .await?
+            .click()
+            .await?;
+        let error = browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id("job-error"))
+            .await?
+            .text()
+            .await?;
+        assert!(error.contains("This analysis was cancelled."), "{error}");
+        let id = job_id_on_page(&browser).await?;
+        assert_eq!(app.job(&id).await["status"], "cancelled");
+        Ok::<_, CmdError>(())
     }
     .await;
     let _ = browser.close().await;

@@ -266,7 +266,8 @@ fn started_in(p: &Sentiq) -> Vec<String> {
     p.log_text()
         .lines()
         .filter(|l| l.contains("job started"))
-        .filter_map(|l| l.split("job_id=").nth(1))
+        // The line's own field, after the `job{job_id=...}` span prefix.
+        .filter_map(|l| l.rsplit("job_id=").next())
         .filter_map(|rest| rest.split_whitespace().next())
         .map(str::to_owned)
         .collect()

@@ -109,3 +109,183 @@ fn sentiq_without_a_command_serves_and_stops_on_sigterm() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Start `sentiq serve` (embedded, in a temp dir) with extra environment; returns the child,
+/// its port and the log lines it writes, collected as they come.
+fn serve_collecting_logs(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let mut cmd = sentiq();
+    cmd.current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("LOG_FORMAT")
+        .env_remove("RUST_LOG_FORMAT")
+        .env("PORT", "0")
+        .env("HOST", "127.0.0.1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (n, v) in env {
+        cmd.env(n, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port: u16 = loop {
+        let line = lines
+            .next()
+            .expect("the server logs that it listens")
+            .unwrap();
+        let port = line
+            .split("listening on http://localhost:")
+            .nth(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            });
+        collected.lock().unwrap().push(line);
+        if let Some(p) = port {
+            break p.parse().unwrap();
+        }
+    };
+    let sink = collected.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, port, collected)
+}
+
+fn stop(mut child: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(30), "did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn json_logs_name_the_request_and_the_job_on_every_line_about_them_and_never_the_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port, logs) = serve_collecting_logs(dir.path(), &[("RUST_LOG_FORMAT", "json")]);
+    let secret = "Marmalade-7f3e is my secret and I love it.";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (given_request, own_request, job_id) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/api/jobs"))
+            .header("X-Request-Id", "caller-req-42")
+            .json(&serde_json::json!({ "text": secret }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.headers()["x-request-id"], "caller-req-42");
+        let job: serde_json::Value = r.json().await.unwrap();
+        let id = job["id"].as_str().unwrap().to_owned();
+        let start = Instant::now();
+        let own = loop {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/api/jobs/{id}"))
+                // Not a plain id: replaced by one of the server's own.
+                .header("X-Request-Id", "bad id\twith tab")
+                .send()
+                .await
+                .unwrap();
+            let own = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let job: serde_json::Value = r.json().await.unwrap();
+            if job["status"] == "succeeded" {
+                break own;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        ("caller-req-42".to_owned(), own, id)
+    });
+    stop(child);
+    let lines = logs.lock().unwrap().clone();
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        !lines.iter().any(|l| l.contains("Marmalade-7f3e")),
+        "the submitted text was logged"
+    );
+    uuid::Uuid::parse_str(&own_request).expect("a replaced request id is a UUID");
+    let request_of = |e: &serde_json::Value| e["span"]["request_id"].as_str().map(str::to_owned);
+    let answered: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "request answered")
+        .collect();
+    assert!(
+        answered.iter().all(|e| request_of(e).is_some()
+            && e["fields"]["status"].is_number()
+            && e["fields"]["duration_ms"].is_number()),
+        "a request line without its id, status or duration"
+    );
+    assert!(
+        answered
+            .iter()
+            .any(|e| request_of(e).as_deref() == Some(&given_request)
+                && e["fields"]["path"] == "/api/jobs")
+    );
+    assert!(
+        answered
+            .iter()
+            .any(|e| request_of(e).as_deref() == Some(&own_request))
+    );
+    // The web process's line about the job carries both the request and the job.
+    let queued = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "job queued")
+        .expect("a job queued line");
+    assert_eq!(request_of(queued).as_deref(), Some(given_request.as_str()));
+    assert_eq!(queued["fields"]["job_id"], job_id.as_str());
+    // The worker's lines about the job name it too.
+    for message in ["job started", "job succeeded"] {
+        let line = events
+            .iter()
+            .find(|e| e["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} line"));
+        assert_eq!(line["span"]["job_id"], job_id.as_str(), "{line}");
+    }
+}
+
+#[test]
+fn human_logs_are_the_default_and_carry_the_request_id_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port, logs) = serve_collecting_logs(dir.path(), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .header("X-Request-Id", "plain-text-req-7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    stop(child);
+    let lines = logs.lock().unwrap().clone();
+    assert!(lines.iter().all(|l| !l.starts_with('{')), "JSON by default");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("request_id=plain-text-req-7") && l.contains("request answered")),
+        "{lines:#?}"
+    );
+}

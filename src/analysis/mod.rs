@@ -32,7 +32,9 @@ use input::{Chunk, Chunker, CsvChunker, DocumentChunker, JsonlChunker, TextChunk
 pub const MAX_ITEM_BYTES: usize = 8 << 20;
 
 /// How an input is cut into items.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// A document split into sentences (Unicode sentence boundaries).

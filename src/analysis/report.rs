@@ -46,7 +46,7 @@ impl Label {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LabelCounts {
     pub positive: u64,
     pub neutral: u64,
@@ -54,7 +54,7 @@ pub struct LabelCounts {
 }
 
 /// One of the most positive or most negative items.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Highlight {
     /// 0-based position of the item in the input (sentence, row, line or document order).
     pub position: u64,
@@ -69,7 +69,7 @@ pub struct Highlight {
 }
 
 /// The result of analysing one input.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     pub format: Format,
     /// Number of scored items (sentences, rows, lines or documents).

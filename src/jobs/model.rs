@@ -924,3 +924,72 @@ pub async fn items_page(
         .await
     })
 }
+
+/// `failed | cancelled → queued` (an operator's retry, see [`retry`]); `$3` is the cut-off of
+/// a cancel that hit a running job (see [`retry`]).
+const RETRY: &str = concat!(
+    "UPDATE sentiq_jobs SET status = 'queued', attempts = 0, progress_done = 0, \
+     started_at = NULL, finished_at = NULL, error_code = NULL, error_message = NULL, \
+     result = NULL, updated_at = $1, version = version + 1 WHERE id = $2 \
+     AND (status = 'failed' OR (status = 'cancelled' AND (started_at IS NULL \
+     OR finished_at < $3))) RETURNING ",
+    columns!()
+);
+
+/// [`retry`] in the caller's SQLite transaction (the embedded queue's push joins it).
+pub async fn retry_in(
+    conn: &mut SqliteConnection,
+    id: &str,
+    cancelled_before: &str,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    let row = sqlx::query_as::<_, JobRow>(RETRY)
+        .bind(now())
+        .bind(id)
+        .bind(cancelled_before)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if row.is_some() {
+        sqlx::query("DELETE FROM job_items WHERE job_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(row)
+}
+
+/// `failed | cancelled → queued` for an operator's retry, committed at once: the error, the
+/// report, the progress and the items are cleared and `attempts` starts again from 0, so the job
+/// gets the full [`crate::jobs::worker::MAX_ATTEMPTS`] runs again. Returns the queued row (the
+/// caller enqueues it), or None when the job is not retryable (unknown, or in another state).
+///
+/// A job cancelled while it ran is retryable only once it was cancelled before
+/// `cancelled_before` (the caller passes a lease ago): its run stops at its next chunk, and
+/// until it has, a new run under the reset attempt counter could share the old run's fencing
+/// token.
+pub async fn retry(
+    db: &Db,
+    id: &str,
+    cancelled_before: &str,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    let _write = db.write_permit().await;
+    let now = now();
+    on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let row = sqlx::query_as::<_, JobRow>(RETRY)
+            .bind(&now)
+            .bind(id)
+            .bind(cancelled_before)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if row.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM job_items WHERE job_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row)
+    })
+}

@@ -94,12 +94,18 @@ impl CancelFlags {
     }
 }
 
-/// Lease and retry timing (shortened by tests through the environment).
+/// Default longest analysis of one run (`JOB_TIMEOUT`).
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Lease, retry and time-out timing (shortened by tests through the environment).
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
     pub lease: Duration,
     pub reconcile_every: Duration,
     pub retry_base: Duration,
+    /// Longest a run may analyse before it is stopped and the job fails with code `timeout`
+    /// (None: no limit).
+    pub job_timeout: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -108,6 +114,7 @@ impl Default for Timing {
             lease: LEASE,
             reconcile_every: RECONCILE_EVERY,
             retry_base: RETRY_BASE,
+            job_timeout: Some(JOB_TIMEOUT),
         }
     }
 }
@@ -182,7 +189,9 @@ pub enum Outcome {
 
 /// The apalis handler: run the job, never report an error to apalis (see module docs).
 pub async fn handle(job_id: JobArgs, deps: Data<Deps>) -> Result<(), BoxDynError> {
-    match process(&deps, &job_id).await {
+    // Everything logged while this delivery runs names the job, even lines of shared code.
+    let span = tracing::info_span!("job", job_id = %job_id);
+    match tracing::Instrument::instrument(process(&deps, &job_id), span).await {
         Ok(_) => {}
         Err(e) => tracing::error!(job_id = %job_id, error = %e, "job handler failed"),
     }
@@ -343,6 +352,7 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
         deps.timing.lease,
         flag.clone(),
     ));
+    let timed_out = Arc::new(AtomicBool::new(false));
     let outcome = {
         // Jobs in flight beyond the analysis slots wait here, claimed and under lease.
         let _slot = match &deps.analysis_slots {
@@ -354,7 +364,20 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             ),
             None => None,
         };
-        run_analysis(deps, &job, input, flag).await
+        // The time limit counts from the analysis, not from the wait for a slot.
+        let limit = deps.timing.job_timeout.map(|limit| {
+            let (flag, timed_out) = (flag.clone(), timed_out.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                timed_out.store(true, Ordering::SeqCst);
+                flag.store(true, Ordering::SeqCst);
+            })
+        });
+        let outcome = run_analysis(deps, &job, input, flag).await;
+        if let Some(limit) = limit {
+            limit.abort();
+        }
+        outcome
     };
     lease.abort();
     deps.cancels.remove(id);
@@ -382,6 +405,22 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             } else {
                 tracing::info!(job_id = %id, duration_ms, "job finished but was cancelled or taken over meanwhile");
                 model::delete_items(db, id, attempt).await?;
+                Outcome::Cancelled
+            }
+        }
+        Err(AnalysisError::Cancelled) if timed_out.load(Ordering::SeqCst) => {
+            let limit = deps.timing.job_timeout.unwrap_or_default();
+            model::delete_items(db, id, attempt).await?;
+            let message = format!(
+                "the analysis ran longer than the time limit of {} and was stopped; \
+                 split the input into smaller jobs (the operator sets the limit with JOB_TIMEOUT)",
+                human_duration(limit)
+            );
+            if model::fail(db, id, attempt, "timeout", &message).await? {
+                tracing::warn!(job_id = %id, duration_ms, limit_ms = limit.as_millis() as u64, "job failed: time limit reached");
+                Outcome::Failed
+            } else {
+                tracing::info!(job_id = %id, duration_ms, "job cancelled");
                 Outcome::Cancelled
             }
         }
@@ -420,6 +459,18 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
     };
     deps.events.changed(id);
     Ok(result)
+}
+
+/// `90 s`, `2 min`, `1.5 h`: a limit as a person reads it.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 120.0 {
+        format!("{} s", (secs * 1000.0).round() / 1000.0)
+    } else if secs < 7200.0 {
+        format!("{} min", (secs / 6.0).round() / 10.0)
+    } else {
+        format!("{} h", (secs / 360.0).round() / 10.0)
+    }
 }
 
 /// The delay before retry number `attempt` (1, 2, ...): `base * 2^(attempt-1)`, capped at

@@ -3,13 +3,37 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorBody};
 use super::input::{self, Submission};
+use super::openapi::{Job, StatusEvent, SubmissionBody};
 use super::{AppState, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, Cancel, ItemRow, Status};
+
+/// The answer to a submission.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Accepted {
+    /// The job's id, a random UUID.
+    #[schema(value_type = String, format = "uuid")]
+    pub id: String,
+    /// Always `queued`.
+    #[schema(pattern = "^queued$")]
+    pub status: &'static str,
+    /// Where to follow the job: `/api/jobs/{id}`.
+    pub status_url: String,
+}
+
+/// The answer of `/healthz` (`ok`) and `/readyz` (`ready`).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[schema(pattern = "^(ok|ready)$")]
+    pub status: &'static str,
+}
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
@@ -29,12 +53,57 @@ fn media_type(req: &HttpRequest) -> String {
 }
 
 /// `POST /api/jobs` → 202 with `Location` and `Retry-After`.
+#[utoipa::path(
+    post,
+    path = "/api/jobs",
+    tag = "jobs",
+    summary = "Submit an analysis",
+    description = "Writes the job row and its queue entry and answers at once; a worker does the \
+        analysis. JSON bodies are one document or a batch; raw uploads are a text \
+        (`text/plain`, split into sentences), a CSV (`text/csv`, one item per row of the text \
+        column) or JSON lines (`application/x-ndjson`, one item per line). Bad input is refused \
+        here, before any row is written.",
+    params(("column" = Option<String>, Query,
+        description = "CSV uploads: the column holding the text (by default a column named like \
+            `text`, `review` or `comment`).")),
+    request_body(description = "The input.", content(
+        (SubmissionBody = "application/json"),
+        (String = "text/plain"),
+        (String = "text/csv"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 202, description = "Accepted: the job is queued.", body = Accepted,
+            headers(
+                ("Location" = String, description = "The job: `/api/jobs/{id}`."),
+                ("Retry-After" = u64, description = "Seconds before polling is useful."),
+            )),
+        (status = 400, description = "Malformed: not valid JSON (`invalid_json`), a field missing \
+            (`missing_field`), not UTF-8 (`invalid_utf8`), a bad query string (`bad_request`).",
+            body = ErrorBody),
+        (status = 413, description = "The body is over the size limit (`payload_too_large`).",
+            body = ErrorBody),
+        (status = 415, description = "Not one of the accepted content types, or compressed \
+            (`unsupported_media_type`).", body = ErrorBody),
+        (status = 422, description = "Nothing to analyse (`empty_input`), no usable text column \
+            (`no_text_column`), a broken CSV record (`bad_record`) or an item over the size limit \
+            (`item_too_large`).", body = ErrorBody),
+        (status = 429, description = "Too many submissions from this client (`rate_limited`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until a submission is accepted."))),
+        (status = 503, description = "The database or queue is briefly unavailable \
+            (`unavailable`).", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
 pub async fn create_job(
     req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<UploadQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Before the body is read: a client over its limit costs almost nothing.
+    state.submit_limit.check(&req)?;
     if let Some(coding) = req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -68,7 +137,11 @@ pub async fn create_job(
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, url.clone()))
         .insert_header((header::RETRY_AFTER, "1"))
-        .json(serde_json::json!({"id": id.to_string(), "status": "queued", "status_url": url})))
+        .json(Accepted {
+            id: id.to_string(),
+            status: "queued",
+            status_url: url,
+        }))
 }
 
 fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
@@ -83,6 +156,30 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
 }
 
 /// `GET /api/jobs/{id}` with ETag / If-None-Match.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    summary = "The job's status, progress and result",
+    params(
+        ("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404)."),
+        ("If-None-Match" = Option<String>, Header, nullable = false,
+            description = "An ETag of an earlier answer: 304 while the job has not changed."),
+    ),
+    responses(
+        (status = 200, description = "The job.", body = Job,
+            headers(
+                ("ETag" = String, description = "Changes whenever the job does."),
+                ("Cache-Control" = String, description = "`no-cache`."),
+            )),
+        (status = 304, description = "Not modified since the ETag given in `If-None-Match`.",
+            headers(("ETag" = String, description = "The job's current ETag."))),
+        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
 pub async fn get_job(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -105,6 +202,24 @@ pub async fn get_job(
 }
 
 /// `POST /api/jobs/{id}/cancel`: 200 with the job, or 409 when it is already final.
+#[utoipa::path(
+    post,
+    path = "/api/jobs/{id}/cancel",
+    tag = "jobs",
+    summary = "Cancel a queued or running job",
+    description = "A queued job never starts; a running one stops at its next chunk.",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
+    responses(
+        (status = 200, description = "Cancelled: the job.", body = Job,
+            headers(("ETag" = String, description = "The job's new ETag."))),
+        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The job is already final (`already_final`).",
+            body = ErrorBody),
+        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
 pub async fn cancel_job(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -144,6 +259,24 @@ const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15)
 /// `GET /api/jobs/{id}/events`: Server-Sent Events, one `status` event (the job JSON) per
 /// change, closed after the final state. It wakes on the job's change signals (from any process
 /// with Redis, see [`crate::jobs::events`]) and re-reads the row each time; the row is the truth.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/events",
+    tag = "jobs",
+    summary = "Server-Sent Events of the job",
+    description = "A `status` event (`data:` the job, as `GET /api/jobs/{id}` answers it, `id:` its \
+        version) on every change, comment lines to keep the connection alive, and the end of the \
+        stream after the final state.",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
+    responses(
+        (status = 200, description = "The event stream; the schema is that of each event.",
+            body = StatusEvent, content_type = "text/event-stream"),
+        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
 pub async fn job_events(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -224,6 +357,20 @@ pub async fn job_events(
 }
 
 /// `GET /metrics`: Prometheus text of the job rows and the queue entries.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Gauges `sentiq_jobs{queue,status}` and `sentiq_queue_entries{queue,state}`.",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4.", body = String,
+            content_type = "text/plain"),
+        (status = 503, description = "The database or queue is briefly unavailable \
+            (`unavailable`).", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     use std::fmt::Write;
     let jobs = model::counts(state.db()).await?;
@@ -254,16 +401,36 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         .body(out))
 }
 
+/// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Alive",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`.", body = Health)),
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// `GET /readyz`: 200 when the database and the queue both answer, else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Ready: the database and the queue answer",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`.", body = Health),
+        (status = 503, description = "The database or the queue does not answer (`not_ready`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (db, queue) = tokio::join!(state.db().ping(), state.deps.queue.ping());
     let problem = match (db, queue) {
         (Ok(()), Ok(())) => {
-            return HttpResponse::Ok().json(serde_json::json!({"status": "ready"}));
+            return HttpResponse::Ok().json(Health { status: "ready" });
         }
         (Err(e), _) => {
             tracing::warn!(error = %e, "not ready: database");
@@ -386,6 +553,27 @@ fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, 
     }
 }
 
+/// `GET /api/jobs/{id}/items.csv`: the scored items as CSV.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/items.csv",
+    tag = "jobs",
+    summary = "Per-item scores as CSV",
+    description = "Columns `position,id,text,neg,neu,pos,compound`, one row per item in input \
+        order.",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
+    responses(
+        (status = 200, description = "CSV with a header row.", body = String,
+            content_type = "text/csv",
+            headers(("Content-Disposition" = String, description = "An attachment file name."))),
+        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (`not_succeeded`).",
+            body = ErrorBody),
+        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
 pub async fn items_csv(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -393,6 +581,26 @@ pub async fn items_csv(
     items(state, path, ItemsFormat::Csv).await
 }
 
+/// `GET /api/jobs/{id}/items.jsonl`: the scored items as JSON lines.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/items.jsonl",
+    tag = "jobs",
+    summary = "Per-item scores as JSON lines",
+    description = "One `Item` object per line, in input order.",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
+    responses(
+        (status = 200, description = "JSON lines; each line is an `Item`.", body = String,
+            content_type = "application/x-ndjson",
+            headers(("Content-Disposition" = String, description = "An attachment file name."))),
+        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (`not_succeeded`).",
+            body = ErrorBody),
+        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
 pub async fn items_jsonl(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -26,8 +26,12 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String },
     #[error("{0}")]
     BadRequest(String),
+    #[error("too many submissions from your address; please try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("no job with this id")]
     NotFound,
+    #[error("{method} is not allowed here: use {allow}")]
+    MethodNotAllowed { method: String, allow: &'static str },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("the service is briefly unavailable; please try again in a few seconds")]
@@ -47,7 +51,9 @@ impl ApiError {
             ApiError::InvalidUtf8(_) => "invalid_utf8",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Unexpected(_) => "internal",
@@ -96,13 +102,19 @@ impl From<AnalysisError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// Every error answer of the JSON API.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+/// What went wrong: a stable machine-readable `code` and a `message` a person can read.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
+    /// Stable, e.g. `invalid_json`, `missing_field`, `invalid_utf8`, `empty_input`,
+    /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `not_found`,
+    /// `already_final`, `not_succeeded`, `unavailable`, `not_ready`.
     pub code: &'a str,
     pub message: &'a str,
 }
@@ -119,7 +131,9 @@ impl ResponseError for ApiError {
             | ApiError::InvalidUtf8(_)
             | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,8 +150,17 @@ impl ResponseError for ApiError {
         }
         let message = self.to_string();
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::Unavailable(_) = self {
-            response.insert_header(("Retry-After", RETRY_AFTER_UNAVAILABLE));
+        match self {
+            ApiError::Unavailable(_) => {
+                response.insert_header(("Retry-After", RETRY_AFTER_UNAVAILABLE));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header(("Allow", *allow));
+            }
+            _ => {}
         }
         response
             .insert_header(("Cache-Control", "no-store"))

@@ -1,10 +1,15 @@
 //! The HTTP layer: the JSON API ([`api`]), the pages ([`pages`]) and their shared pieces.
 
+pub mod admin;
 pub mod api;
 pub mod charts;
+pub mod csrf;
 pub mod errors;
 pub mod input;
+pub mod openapi;
 pub mod pages;
+pub mod rate_limit;
+pub mod request_log;
 
 use actix_web::{HttpResponse, web};
 use uuid::Uuid;
@@ -21,6 +26,8 @@ use input::Submission;
 pub struct AppState {
     pub config: Config,
     pub deps: Deps,
+    /// Submissions per client (shared by every HTTP worker thread of the process).
+    pub submit_limit: std::sync::Arc<rate_limit::SubmitLimit>,
 }
 
 impl AppState {
@@ -66,26 +73,49 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::QueryConfig::default()
             .error_handler(|e, _| ApiError::BadRequest(format!("bad query string: {e}")).into()),
     )
-    .route("/healthz", web::get().to(api::healthz))
-    .route("/readyz", web::get().to(api::readyz))
-    .route("/metrics", web::get().to(api::metrics))
-    .route("/api/openapi.json", web::get().to(pages::openapi))
-    .route("/api/jobs", web::post().to(api::create_job))
-    .route("/api/jobs/{id}", web::get().to(api::get_job))
-    .route("/api/jobs/{id}/cancel", web::post().to(api::cancel_job))
-    .route("/api/jobs/{id}/events", web::get().to(api::job_events))
-    .route("/api/jobs/{id}/items.csv", web::get().to(api::items_csv))
-    .route(
-        "/api/jobs/{id}/items.jsonl",
-        web::get().to(api::items_jsonl),
-    )
-    .route("/", web::get().to(pages::index))
-    .route("/analyses", web::post().to(pages::create))
-    .route("/analyses/{id}", web::get().to(pages::status))
-    .route("/analyses/{id}/cancel", web::post().to(pages::cancel))
-    .route("/static/app.css", web::get().to(pages::css))
-    .route("/static/app.js", web::get().to(pages::js))
+    .service(only("/healthz", "GET, HEAD").route(get().to(api::healthz)))
+    .service(only("/readyz", "GET, HEAD").route(get().to(api::readyz)))
+    .service(only("/metrics", "GET, HEAD").route(get().to(api::metrics)))
+    .service(only("/api/openapi.json", "GET, HEAD").route(get().to(openapi::openapi_json)))
+    .service(only("/api/jobs", "POST").route(web::post().to(api::create_job)))
+    .service(only("/api/jobs/{id}", "GET, HEAD").route(get().to(api::get_job)))
+    .service(only("/api/jobs/{id}/cancel", "POST").route(web::post().to(api::cancel_job)))
+    .service(only("/api/jobs/{id}/events", "GET, HEAD").route(get().to(api::job_events)))
+    .service(only("/api/jobs/{id}/items.csv", "GET, HEAD").route(get().to(api::items_csv)))
+    .service(only("/api/jobs/{id}/items.jsonl", "GET, HEAD").route(get().to(api::items_jsonl)))
+    .service(only("/", "GET, HEAD").route(get().to(pages::index)))
+    .service(only("/analyses", "POST").route(web::post().to(pages::create)))
+    .service(only("/analyses/{id}", "GET, HEAD").route(get().to(pages::status)))
+    .service(only("/analyses/{id}/cancel", "POST").route(web::post().to(pages::cancel)))
+    .service(only("/static/app.css", "GET, HEAD").route(get().to(pages::css)))
+    .service(only("/static/app.js", "GET, HEAD").route(get().to(pages::js)))
+    .configure(admin::routes)
     .default_service(web::to(not_found));
+}
+
+/// GET, and HEAD with the same handler (actix sends no body for HEAD).
+fn get() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// A resource answering `405 Method Not Allowed` with `Allow: {allow}` to the methods it has no
+/// route for (JSON under `/api/`, as every API error).
+fn only(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| async move {
+        let e = ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allow,
+        };
+        if req.path().starts_with("/api/") {
+            actix_web::ResponseError::error_response(&e)
+        } else {
+            HttpResponse::MethodNotAllowed()
+                .insert_header((actix_web::http::header::ALLOW, allow))
+                .content_type("text/plain; charset=utf-8")
+                .body(format!("{e}\n"))
+        }
+    }))
 }
 
 async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {

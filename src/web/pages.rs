@@ -1,7 +1,7 @@
 //! Server-rendered pages (askama). Everything works without JavaScript; `static/app.js` only
 //! makes the progress live.
 
-use actix_multipart::Multipart;
+use actix_multipart::{Field, Multipart};
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use super::charts::{self, Arc as ArcChart, Histogram};
 use super::errors::ApiError;
 use super::input::{self, Submission};
-use super::{AppState, api, parse_id, submit};
+use super::{AppState, api, csrf, parse_id, submit};
 use crate::analysis::{Format, Report};
 use crate::jobs::model::{self, JobRow, Status};
 
@@ -20,16 +20,6 @@ const RECENT: i64 = 12;
 
 static CSS: &str = include_str!("../../static/app.css");
 static JS: &str = include_str!("../../static/app.js");
-static OPENAPI: &str = include_str!("../../static/openapi.json");
-
-/// `GET /api/openapi.json`: the OpenAPI 3 description of the JSON API.
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(OPENAPI)
-}
-
 pub async fn css() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
@@ -96,6 +86,7 @@ pub struct RecentJob {
 #[derive(Template)]
 #[template(path = "index.html")]
 struct IndexPage {
+    csrf: String,
     recent: Vec<RecentJob>,
     error: Option<String>,
     text: String,
@@ -110,8 +101,44 @@ pub fn not_found_page() -> HttpResponse {
     html(StatusCode::NOT_FOUND, NotFoundPage.render())
 }
 
+#[derive(Template)]
+#[template(path = "forbidden.html")]
+struct ForbiddenPage {
+    back: String,
+    back_label: &'static str,
+}
+
+/// The answer to a form post that failed the CSRF check: a page in words, and the way back to a
+/// fresh copy of the form (whose load sets the token again).
+fn forbidden_page(
+    req: &HttpRequest,
+    why: csrf::Rejection,
+    back: String,
+    back_label: &'static str,
+) -> HttpResponse {
+    tracing::warn!(
+        path = req.path(),
+        reason = why.reason(),
+        "form post refused by the CSRF check"
+    );
+    html(
+        StatusCode::FORBIDDEN,
+        ForbiddenPage { back, back_label }.render(),
+    )
+}
+
+fn add_cookies(
+    resp: &mut HttpResponse,
+    cookies: impl IntoIterator<Item = Option<Cookie<'static>>>,
+) {
+    for c in cookies.into_iter().flatten() {
+        let _ = resp.add_cookie(&c);
+    }
+}
+
 async fn index_page(
     state: &AppState,
+    csrf: String,
     visitor: &str,
     error: Option<String>,
     text: String,
@@ -141,6 +168,7 @@ async fn index_page(
     html(
         status,
         IndexPage {
+            csrf,
             recent,
             error,
             text,
@@ -153,45 +181,106 @@ async fn index_page(
 /// `GET /`: the form and the visitor's own recent jobs.
 pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let (visitor, cookie) = visitor(&req);
-    let mut resp = index_page(&state, &visitor, None, String::new(), StatusCode::OK).await;
-    if let Some(c) = cookie {
-        let _ = resp.add_cookie(&c);
-    }
+    let (token, token_cookie) = csrf::token(&req);
+    let mut resp = index_page(&state, token, &visitor, None, String::new(), StatusCode::OK).await;
+    add_cookies(&mut resp, [cookie, token_cookie]);
     resp
 }
 
 /// What the person typed, kept to re-fill the form after an error (when small).
 const KEEP_TEXT: usize = 200_000;
 
-/// `POST /analyses` (urlencoded or multipart) → 303 to the status page, or the form again with
-/// the error in words.
+/// Why a form post was not turned into a job.
+enum FormError {
+    Forged(csrf::Rejection),
+    Api(ApiError),
+}
+
+impl From<ApiError> for FormError {
+    fn from(e: ApiError) -> Self {
+        FormError::Api(e)
+    }
+}
+
+/// `POST /analyses` (urlencoded or multipart) → 303 to the status page, the form again with the
+/// error in words, or 403 when the CSRF check fails.
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (visitor, cookie) = visitor(&req);
     let mut kept = String::new();
-    let result = match read_form(&req, payload, &state, &mut kept).await {
-        Ok(sub) => submit(&state, sub, Some(visitor.clone())).await,
+    let sub = match read_form(&req, payload, &state, &mut kept).await {
+        Ok(sub) => Ok(sub),
+        Err(FormError::Forged(why)) => {
+            return forbidden_page(&req, why, "/".into(), "Back to the form");
+        }
+        Err(FormError::Api(e)) => Err(e),
+    };
+    let (visitor, cookie) = visitor(&req);
+    let result = match sub {
+        // Checked after the form was read, so a refused person gets their text back.
+        Ok(sub) => match state.submit_limit.check(&req) {
+            Ok(()) => submit(&state, sub, Some(visitor.clone())).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
-    let mut resp = match result {
-        Ok(id) => HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, format!("/analyses/{id}")))
-            .finish(),
+    match result {
+        Ok(id) => {
+            let mut resp = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/analyses/{id}")))
+                .finish();
+            add_cookies(&mut resp, [cookie]);
+            resp
+        }
         Err(e) => {
             if let ApiError::Unexpected(cause) = &e {
                 tracing::error!(error = %cause, "form submission failed");
             }
             let message = form_message(&e, state.config.max_body_bytes);
-            index_page(&state, &visitor, Some(message), kept, e.status_code()).await
+            // The form may be refused before its token was read (too large, unreadable), so the
+            // re-rendered form sets the token cookie when it is missing, as `GET /` does.
+            let (token, token_cookie) = csrf::token(&req);
+            let mut resp = index_page(
+                &state,
+                token,
+                &visitor,
+                Some(message),
+                kept,
+                e.status_code(),
+            )
+            .await;
+            add_cookies(&mut resp, [cookie, token_cookie]);
+            if let ApiError::RateLimited { retry_after_secs } = e
+                && let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            resp
         }
-    };
-    if let Some(c) = cookie {
-        let _ = resp.add_cookie(&c);
     }
-    resp
+}
+
+/// Refuse a post that the browser marks as cross-site before any of its body is read. The body
+/// is still read and dropped (within bounds) so the browser shows the page, not a reset.
+async fn refuse_cross_site(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    drain_limit: u64,
+) -> Result<(), csrf::Rejection> {
+    if !csrf::cross_site(req) {
+        return Ok(());
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|len| len <= drain_limit) {
+        input::drain(payload, drain_limit).await;
+    }
+    Err(csrf::Rejection::CrossSite)
 }
 
 fn form_message(e: &ApiError, limit: usize) -> String {
@@ -230,17 +319,22 @@ fn content_type(req: &HttpRequest) -> String {
 
 async fn read_form(
     req: &HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
     state: &AppState,
     kept: &mut String,
-) -> Result<Submission, ApiError> {
+) -> Result<Submission, FormError> {
     let limit = state.config.max_body_bytes;
+    refuse_cross_site(req, &mut payload, input::form_drain_limit(limit))
+        .await
+        .map_err(FormError::Forged)?;
     let ct = content_type(req);
     let (text, file, column) = if ct.starts_with("application/x-www-form-urlencoded") {
         let body = input::read_body(req, payload, limit, input::form_drain_limit(limit)).await?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| ApiError::InvalidUtf8("the text is not valid UTF-8 text".into()))?;
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        csrf::verify(req, get(csrf::FIELD).as_deref().map(str::as_bytes))
+            .map_err(FormError::Forged)?;
         (
             get("text").unwrap_or_default().into_bytes(),
             None,
@@ -251,30 +345,61 @@ async fn read_form(
     } else {
         return Err(ApiError::UnsupportedMediaType(
             "the form must be sent as multipart/form-data or urlencoded".into(),
-        ));
+        )
+        .into());
     };
     if text.len() <= KEEP_TEXT
         && let Ok(t) = std::str::from_utf8(&text)
     {
         *kept = t.to_owned();
     }
-    match file {
+    Ok(match file {
         Some((name, bytes)) if !bytes.is_empty() => {
             let format = Format::from_file_name(&name);
             let title = if name.is_empty() { None } else { Some(name) };
             input::from_raw(bytes, format, column, title)
         }
         _ => input::from_raw(text, Format::Text, None, None),
-    }
+    }?)
 }
 
 type FormParts = (Vec<u8>, Option<(String, Vec<u8>)>, Option<String>);
 
+/// Read and drop the rest of a refused multipart body (up to `drain_limit` bytes in all, `seen`
+/// of them already read) so the browser gets the page instead of a reset connection. `field` is
+/// the part being read, if it has not ended (a field panics when polled past its end).
+async fn drain_multipart(field: Option<Field>, mut mp: Multipart, mut seen: u64, drain_limit: u64) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        if let Some(mut field) = field {
+            while let Some(Ok(chunk)) = field.next().await {
+                seen += chunk.len() as u64;
+                if seen > drain_limit {
+                    return;
+                }
+            }
+        }
+        while let Some(Ok(mut rest)) = mp.next().await {
+            while let Some(Ok(chunk)) = rest.next().await {
+                seen += chunk.len() as u64;
+                if seen > drain_limit {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Longer than any token: a `csrf` part past this is not one of ours.
+const MAX_TOKEN_PART: usize = 256;
+
+/// Read a multipart form. Its first part must be the CSRF token, checked before any other part
+/// is read, so an upload is never held (let alone stored) for a forged post.
 async fn read_multipart(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
-) -> Result<FormParts, ApiError> {
+) -> Result<FormParts, FormError> {
     let mut payload = payload;
     let drain_limit = input::form_drain_limit(limit);
     if let Some(len) = req
@@ -287,17 +412,46 @@ async fn read_multipart(
         if len <= drain_limit {
             input::drain(&mut payload, drain_limit).await;
         }
-        return Err(ApiError::PayloadTooLarge { limit });
+        return Err(ApiError::PayloadTooLarge { limit }.into());
     }
     let mut mp = Multipart::new(req.headers(), payload);
     let mut total = 0usize;
     let mut text = Vec::new();
     let mut file: Option<(String, Vec<u8>)> = None;
     let mut column = None;
+    let mut token_checked = false;
     while let Some(field) = mp.next().await {
         let mut field =
             field.map_err(|e| ApiError::BadRequest(format!("the form could not be read: {e}")))?;
         let name = field.name().unwrap_or("").to_owned();
+        if !token_checked {
+            let mut token = Vec::new();
+            let mut ended = false;
+            if name == csrf::FIELD {
+                loop {
+                    let Some(chunk) = field.next().await else {
+                        ended = true;
+                        break;
+                    };
+                    let chunk = chunk.map_err(|e| {
+                        ApiError::BadRequest(format!("the form could not be read: {e}"))
+                    })?;
+                    total += chunk.len();
+                    token.extend_from_slice(&chunk);
+                    if token.len() > MAX_TOKEN_PART {
+                        break;
+                    }
+                }
+            }
+            let submitted = (name == csrf::FIELD).then_some(token.as_slice());
+            if let Err(why) = csrf::verify(req, submitted) {
+                let rest = (!ended).then_some(field);
+                drain_multipart(rest, mp, total as u64, drain_limit).await;
+                return Err(FormError::Forged(why));
+            }
+            token_checked = true;
+            continue;
+        }
         let filename = field
             .content_disposition()
             .and_then(|cd| cd.get_filename())
@@ -315,25 +469,9 @@ async fn read_multipart(
             buf.extend_from_slice(&chunk);
         }
         if overflow {
-            // Read (and drop) the rest so the browser gets the page, not a reset connection.
             drop(buf);
-            let mut seen = total as u64;
-            while let Some(Ok(chunk)) = field.next().await {
-                seen += chunk.len() as u64;
-                if seen > drain_limit {
-                    return Err(ApiError::PayloadTooLarge { limit });
-                }
-            }
-            drop(field);
-            while let Some(Ok(mut rest)) = mp.next().await {
-                while let Some(Ok(chunk)) = rest.next().await {
-                    seen += chunk.len() as u64;
-                    if seen > drain_limit {
-                        return Err(ApiError::PayloadTooLarge { limit });
-                    }
-                }
-            }
-            return Err(ApiError::PayloadTooLarge { limit });
+            drain_multipart(Some(field), mp, total as u64, drain_limit).await;
+            return Err(ApiError::PayloadTooLarge { limit }.into());
         }
         match name.as_str() {
             "text" => text = buf,
@@ -346,6 +484,10 @@ async fn read_multipart(
             }
             _ => {}
         }
+    }
+    if !token_checked {
+        // No part at all, so no token either.
+        return Err(FormError::Forged(csrf::Rejection::NoToken));
     }
     Ok((text, file, column))
 }
@@ -382,6 +524,7 @@ pub struct ErrorView {
 #[derive(Template)]
 #[template(path = "status.html")]
 struct StatusPage {
+    csrf: String,
     id: String,
     title: String,
     status: String,
@@ -474,7 +617,7 @@ fn empty_report() -> Report {
     }
 }
 
-fn status_page(job: &JobRow) -> StatusPage {
+fn status_page(job: &JobRow, csrf: String) -> StatusPage {
     let status = job.status();
     let report = if status == Status::Succeeded {
         job.report()
@@ -489,6 +632,7 @@ fn status_page(job: &JobRow) -> StatusPage {
         _ => String::new(),
     };
     StatusPage {
+        csrf,
         id: job.id.clone(),
         title: if job.title.is_empty() {
             "Analysis".into()
@@ -526,19 +670,63 @@ fn status_page(job: &JobRow) -> StatusPage {
 }
 
 /// `GET /analyses/{id}`.
-pub async fn status(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+pub async fn status(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     let Ok(id) = parse_id(&path) else {
         return not_found_page();
     };
     match model::get(state.db(), &id).await {
-        Ok(Some(job)) => html(StatusCode::OK, status_page(&job).render()),
+        Ok(Some(job)) => {
+            // A final page has no Cancel form, so it hands out no token.
+            let (token, cookie) = if job.status().is_final() {
+                (String::new(), None)
+            } else {
+                csrf::token(&req)
+            };
+            let mut resp = html(StatusCode::OK, status_page(&job, token).render());
+            add_cookies(&mut resp, [cookie]);
+            resp
+        }
         Ok(None) => not_found_page(),
         Err(e) => ApiError::from(e).error_response(),
     }
 }
 
-/// `POST /analyses/{id}/cancel` (the page's Cancel button) → back to the status page.
-pub async fn cancel(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+/// The cancel form holds the token and nothing else: a few hundred bytes at most.
+const CANCEL_BODY_LIMIT: usize = 4096;
+/// Enough to read past any body a browser would send to the cancel URL, so it shows the page.
+const CANCEL_DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// `POST /analyses/{id}/cancel` (the page's Cancel button) → back to the status page, or 403 when
+/// the CSRF check fails (and nothing is cancelled).
+pub async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let back = parse_id(&path).map_or_else(|_| "/".to_owned(), |id| format!("/analyses/{id}"));
+    let mut payload = payload;
+    if let Err(why) = refuse_cross_site(&req, &mut payload, CANCEL_DRAIN_LIMIT).await {
+        return forbidden_page(&req, why, back, "Back to the analysis");
+    }
+    // Only the page's own urlencoded form carries a token; any other body has none.
+    let token = if content_type(&req).starts_with("application/x-www-form-urlencoded") {
+        input::read_body(&req, payload, CANCEL_BODY_LIMIT, CANCEL_DRAIN_LIMIT)
+            .await
+            .ok()
+            .and_then(|body| serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).ok())
+            .and_then(|pairs| pairs.into_iter().find(|(n, _)| n == csrf::FIELD))
+            .map(|(_, v)| v)
+    } else {
+        None
+    };
+    if let Err(why) = csrf::verify(&req, token.as_deref().map(str::as_bytes)) {
+        return forbidden_page(&req, why, back, "Back to the analysis");
+    }
     match api::cancel(&state, &path).await {
         Ok(_) | Err(ApiError::Conflict { .. }) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("/analyses/{}", path.as_str())))

@@ -52,6 +52,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
             dir.path().join("sentiq-test.db").display()
         ),
         poll_interval: Duration::from_millis(50),
+        // Tests submit faster than one client may; the rate limit has its own test.
+        submit_rate_per_minute: 0,
         ..Config::default()
     };
     change(&mut config);

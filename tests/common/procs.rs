@@ -705,7 +705,13 @@ const CONFIG_VARS: &[&str] = &[
     "RUN_WORKER",
     "RUST_LOG",
     "LOG_FORMAT",
+    "RUST_LOG_FORMAT",
     "SENTIQ_THREADS",
+    "ADMIN_TOKEN",
+    "JOB_TIMEOUT",
+    "SUBMIT_RATE_PER_MINUTE",
+    "SUBMIT_BURST",
+    "TRUST_FORWARDED_FOR",
 ];
 
 /// A set of environment variables for `sentiq` children.
@@ -713,8 +719,9 @@ const CONFIG_VARS: &[&str] = &[
 pub struct Env(Vec<(String, String)>);
 
 impl Env {
+    /// No variables but `SUBMIT_RATE_PER_MINUTE=0`: the tests submit faster than one client may.
     pub fn new() -> Env {
-        Env::default()
+        Env::default().set("SUBMIT_RATE_PER_MINUTE", 0)
     }
 
     /// Set (or replace) a variable.

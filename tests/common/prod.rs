@@ -101,6 +101,8 @@ pub async fn prod_config(change: impl FnOnce(&mut Config)) -> Config {
         redis_namespace: format!("sentiq_t_{}", &suffix[16..]),
         poll_interval: Duration::from_millis(100),
         database_max_connections: 8,
+        // Tests submit faster than one client may; the rate limit has its own test.
+        submit_rate_per_minute: 0,
         ..Config::default()
     };
     config.timing.reconcile_every = Duration::from_millis(200);

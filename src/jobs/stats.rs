@@ -1,0 +1,161 @@
+//! The figures of the operator dashboard, read from the job rows: queue depths, throughput per
+//! minute and the lists of failed, cancelled and open jobs.
+//!
+//! Every query is driven by the `jobs_by_status (status, updated_at)` index, so the dashboard
+//! costs a few index range scans however many finished jobs the table holds; none reads the
+//! stored reports.
+
+use sqlx::FromRow;
+
+use crate::db::Db;
+use crate::on_db;
+
+/// Queued and running jobs of one queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub queue: String,
+    pub queued: i64,
+    pub running: i64,
+    /// `updated_at` of the queued job that has waited longest (when it was queued last).
+    pub oldest_queued_at: Option<String>,
+}
+
+/// Queued and running jobs per queue, for each of `queues` (zeros included) and any other
+/// queue that has open jobs.
+pub async fn depths(db: &Db, queues: &[&str]) -> Result<Vec<Depth>, sqlx::Error> {
+    let rows: Vec<(String, String, i64, Option<String>)> = on_db!(db, |pool| {
+        sqlx::query_as(
+            "SELECT queue, status, COUNT(*), MIN(updated_at) FROM sentiq_jobs \
+             WHERE status IN ('queued', 'running') GROUP BY queue, status",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    let mut out: Vec<Depth> = queues
+        .iter()
+        .map(|q| Depth {
+            queue: (*q).to_owned(),
+            ..Depth::default()
+        })
+        .collect();
+    for (queue, status, n, oldest) in rows {
+        let i = match out.iter().position(|d| d.queue == queue) {
+            Some(i) => i,
+            None => {
+                out.push(Depth {
+                    queue,
+                    ..Depth::default()
+                });
+                out.len() - 1
+            }
+        };
+        let depth = &mut out[i];
+        if status == "queued" {
+            depth.queued = n;
+            depth.oldest_queued_at = oldest;
+        } else {
+            depth.running = n;
+        }
+    }
+    Ok(out)
+}
+
+/// Jobs that ended in one minute.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Minute {
+    /// `YYYY-MM-DDTHH:MM` (UTC), the first 16 characters of the stored times in that minute.
+    pub minute: String,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}
+
+impl Minute {
+    pub fn total(&self) -> i64 {
+        self.succeeded + self.failed + self.cancelled
+    }
+}
+
+/// Jobs that ended (by `finished_at`) in each of the `minutes` whole minutes up to and
+/// including the current one, oldest first; minutes without any are zeros.
+pub async fn throughput(db: &Db, minutes: u32) -> Result<Vec<Minute>, sqlx::Error> {
+    let now = chrono::Utc::now();
+    let mut out: Vec<Minute> = (0..i64::from(minutes.max(1)))
+        .rev()
+        .map(|back| Minute {
+            minute: (now - chrono::Duration::minutes(back))
+                .format("%Y-%m-%dT%H:%M")
+                .to_string(),
+            ..Minute::default()
+        })
+        .collect();
+    let since = format!("{}:00.000Z", out[0].minute);
+    // A row's `updated_at` is never older than its `finished_at` (both are set together, and
+    // later writes only move `updated_at` on), so the index range on `updated_at` finds every
+    // row finished since `since` without scanning older ones.
+    let rows: Vec<(String, String, i64)> = on_db!(db, |pool| {
+        sqlx::query_as(
+            "SELECT substr(finished_at, 1, 16), status, COUNT(*) FROM sentiq_jobs \
+             WHERE status IN ('succeeded', 'failed', 'cancelled') AND updated_at >= $1 \
+             AND finished_at >= $1 GROUP BY 1, 2",
+        )
+        .bind(&since)
+        .fetch_all(pool)
+        .await?
+    });
+    for (minute, status, n) in rows {
+        if let Some(m) = out.iter_mut().find(|m| m.minute == minute) {
+            match status.as_str() {
+                "succeeded" => m.succeeded = n,
+                "failed" => m.failed = n,
+                _ => m.cancelled = n,
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A job as the dashboard lists it (no input, no report).
+#[derive(Clone, Debug, FromRow)]
+pub struct JobLine {
+    pub id: String,
+    pub queue: String,
+    pub status: String,
+    pub title: String,
+    pub input_bytes: i64,
+    pub progress_done: i64,
+    pub progress_total: i64,
+    pub attempts: i64,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// The `limit` jobs of `status` changed last, newest first.
+pub async fn latest(db: &Db, status: &str, limit: i64) -> Result<Vec<JobLine>, sqlx::Error> {
+    on_db!(db, |pool| {
+        sqlx::query_as::<_, JobLine>(
+            "SELECT id, queue, status, title, input_bytes, progress_done, progress_total, \
+             attempts, created_at, started_at, finished_at, updated_at, error_code, \
+             error_message FROM sentiq_jobs WHERE status = $1 \
+             ORDER BY updated_at DESC, id LIMIT $2",
+        )
+        .bind(status)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+}
+
+/// Up to `limit` open jobs: the running ones first, then the queued ones, each newest first.
+pub async fn open_jobs(db: &Db, limit: i64) -> Result<Vec<JobLine>, sqlx::Error> {
+    let mut jobs = latest(db, "running", limit).await?;
+    let room = limit - jobs.len() as i64;
+    if room > 0 {
+        jobs.extend(latest(db, "queued", room).await?);
+    }
+    Ok(jobs)
+}
