@@ -37,6 +37,8 @@ pub struct Config {
     pub timing: Timing,
     /// Most PostgreSQL connections of this process.
     pub database_max_connections: u32,
+    /// `sentiq worker` serves its `/metrics` on this port (None: it serves nothing).
+    pub metrics_port: Option<u16>,
     /// The operator dashboard's token; None: `/admin` does not exist (404).
     pub admin_token: Option<String>,
     /// Submissions a client may make per minute (`POST /api/jobs`, `POST /analyses`); 0: no limit.
@@ -69,6 +71,7 @@ impl Default for Config {
             timing: Timing::default(),
             database_max_connections: 16,
             admin_token: None,
+            metrics_port: None,
             submit_rate_per_minute: 600,
             submit_burst: 100,
             trust_forwarded_for: false,
@@ -163,7 +166,7 @@ impl Config {
     /// `REDIS_NAMESPACE`, `MAX_BODY_BYTES`, `WORKER_CONCURRENCY`, `WORKER_IN_FLIGHT`, `WORKER_QUEUES`,
     /// `BULK_THRESHOLD_BYTES`, `POLL_INTERVAL_MS`, `RUN_WORKER`, `JOB_LEASE_MS`,
     /// `RECONCILE_INTERVAL_MS`, `RETRY_BASE_MS`, `REDIS_TLS_INSECURE`, `ADMIN_TOKEN`, `JOB_TIMEOUT`,
-    /// `SUBMIT_RATE_PER_MINUTE`, `SUBMIT_BURST` and `TRUST_FORWARDED_FOR`.
+    /// `SUBMIT_RATE_PER_MINUTE`, `SUBMIT_BURST`, `TRUST_FORWARDED_FOR` and `METRICS_PORT`.
     pub fn from_env() -> Result<Config, ConfigError> {
         let d = Config::default();
         let run_worker = flag("RUN_WORKER", true);
@@ -216,6 +219,10 @@ impl Config {
                 d.database_max_connections,
             )?
             .max(2),
+            metrics_port: match std::env::var("METRICS_PORT") {
+                Ok(v) if !v.trim().is_empty() => Some(parsed("METRICS_PORT", 0u16)?),
+                _ => None,
+            },
             admin_token: std::env::var("ADMIN_TOKEN")
                 .ok()
                 .map(|v| v.trim().to_owned())

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod jobs;
+pub mod metrics;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

@@ -220,6 +220,40 @@ fn worker_connections(config: &Config) -> u32 {
     (2 * crate::jobs::batch::WRITERS + runs.min(12) + 2) as u32
 }
 
+/// A worker's own `/metrics` (its job counters and histograms live in this process) on
+/// `host:port`, for Prometheus to scrape beside each web process.
+fn serve_worker_metrics(
+    host: &str,
+    port: u16,
+    deps: &Deps,
+) -> Result<actix_web::dev::ServerHandle, StartupError> {
+    async fn metrics(
+        deps: web::Data<Deps>,
+    ) -> Result<actix_web::HttpResponse, crate::web::errors::ApiError> {
+        Ok(actix_web::HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(crate::web::api::metrics_text(&deps).await?))
+    }
+    let deps = web::Data::new(deps.clone());
+    let listener = TcpListener::bind((host, port))?;
+    tracing::info!(
+        port = listener.local_addr()?.port(),
+        "worker metrics served at /metrics"
+    );
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(deps.clone())
+            .route("/metrics", web::get().to(metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(handle)
+}
+
 /// Run workers of `config.queues` and the reconciler until `stop` resolves; then stop fetching,
 /// let running jobs finish (handing back those still running after [`HAND_BACK_AFTER`]).
 pub async fn run_worker_until(
@@ -233,6 +267,10 @@ pub async fn run_worker_until(
         queue = if config.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
     let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
     let heartbeat = crate::jobs::workers::Heartbeat::start(&config, &deps, "worker");
+    let metrics_server = match config.metrics_port {
+        Some(port) => Some(serve_worker_metrics(&config.host, port, &deps)?),
+        None => None,
+    };
     let listener = match &deps.queue {
         Queue::Redis(redis) => Some(tokio::spawn(
             RedisQueue::clone(redis).listen_for_wakes(config.queues.clone(), deps.wakers.clone()),
@@ -256,6 +294,9 @@ pub async fn run_worker_until(
     };
     reconciler.abort();
     heartbeat.stop().await;
+    if let Some(server) = metrics_server {
+        server.stop(false).await;
+    }
     if let Some(l) = listener {
         l.abort();
     }

@@ -816,6 +816,108 @@ async fn the_event_stream_sends_each_change_and_closes_after_the_final_state() {
     assert_error(r, 404, "not_found").await;
 }
 
+/// The value of the sample `series` (name with labels, exactly as rendered) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_job_events_durations_waits_and_http_requests_by_route_and_status() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let ok = app.submit(&json!({"text": "Count me. Lovely."})).await;
+    let bad = app
+        .submit_raw("text/csv", "id,stars,review\n1,5,Lovely\n2\n3,1,Dreadful\n")
+        .await;
+    let cancelled = app.submit(&json!({"text": "Never mind."})).await;
+    let r = app
+        .client
+        .post(app.url(&format!("/api/jobs/{cancelled}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_error(
+        app.post_json(&json!({"text": "  "})).await,
+        422,
+        "empty_input",
+    )
+    .await;
+    for _ in 0..3 {
+        app.job(&ok).await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        worker::process(&app.deps, &ok).await.unwrap(),
+        Outcome::Succeeded
+    );
+    assert_eq!(
+        worker::process(&app.deps, &bad).await.unwrap(),
+        Outcome::Failed
+    );
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let q = "{queue=\"quick\"}";
+    assert_eq!(
+        sample(&text, &format!("sentiq_jobs_submitted_total{q}")),
+        3.0
+    );
+    assert_eq!(sample(&text, &format!("sentiq_jobs_started_total{q}")), 2.0);
+    assert_eq!(
+        sample(&text, &format!("sentiq_jobs_succeeded_total{q}")),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, &format!("sentiq_jobs_cancelled_total{q}")),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sentiq_jobs_failed_total{code=\"bad_record\",queue=\"quick\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, &format!("sentiq_job_duration_seconds_count{q}")),
+        2.0
+    );
+    assert_eq!(
+        sample(&text, &format!("sentiq_job_queue_wait_seconds_count{q}")),
+        2.0
+    );
+    // Both waited at least the 30 ms slept above, and less than a minute.
+    let waited = sample(&text, &format!("sentiq_job_queue_wait_seconds_sum{q}"));
+    assert!((0.06..60.0).contains(&waited), "{waited}");
+    let http = |route: &str, method: &str, status: u16| {
+        sample(
+            &text,
+            &format!(
+                "sentiq_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}}"
+            ),
+        )
+    };
+    assert_eq!(http("/api/jobs", "POST", 202), 3.0);
+    assert_eq!(http("/api/jobs", "POST", 422), 1.0);
+    assert_eq!(http("/api/jobs/{id}", "GET", 200), 3.0);
+    assert_eq!(http("/api/jobs/{id}/cancel", "POST", 200), 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            "sentiq_http_request_duration_seconds_count{method=\"POST\",route=\"/api/jobs\"}"
+        ),
+        4.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_jobs_by_queue_and_status() {
     let app = spawn_app_with(|c| c.run_worker = false).await;

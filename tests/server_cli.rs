@@ -289,3 +289,88 @@ fn human_logs_are_the_default_and_carry_the_request_id_too() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn a_separate_worker_serves_its_own_job_metrics_at_metrics_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, port, _logs) = serve_collecting_logs(dir.path(), &[("RUN_WORKER", "false")]);
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let worker = sentiq()
+        .arg("worker")
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("HOST", "127.0.0.1")
+        .env("METRICS_PORT", metrics_port.to_string())
+        .env("POLL_INTERVAL_MS", "20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (web_text, worker_text) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let r = client
+            .post(format!("http://127.0.0.1:{port}/api/jobs"))
+            .json(&serde_json::json!({"text": "Run elsewhere. Lovely."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let start = Instant::now();
+        loop {
+            let job: serde_json::Value = client
+                .get(format!("http://127.0.0.1:{port}/api/jobs/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if job["status"] == "succeeded" {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let get = |url: String| {
+            let client = client.clone();
+            async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+        };
+        (
+            get(format!("http://127.0.0.1:{port}/metrics")).await,
+            get(format!("http://127.0.0.1:{metrics_port}/metrics")).await,
+        )
+    });
+    let mut worker = worker;
+    let _ = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let _ = worker.wait();
+    stop(web);
+    // Each process counts what happened in it; the row gauges are the same in both.
+    assert!(
+        worker_text.contains("sentiq_jobs_succeeded_total{queue=\"quick\"} 1"),
+        "{worker_text}"
+    );
+    assert!(worker_text.contains("sentiq_job_duration_seconds_count{queue=\"quick\"} 1"));
+    assert!(!worker_text.contains("sentiq_jobs_submitted_total{"));
+    assert!(
+        web_text.contains("sentiq_jobs_submitted_total{queue=\"quick\"} 1"),
+        "{web_text}"
+    );
+    assert!(!web_text.contains("sentiq_jobs_succeeded_total{"));
+    for text in [&web_text, &worker_text] {
+        assert!(
+            text.contains("sentiq_jobs{queue=\"quick\",status=\"succeeded\"} 1"),
+            "{text}"
+        );
+    }
+}

@@ -135,6 +135,8 @@ pub struct Deps {
     pub submitter: Submitter,
     /// PostgreSQL: claims and finishes of this process's runs, group-committed.
     pub run_writes: Option<RunWrites>,
+    /// This process's Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Analyses of this queue's worker that may run at once (set per queue by
     /// [`register_jobs`]; None: no limit beyond the worker's own concurrency).
     pub analysis_slots: Option<Arc<tokio::sync::Semaphore>>,
@@ -154,6 +156,7 @@ impl Deps {
             Db::Sqlite(_) => None,
         };
         Deps {
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             run_writes,
             analysis_slots: None,
             db,
@@ -322,8 +325,22 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
         )
         .await?;
         deps.events.changed(id);
+        deps.metrics
+            .jobs_failed
+            .with_label_values(&[&job.queue, "too_many_attempts"])
+            .inc();
         tracing::warn!(job_id = %id, attempt, "job failed: too many attempts");
         return Ok(Outcome::Failed);
+    }
+    let metrics = &deps.metrics;
+    metrics.jobs_started.with_label_values(&[&job.queue]).inc();
+    if attempt == 1
+        && let Some(wait) = seconds_between(&job.created_at, job.started_at.as_deref())
+    {
+        metrics
+            .queue_wait
+            .with_label_values(&[&job.queue])
+            .observe(wait);
     }
     if attempt > 1 {
         model::delete_items(db, id, attempt).await?;
@@ -337,6 +354,10 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             "the input of this job is missing",
         )
         .await?;
+        metrics
+            .jobs_failed
+            .with_label_values(&[&job.queue, "internal"])
+            .inc();
         return Ok(Outcome::Failed);
     };
 
@@ -383,6 +404,8 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
     deps.cancels.remove(id);
 
     let duration_ms = started.elapsed().as_millis() as u64;
+    // The error code of a failure, for the metrics.
+    let mut failed_code = "";
     let result = match outcome {
         Ok((report, items)) => {
             let json =
@@ -418,6 +441,7 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             );
             if model::fail(db, id, attempt, "timeout", &message).await? {
                 tracing::warn!(job_id = %id, duration_ms, limit_ms = limit.as_millis() as u64, "job failed: time limit reached");
+                failed_code = "timeout";
                 Outcome::Failed
             } else {
                 tracing::info!(job_id = %id, duration_ms, "job cancelled");
@@ -445,6 +469,7 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             tracing::info!(job_id = %id, duration_ms, code = e.code(), "job failed");
             model::delete_items(db, id, attempt).await?;
             model::fail(db, id, attempt, e.code(), &e.to_string()).await?;
+            failed_code = e.code();
             Outcome::Failed
         }
         Err(e) => {
@@ -458,7 +483,39 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
         }
     };
     deps.events.changed(id);
+    let seconds = duration_ms as f64 / 1000.0;
+    match &result {
+        Outcome::Succeeded => {
+            metrics
+                .jobs_succeeded
+                .with_label_values(&[&job.queue])
+                .inc();
+            metrics
+                .job_duration
+                .with_label_values(&[&job.queue])
+                .observe(seconds);
+        }
+        Outcome::Failed => {
+            metrics
+                .jobs_failed
+                .with_label_values(&[&job.queue, failed_code])
+                .inc();
+            metrics
+                .job_duration
+                .with_label_values(&[&job.queue])
+                .observe(seconds);
+        }
+        // Cancels are counted where they are made (the web process); retries start again.
+        Outcome::Cancelled | Outcome::Retrying | Outcome::Skipped => {}
+    }
     Ok(result)
+}
+
+/// Seconds from one stored timestamp to another, if both are there and readable.
+fn seconds_between(from: &str, to: Option<&str>) -> Option<f64> {
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    let (from, to) = (parse(from)?, parse(to?)?);
+    Some(((to - from).num_milliseconds().max(0)) as f64 / 1000.0)
 }
 
 /// `90 s`, `2 min`, `1.5 h`: a limit as a person reads it.

@@ -237,6 +237,12 @@ pub async fn cancel(state: &AppState, raw_id: &str) -> Result<model::JobRow, Api
         Cancel::Cancelled(job) => {
             state.deps.cancels.cancel(&id);
             state.deps.events.changed(&id);
+            state
+                .deps
+                .metrics
+                .jobs_cancelled
+                .with_label_values(&[&job.queue])
+                .inc();
             tracing::info!(job_id = %id, "job cancel requested");
             Ok(*job)
         }
@@ -362,7 +368,12 @@ pub async fn job_events(
     path = "/metrics",
     tag = "operations",
     summary = "Prometheus metrics",
-    description = "Gauges `sentiq_jobs{queue,status}` and `sentiq_queue_entries{queue,state}`.",
+    description = "Cluster-wide gauges `sentiq_jobs{queue,status}` and \
+        `sentiq_queue_entries{queue,state}`, then this process's counters and histograms: \
+        `sentiq_jobs_{submitted,started,succeeded,cancelled}_total{queue}`, \
+        `sentiq_jobs_failed_total{queue,code}`, `sentiq_job_duration_seconds{queue}`, \
+        `sentiq_job_queue_wait_seconds{queue}`, `sentiq_http_requests_total{route,method,status}` \
+        and `sentiq_http_request_duration_seconds{route,method}`.",
     responses(
         (status = 200, description = "Prometheus text format 0.0.4.", body = String,
             content_type = "text/plain"),
@@ -372,9 +383,17 @@ pub async fn job_events(
     ),
 )]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics_text(&state.deps).await?))
+}
+
+/// The Prometheus text of `/metrics`: cluster-wide gauges read from the database and the
+/// queue, then this process's counters and histograms ([`crate::metrics`]).
+pub async fn metrics_text(deps: &crate::jobs::worker::Deps) -> Result<String, ApiError> {
     use std::fmt::Write;
-    let jobs = model::counts(state.db()).await?;
-    let entries = state.deps.queue.entry_counts(state.db()).await?;
+    let jobs = model::counts(&deps.db).await?;
+    let entries = deps.queue.entry_counts(&deps.db).await?;
     let mut out = String::new();
     let _ = writeln!(out, "# HELP sentiq_jobs Jobs by queue and status.");
     let _ = writeln!(out, "# TYPE sentiq_jobs gauge");
@@ -396,9 +415,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             "sentiq_queue_entries{{queue=\"{queue}\",state=\"{status}\"}} {n}"
         );
     }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(out))
+    deps.metrics.render(&mut out);
+    Ok(out)
 }
 
 /// `GET /healthz`: the process answers.

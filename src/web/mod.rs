@@ -54,6 +54,12 @@ pub async fn submit(
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
     state.deps.submitter.submit(job).await?;
+    state
+        .deps
+        .metrics
+        .jobs_submitted
+        .with_label_values(&[queue])
+        .inc();
     tracing::info!(job_id = %id, queue, input_bytes, format = model::format_name(format), "job queued");
     Ok(id)
 }

@@ -3,7 +3,8 @@
 //! The id is the caller's `X-Request-Id` when it looks like one (Heroku's router sets it, so the
 //! router's log and ours share it), otherwise a new UUID. It is sent back in `X-Request-Id`, so
 //! a person reporting a problem can quote it. Handlers run inside a `request` span carrying the
-//! id: everything they log (and the JSON format's `span` field) names the request. Only the
+//! id: everything they log (and the JSON format's `span` field) names the request. The same
+//! place counts the request in the metrics, by route pattern, method and status. Only the
 //! method, the path (without its query string), the status and the time are logged: never
 //! bodies, headers or query strings, which may hold texts or secrets.
 
@@ -40,15 +41,29 @@ pub async fn log_request(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let span = tracing::info_span!("request", request_id = %id);
+    let metrics = req
+        .app_data::<actix_web::web::Data<super::AppState>>()
+        .map(|state| state.deps.metrics.clone());
     let method = req.method().clone();
     let path = req.path().to_owned();
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let seconds = started.elapsed().as_secs_f64();
+    let duration_ms = seconds * 1000.0;
     let _in_request = span.enter();
     match result {
         Ok(mut res) => {
             let status = res.status().as_u16();
+            if let Some(m) = &metrics {
+                // Unrouted paths share one label: every probe of a random URL is not a series.
+                let route = res.request().match_pattern();
+                m.http(
+                    route.as_deref().unwrap_or("(unmatched)"),
+                    method.as_str(),
+                    status,
+                    seconds,
+                );
+            }
             if let Ok(value) = HeaderValue::from_str(&id) {
                 res.headers_mut().insert(REQUEST_ID, value);
             }
