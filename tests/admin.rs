@@ -11,6 +11,7 @@ use common::prod::spawn_prod;
 use common::{TestApp, spawn_app, spawn_app_with};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::{LOCATION, WWW_AUTHENTICATE};
+use sentiq::db::Db;
 use sentiq::jobs::model;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -359,7 +360,8 @@ fn row_of_worker<'a>(page: &'a str, name: &str) -> &'a str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_job_is_listed_with_its_error_and_retry_runs_it_again_with_fresh_attempts() {
+async fn a_failed_job_is_listed_with_its_error_and_retry_runs_it_again_with_a_fresh_budget_of_attempts()
+ {
     let app = spawn_app_with(with_token).await;
     let (id, job) = failed_job(&app).await;
     let message = job["error"]["message"].as_str().unwrap();
@@ -392,12 +394,13 @@ async fn a_failed_job_is_listed_with_its_error_and_retry_runs_it_again_with_fres
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()[LOCATION], "/admin");
 
-    // Nothing was fixed: it runs once more and fails again, after a fresh first attempt.
+    // Nothing was fixed: it runs once more and fails again. The row's attempt counter (the
+    // fencing token) goes on from 1 to 2, while the API counts the runs since the retry.
     let start = Instant::now();
     let path = loop {
         let (status, _, attempts, path) = snapshot(&app, &id).await;
         if path.len() == 5 {
-            assert_eq!((status.as_str(), attempts), ("failed", 1));
+            assert_eq!((status.as_str(), attempts), ("failed", 2));
             break path;
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{path:?}");
@@ -408,12 +411,13 @@ async fn a_failed_job_is_listed_with_its_error_and_retry_runs_it_again_with_fres
         [
             step("queued", "running", 1),
             step("running", "failed", 1),
-            step("failed", "queued", 0),
-            step("queued", "running", 1),
-            step("running", "failed", 1),
+            step("failed", "queued", 1),
+            step("queued", "running", 2),
+            step("running", "failed", 2),
         ]
     );
     let again = app.job(&id).await;
+    assert_eq!(again["attempts"], 1);
     assert_eq!(again["error"]["code"], "bad_record");
     assert_ne!(again["finished_at"], job["finished_at"]);
 
@@ -557,6 +561,63 @@ async fn cancel_stops_a_queued_job_and_the_cancelled_job_can_be_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_running_can_be_retried_at_once_and_its_old_run_never_writes_into_the_new_one()
+ {
+    let app = spawn_app_with(|c| {
+        with_token(c);
+        c.worker_concurrency = 2;
+        c.bulk_threshold_bytes = 0;
+    })
+    .await;
+    let csrf = csrf_for(TOKEN);
+    // Long enough (about a second of analysis) to be cancelled and retried mid-run.
+    let text = common::big_text(24);
+    let id = app.submit_raw("text/plain", &text).await;
+    app.wait_for(&id, |s| s != "queued").await;
+    let r = act(
+        &app.client,
+        app.url(&format!("/admin/jobs/{id}/cancel")),
+        &[("csrf", &csrf)],
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    // No waiting for the old run to stop: the retry is accepted at once.
+    let r = retry(&app, &id, &csrf).await;
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["progress"]["done"], job["progress"]["total"]);
+    let (status, _, attempts, path) = snapshot(&app, &id).await;
+    assert_eq!((status.as_str(), attempts), ("succeeded", 2));
+    assert_eq!(
+        path,
+        [
+            step("queued", "running", 1),
+            step("running", "cancelled", 1),
+            step("cancelled", "queued", 1),
+            step("queued", "running", 2),
+            step("running", "succeeded", 2),
+        ]
+    );
+    // Exactly the new run's items: the old run neither added to them nor deleted them.
+    let Db::Sqlite(pool) = &app.db else {
+        unreachable!("the embedded app runs on SQLite")
+    };
+    let (count, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT position) FROM job_items WHERE job_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(Some(count), job["result"]["items"].as_i64(), "{job}");
+    assert_eq!(distinct, count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_throughput_chart_counts_a_succeeded_job_in_the_minute_it_finished() {
     let app = spawn_app_with(with_token).await;
     let page = dashboard(&app.client, &app.address).await;
@@ -666,12 +727,16 @@ async fn on_postgres_and_redis_a_worker_process_reports_and_a_retried_job_runs_a
         [
             once("queued", "running", 1),
             once("running", "failed", 1),
-            once("failed", "queued", 0),
-            once("queued", "running", 1),
-            once("running", "failed", 1),
+            once("failed", "queued", 1),
+            once("queued", "running", 2),
+            once("running", "failed", 2),
         ]
     );
-    assert_eq!(app.job(&id).await["status"], "failed");
+    let again = app.job(&id).await;
+    assert_eq!(
+        (&again["status"], &again["attempts"]),
+        (&json!("failed"), &json!(1))
+    );
 
     // A clean stop marks the worker stopped.
     worker.stop().await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_error, spawn_app, spawn_app_with};
+use common::{assert_error, big_text, spawn_app, spawn_app_with};
 use reqwest::header::{ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
 use sentiq::jobs::worker::{self, Outcome};
 use serde_json::{Value, json};
@@ -339,19 +339,6 @@ async fn a_cancelled_queued_job_never_starts() {
     assert_error(r, 409, "already_final").await;
 }
 
-/// A text big enough to keep a worker busy for a while (about `mib` MiB).
-fn big_text(mib: usize) -> String {
-    let mut s = String::with_capacity(mib << 20);
-    let mut i = 0u64;
-    while s.len() < mib << 20 {
-        i += 1;
-        s.push_str(&format!(
-            "Review {i} says the product is great and I love it. Shipping took {i} days, which was terrible!\n"
-        ));
-    }
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_running_job_stops_and_ends_cancelled() {
     let app = spawn_app().await;
@@ -417,22 +404,11 @@ fn one_worker_slot(c: &mut sentiq::config::Config) {
     c.bulk_threshold_bytes = 0;
 }
 
-async fn submitted_text(app: &common::TestApp, text: String) -> String {
-    let r = app
-        .post_raw("/api/jobs", "text/plain", text.into_bytes())
-        .await;
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_running_job_frees_its_worker_within_a_second() {
     let app = spawn_app_with(one_worker_slot).await;
     // About 2 s of analysis on this machine: long enough that only the cancel frees the slot.
-    let big = submitted_text(&app, big_text(60)).await;
+    let big = app.submit_raw("text/plain", &big_text(60)).await;
     let running = app.wait_for(&big, |s| s != "queued").await;
     assert_eq!(running["status"], "running");
     let next = app
@@ -470,7 +446,7 @@ async fn a_job_running_past_job_timeout_fails_with_code_timeout_and_frees_its_wo
         c.timing.job_timeout = Some(Duration::from_millis(400));
     })
     .await;
-    let big = submitted_text(&app, big_text(40)).await;
+    let big = app.submit_raw("text/plain", &big_text(40)).await;
     let next = app
         .submit(&json!({"text": "Short and sweet. Lovely."}))
         .await;

@@ -4,7 +4,9 @@
 //! whether it applied, so a duplicate delivery can neither run a finished job again nor finish
 //! a job twice, and a cancel can never be overwritten by a late success. Every change bumps
 //! `version`, which is the ETag of the status endpoint. The row's `attempts` counts the runs
-//! started; it is also the fencing token every write of a run carries.
+//! started and never goes down: it is the fencing token every write of a run carries, so no two
+//! runs of a job ever share one. An operator's retry gives the job a fresh budget of runs by
+//! moving `retry_base` up to `attempts` instead of resetting the counter.
 //!
 //! Each query is written once for both dialects (see [`crate::db`]); SQLite writers take the
 //! write gate first ([`Db::write_permit`]). Statements that must share a transaction with the
@@ -76,6 +78,9 @@ pub struct JobRow {
     pub progress_done: i64,
     pub progress_total: i64,
     pub attempts: i64,
+    /// `attempts` when an operator last retried the job (0 if never): the runs of the current
+    /// round are `attempts - retry_base`.
+    pub retry_base: i64,
     pub version: i64,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -90,10 +95,17 @@ pub struct JobRow {
 macro_rules! columns {
     () => {
         "id, visitor, queue, status, format, column_name, input_bytes, title, \
-         progress_done, progress_total, attempts, version, created_at, started_at, finished_at, \
+         progress_done, progress_total, attempts, retry_base, version, created_at, started_at, finished_at, \
          updated_at, error_code, error_message, result"
     };
 }
+
+/// The latest jobs of a status (`$1`), `$2` at most, newest change first.
+pub const LATEST_WITH_STATUS: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sentiq_jobs WHERE status = $1 ORDER BY updated_at DESC, id LIMIT $2"
+);
 
 /// Append `VALUES (...), ...` of `items` to a query builder of either dialect.
 macro_rules! push_items {
@@ -112,6 +124,11 @@ macro_rules! push_items {
 }
 
 impl JobRow {
+    /// The runs started since the job was submitted or last retried by an operator.
+    pub fn runs(&self) -> i64 {
+        self.attempts - self.retry_base
+    }
+
     pub fn status(&self) -> Status {
         Status::parse(&self.status).unwrap_or(Status::Failed)
     }
@@ -147,7 +164,7 @@ impl JobRow {
                 done: self.progress_done.max(0) as u64,
                 total: self.progress_total.max(0) as u64,
             },
-            attempts: self.attempts.max(0) as u64,
+            attempts: self.runs().max(0) as u64,
             created_at: self.created_at.clone(),
             started_at: self.started_at.clone(),
             finished_at: self.finished_at.clone(),
@@ -192,6 +209,7 @@ pub struct JobView {
     pub status: Status,
     pub queue: String,
     pub progress: Progress,
+    /// Runs started since the job was submitted (or last retried by an operator).
     pub attempts: u64,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -828,8 +846,20 @@ pub struct ItemRow {
 
 /// Rows per INSERT statement (8 parameters each, well under both dialects' parameter limits).
 const ITEMS_PER_STATEMENT: usize = 500;
-/// Rows per transaction: short write transactions keep submissions from waiting on the lock.
+/// Rows per transaction on PostgreSQL, where writers do not wait for each other.
 pub const ITEMS_PER_TRANSACTION: usize = 5000;
+/// Rows per transaction on SQLite: the one writer's lock is held for the whole transaction
+/// (about 1 ms per 500 rows here), and a submission that arrives meanwhile waits it out, so
+/// these stay short.
+pub const SQLITE_ITEMS_PER_TRANSACTION: usize = ITEMS_PER_STATEMENT;
+
+/// Rows per write transaction of a run's items on `db`.
+pub fn items_per_transaction(db: &Db) -> usize {
+    match db {
+        Db::Sqlite(_) => SQLITE_ITEMS_PER_TRANSACTION,
+        Db::Postgres(_) => ITEMS_PER_TRANSACTION,
+    }
+}
 
 const INSERT_ITEMS: &str =
     "INSERT INTO job_items (job_id, position, item_id, text, neg, neu, pos, compound) ";
@@ -840,7 +870,7 @@ const UPSERT_ITEMS: &str = " ON CONFLICT (job_id, position) DO UPDATE SET \
 
 /// Insert a batch of items, in short transactions.
 pub async fn insert_items(db: &Db, job_id: &str, items: &[ItemRow]) -> Result<(), sqlx::Error> {
-    for group in items.chunks(ITEMS_PER_TRANSACTION) {
+    for group in items.chunks(items_per_transaction(db)) {
         let _write = db.write_permit().await;
         on_db!(db, |pool| {
             let mut tx = pool.begin().await?;
@@ -856,21 +886,32 @@ pub async fn insert_items(db: &Db, job_id: &str, items: &[ItemRow]) -> Result<()
     Ok(())
 }
 
+/// Items removed per statement by [`delete_items`].
+const ITEMS_PER_DELETE: i64 = 5000;
+
 /// Delete the items of a job, unless another run (a later attempt) owns it now: a run that lost
-/// its job must not delete the items the new run is writing.
+/// its job must not delete the items the new run is writing. A large job's items go a few
+/// thousand per statement, so on SQLite no single write holds the lock for long.
 pub async fn delete_items(db: &Db, job_id: &str, attempt: i64) -> Result<(), sqlx::Error> {
-    let _write = db.write_permit().await;
-    on_db!(db, |pool| {
-        sqlx::query(
-            "DELETE FROM job_items WHERE job_id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM sentiq_jobs WHERE id = $1 AND attempts <> $2)",
-        )
-        .bind(job_id)
-        .bind(attempt)
-        .execute(pool)
-        .await
-        .map(|_| ())
-    })
+    loop {
+        let _write = db.write_permit().await;
+        let deleted = on_db!(db, |pool| {
+            sqlx::query(
+                "DELETE FROM job_items WHERE job_id = $1 AND position IN \
+                 (SELECT position FROM job_items WHERE job_id = $1 ORDER BY position LIMIT $3) \
+                 AND NOT EXISTS (SELECT 1 FROM sentiq_jobs WHERE id = $1 AND attempts <> $2)",
+            )
+            .bind(job_id)
+            .bind(attempt)
+            .bind(ITEMS_PER_DELETE)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if deleted < ITEMS_PER_DELETE as u64 {
+            return Ok(());
+        }
+    }
 }
 
 /// One line of the transition log.
@@ -925,70 +966,54 @@ pub async fn items_page(
     })
 }
 
-/// `failed | cancelled → queued` (an operator's retry, see [`retry`]); `$3` is the cut-off of
-/// a cancel that hit a running job (see [`retry`]).
+/// `failed | cancelled → queued` (an operator's retry, see [`retry`]). `attempts` is kept (it
+/// is the fencing token: a cancelled run that is still stopping keeps failing its writes, as
+/// the next run's token will be higher); `retry_base` moves up to it, which restores the budget.
 const RETRY: &str = concat!(
-    "UPDATE sentiq_jobs SET status = 'queued', attempts = 0, progress_done = 0, \
+    "UPDATE sentiq_jobs SET status = 'queued', retry_base = attempts, progress_done = 0, \
      started_at = NULL, finished_at = NULL, error_code = NULL, error_message = NULL, \
      result = NULL, updated_at = $1, version = version + 1 WHERE id = $2 \
-     AND (status = 'failed' OR (status = 'cancelled' AND (started_at IS NULL \
-     OR finished_at < $3))) RETURNING ",
+     AND status IN ('failed', 'cancelled') RETURNING ",
     columns!()
 );
+
+/// The statements of [`retry`] on a connection or transaction of either dialect.
+macro_rules! retry_on {
+    ($conn:expr, $id:expr) => {{
+        let row = sqlx::query_as::<_, JobRow>(RETRY)
+            .bind(now())
+            .bind($id)
+            .fetch_optional(&mut *$conn)
+            .await?;
+        if row.is_some() {
+            sqlx::query("DELETE FROM job_items WHERE job_id = $1")
+                .bind($id)
+                .execute(&mut *$conn)
+                .await?;
+        }
+        Ok::<_, sqlx::Error>(row)
+    }};
+}
 
 /// [`retry`] in the caller's SQLite transaction (the embedded queue's push joins it).
 pub async fn retry_in(
     conn: &mut SqliteConnection,
     id: &str,
-    cancelled_before: &str,
 ) -> Result<Option<JobRow>, sqlx::Error> {
-    let row = sqlx::query_as::<_, JobRow>(RETRY)
-        .bind(now())
-        .bind(id)
-        .bind(cancelled_before)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if row.is_some() {
-        sqlx::query("DELETE FROM job_items WHERE job_id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(row)
+    retry_on!(conn, id)
 }
 
 /// `failed | cancelled → queued` for an operator's retry, committed at once: the error, the
-/// report, the progress and the items are cleared and `attempts` starts again from 0, so the job
-/// gets the full [`crate::jobs::worker::MAX_ATTEMPTS`] runs again. Returns the queued row (the
-/// caller enqueues it), or None when the job is not retryable (unknown, or in another state).
-///
-/// A job cancelled while it ran is retryable only once it was cancelled before
-/// `cancelled_before` (the caller passes a lease ago): its run stops at its next chunk, and
-/// until it has, a new run under the reset attempt counter could share the old run's fencing
-/// token.
-pub async fn retry(
-    db: &Db,
-    id: &str,
-    cancelled_before: &str,
-) -> Result<Option<JobRow>, sqlx::Error> {
+/// report, the progress and the items are cleared and the job gets the full
+/// [`crate::jobs::worker::MAX_ATTEMPTS`] runs again (counted from `retry_base`). Returns the
+/// queued row (the caller enqueues it), or None when the job is not retryable (unknown, or in
+/// another state). A job cancelled while it ran can be retried at once: its old run may still
+/// be stopping, but its fencing token is lower than any new run's, so its writes fail.
+pub async fn retry(db: &Db, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
     let _write = db.write_permit().await;
-    let now = now();
     on_db!(db, |pool| {
         let mut tx = pool.begin().await?;
-        let row = sqlx::query_as::<_, JobRow>(RETRY)
-            .bind(&now)
-            .bind(id)
-            .bind(cancelled_before)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if row.is_none() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        sqlx::query("DELETE FROM job_items WHERE job_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let row = retry_on!(tx, id)?;
         tx.commit().await?;
         Ok(row)
     })

@@ -5,9 +5,8 @@
 //! costs a few index range scans however many finished jobs the table holds; none reads the
 //! stored reports.
 
-use sqlx::FromRow;
-
 use crate::db::Db;
+use crate::jobs::model::{self, JobRow};
 use crate::on_db;
 
 /// Queued and running jobs of one queue.
@@ -115,43 +114,20 @@ pub async fn throughput(db: &Db, minutes: u32) -> Result<Vec<Minute>, sqlx::Erro
     Ok(out)
 }
 
-/// A job as the dashboard lists it (no input, no report).
-#[derive(Clone, Debug, FromRow)]
-pub struct JobLine {
-    pub id: String,
-    pub queue: String,
-    pub status: String,
-    pub title: String,
-    pub input_bytes: i64,
-    pub progress_done: i64,
-    pub progress_total: i64,
-    pub attempts: i64,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub updated_at: String,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-}
-
-/// The `limit` jobs of `status` changed last, newest first.
-pub async fn latest(db: &Db, status: &str, limit: i64) -> Result<Vec<JobLine>, sqlx::Error> {
+/// The `limit` jobs of `status` changed last, newest first (rows without input; the dashboard
+/// lists only unfinished, failed and cancelled jobs, which have no report either).
+pub async fn latest(db: &Db, status: &str, limit: i64) -> Result<Vec<JobRow>, sqlx::Error> {
     on_db!(db, |pool| {
-        sqlx::query_as::<_, JobLine>(
-            "SELECT id, queue, status, title, input_bytes, progress_done, progress_total, \
-             attempts, created_at, started_at, finished_at, updated_at, error_code, \
-             error_message FROM sentiq_jobs WHERE status = $1 \
-             ORDER BY updated_at DESC, id LIMIT $2",
-        )
-        .bind(status)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+        sqlx::query_as::<_, JobRow>(model::LATEST_WITH_STATUS)
+            .bind(status)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
     })
 }
 
 /// Up to `limit` open jobs: the running ones first, then the queued ones, each newest first.
-pub async fn open_jobs(db: &Db, limit: i64) -> Result<Vec<JobLine>, sqlx::Error> {
+pub async fn open_jobs(db: &Db, limit: i64) -> Result<Vec<JobRow>, sqlx::Error> {
     let mut jobs = latest(db, "running", limit).await?;
     let room = limit - jobs.len() as i64;
     if room > 0 {

@@ -314,7 +314,9 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
     let attempt = job.attempts;
     let started = Instant::now();
     tracing::info!(job_id = %id, queue = %job.queue, attempt, input_bytes = job.input_bytes, "job started");
-    if attempt > MAX_ATTEMPTS {
+    // The budget counts the runs since submission or an operator's last retry.
+    let runs = job.runs();
+    if runs > MAX_ATTEMPTS {
         model::fail(
             db,
             id,
@@ -427,7 +429,7 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
                 Outcome::Succeeded
             } else {
                 tracing::info!(job_id = %id, duration_ms, "job finished but was cancelled or taken over meanwhile");
-                model::delete_items(db, id, attempt).await?;
+                delete_items_later(db, id, attempt);
                 Outcome::Cancelled
             }
         }
@@ -462,10 +464,10 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             // The row is already `cancelled` (that is what raised the flag), or another run
             // took the job over after this run's lease ran out.
             tracing::info!(job_id = %id, duration_ms, "job cancelled");
-            model::delete_items(db, id, attempt).await?;
+            delete_items_later(db, id, attempt);
             Outcome::Cancelled
         }
-        Err(e) if e.is_bad_input() || attempt >= MAX_ATTEMPTS => {
+        Err(e) if e.is_bad_input() || runs >= MAX_ATTEMPTS => {
             tracing::info!(job_id = %id, duration_ms, code = e.code(), "job failed");
             model::delete_items(db, id, attempt).await?;
             model::fail(db, id, attempt, e.code(), &e.to_string()).await?;
@@ -473,7 +475,7 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             Outcome::Failed
         }
         Err(e) => {
-            let delay = backoff(deps.timing.retry_base, attempt);
+            let delay = backoff(deps.timing.retry_base, runs);
             tracing::warn!(job_id = %id, duration_ms, code = e.code(), error = %e, retry_in_ms = delay.as_millis() as u64, "job will be retried");
             model::delete_items(db, id, attempt).await?;
             deps.queue
@@ -607,6 +609,19 @@ pub async fn reconcile_forever(deps: Deps) {
     }
 }
 
+/// Remove the items a stopped run wrote, in a task of its own: the row is final already (or
+/// another run owns it, which the delete checks), so the worker's slot need not wait for the
+/// clean-up of a large job. Items left by a process that stops first are harmless: they are
+/// served only for succeeded jobs, and a retry deletes them.
+fn delete_items_later(db: &Db, id: &str, attempt: i64) {
+    let (db, id) = (db.clone(), id.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = model::delete_items(&db, &id, attempt).await {
+            tracing::warn!(job_id = %id, error = %e, "the items of a stopped run were not deleted");
+        }
+    });
+}
+
 /// Analyse on a blocking thread; items flow to an async task that stores them in large batches
 /// and hands back the last ones, to be written with the final state in one transaction.
 async fn run_analysis(
@@ -618,11 +633,20 @@ async fn run_analysis(
     let (tx, mut rx) = mpsc::channel::<Vec<ItemRow>>(4);
     let db = deps.db.clone();
     let id = job.id.clone();
+    let per_transaction = model::items_per_transaction(&db);
+    let stopped = cancelled.clone();
+    let stop_seen = cancelled.clone();
     let inserter = tokio::spawn(async move {
         let mut pending: Vec<ItemRow> = Vec::new();
         while let Some(batch) = rx.recv().await {
+            // A stopped run's items are deleted anyway: drop what is still on its way instead
+            // of writing it first, so the worker is free at once.
+            if stopped.load(Ordering::SeqCst) {
+                pending.clear();
+                continue;
+            }
             pending.extend(batch);
-            if pending.len() >= model::ITEMS_PER_TRANSACTION {
+            if pending.len() >= per_transaction {
                 model::insert_items(&db, &id, &pending).await?;
                 pending.clear();
             }
@@ -668,6 +692,11 @@ async fn run_analysis(
     let stored = inserter
         .await
         .unwrap_or_else(|e| Err(sqlx::Error::Protocol(e.to_string())));
+    // The inserter drops items once the run is stopped; a run stopped after its last chunk
+    // therefore counts as stopped, never as finished with items missing.
+    if analysed.is_ok() && stop_seen.load(Ordering::SeqCst) {
+        return Err(AnalysisError::Cancelled);
+    }
     match (analysed, stored) {
         (Err(AnalysisError::Sink(_)), Err(e)) | (Ok(_), Err(e)) => {
             Err(AnalysisError::Sink(Box::new(e)))

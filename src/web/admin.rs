@@ -30,7 +30,7 @@ use crate::config::{BULK, QUICK};
 use crate::db::Db;
 use crate::jobs::model::{self, JobRow};
 use crate::jobs::queue::{self, Queue, QueueError};
-use crate::jobs::stats::{self, JobLine, Minute};
+use crate::jobs::stats::{self, Minute};
 use crate::jobs::workers::{self, ALIVE_BEATS, BEAT, WorkerRow};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -309,12 +309,11 @@ async fn retry(
 pub async fn retry_job(state: &AppState, raw_id: &str) -> Result<JobRow, ApiError> {
     let id = parse_id(raw_id)?;
     let deps = &state.deps;
-    let cancelled_before = workers::stored_time_ago(deps.timing.lease);
     let job = match (&deps.queue, &deps.db) {
         (Queue::Embedded, Db::Sqlite(pool)) => {
             let _write = crate::db::write_permit().await;
             let mut tx = pool.begin().await?;
-            match model::retry_in(&mut tx, &id, &cancelled_before).await? {
+            match model::retry_in(&mut tx, &id).await? {
                 Some(job) => {
                     queue::enqueue(&mut tx, &job.queue, &job.id, None)
                         .await
@@ -327,7 +326,7 @@ pub async fn retry_job(state: &AppState, raw_id: &str) -> Result<JobRow, ApiErro
             }
         }
         (Queue::Redis(redis), db) => {
-            let job = model::retry(db, &id, &cancelled_before).await?;
+            let job = model::retry(db, &id).await?;
             if let Some(job) = &job {
                 redis
                     .push_or_log(&job.queue, &job.id, job.attempts, None)
@@ -348,14 +347,6 @@ pub async fn retry_job(state: &AppState, raw_id: &str) -> Result<JobRow, ApiErro
         }
         None => match model::get(&deps.db, &id).await? {
             None => Err(ApiError::NotFound),
-            Some(job) if job.status == "cancelled" => Err(ApiError::Conflict {
-                code: "still_stopping",
-                message: format!(
-                    "The job was cancelled while it ran, {}; its run may still be stopping. \
-                     Retry it in a few seconds.",
-                    ago(job.finished_at.as_deref().unwrap_or(&job.updated_at))
-                ),
-            }),
             Some(job) => Err(ApiError::Conflict {
                 code: "not_retryable",
                 message: format!(
@@ -440,7 +431,7 @@ struct JobView {
 }
 
 impl JobView {
-    fn new(j: JobLine) -> JobView {
+    fn new(j: JobRow) -> JobView {
         let progress = if j.status == "running" && j.progress_total > 0 {
             format!(
                 "{}%",
@@ -449,6 +440,7 @@ impl JobView {
         } else {
             String::new()
         };
+        let attempts = j.runs();
         let finished_at = j.finished_at.unwrap_or_default();
         JobView {
             created: ago(&j.created_at),
@@ -461,7 +453,7 @@ impl JobView {
             title: j.title,
             queue: j.queue,
             status: j.status,
-            attempts: j.attempts,
+            attempts,
             progress,
             created_at: j.created_at,
             finished_at,

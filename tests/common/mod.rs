@@ -191,3 +191,16 @@ pub async fn assert_error(r: reqwest::Response, status: u16, code: &str) -> Stri
     assert!(!message.is_empty());
     message
 }
+
+/// A text big enough to keep a worker busy for a while (about `mib` MiB).
+pub fn big_text(mib: usize) -> String {
+    let mut s = String::with_capacity(mib << 20);
+    let mut i = 0u64;
+    while s.len() < mib << 20 {
+        i += 1;
+        s.push_str(&format!(
+            "Review {i} says the product is great and I love it. Shipping took {i} days, which was terrible!\n"
+        ));
+    }
+    s
+}
