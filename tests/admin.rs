@@ -561,8 +561,7 @@ async fn cancel_stops_a_queued_job_and_the_cancelled_job_can_be_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_cancelled_while_running_can_be_retried_at_once_and_its_old_run_never_writes_into_the_new_one()
- {
+async fn a_job_cancelled_while_running_can_be_retried_at_once_and_reruns_under_a_higher_attempt() {
     let app = spawn_app_with(|c| {
         with_token(c);
         c.worker_concurrency = 2;
@@ -602,7 +601,7 @@ async fn a_job_cancelled_while_running_can_be_retried_at_once_and_its_old_run_ne
             step("running", "succeeded", 2),
         ]
     );
-    // Exactly the new run's items: the old run neither added to them nor deleted them.
+    // A complete set of items: the old run's clean-up did not delete the new run's.
     let Db::Sqlite(pool) = &app.db else {
         unreachable!("the embedded app runs on SQLite")
     };

@@ -24,6 +24,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::charts::{LEFT, TOP, Tick, count_ticks, f};
 use super::errors::ApiError;
 use super::{AppState, api, pages, parse_id};
 use crate::config::{BULK, QUICK};
@@ -480,13 +481,6 @@ struct Column {
     segments: Vec<Segment>,
 }
 
-struct Tick {
-    x: String,
-    y: String,
-    label: String,
-    anchor: &'static str,
-}
-
 struct Chart {
     width: String,
     height: String,
@@ -502,14 +496,8 @@ struct Chart {
 /// near their nominal size.
 const CHART_W: f64 = 1000.0;
 const CHART_H: f64 = 200.0;
-const LEFT: f64 = 44.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 14.0;
 const BOTTOM: f64 = 30.0;
-
-fn f(v: f64) -> String {
-    format!("{v:.1}")
-}
 
 /// Stacked bars, one per minute (succeeded at the bottom, then failed, then cancelled), scaled
 /// to the busiest minute. Only numbers and escaped text reach the SVG.
@@ -550,17 +538,7 @@ fn throughput_chart(minutes: &[Minute]) -> Chart {
             }
         })
         .collect();
-    let mut levels = vec![0, max / 2, max];
-    levels.dedup();
-    let y_ticks = levels
-        .iter()
-        .map(|&v| Tick {
-            x: f(LEFT - 6.0),
-            y: f(TOP + plot_h - plot_h * v as f64 / max as f64 + 4.0),
-            label: v.to_string(),
-            anchor: "end",
-        })
-        .collect();
+    let y_ticks = count_ticks(max.max(0) as u64, plot_h);
     let x_ticks = [
         (LEFT, format!("−{n} min"), "start"),
         (LEFT + plot_w / 2.0, format!("−{} min", n / 2), "middle"),

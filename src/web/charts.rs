@@ -5,9 +5,9 @@ use crate::analysis::Report;
 
 pub const WIDTH: f64 = 640.0;
 pub const HEIGHT: f64 = 240.0;
-const LEFT: f64 = 44.0;
+pub const LEFT: f64 = 44.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 14.0;
+pub const TOP: f64 = 14.0;
 const BOTTOM: f64 = 30.0;
 
 pub struct Bar {
@@ -54,8 +54,25 @@ pub struct Dot {
     pub title: String,
 }
 
-fn f(v: f64) -> String {
+pub fn f(v: f64) -> String {
     format!("{v:.1}")
+}
+
+/// Ticks of a count axis: 0, half of `max` and `max`, left of a plot `plot_h` high that starts
+/// at the charts' common top and left margins (the dashboard's chart shares them).
+pub fn count_ticks(max: u64, plot_h: f64) -> Vec<Tick> {
+    let max = max.max(1);
+    let mut levels = vec![0, max / 2, max];
+    levels.dedup();
+    levels
+        .into_iter()
+        .map(|v| Tick {
+            x: f(LEFT - 6.0),
+            y: f(TOP + plot_h - plot_h * v as f64 / max as f64 + 4.0),
+            label: v.to_string(),
+            anchor: "end",
+        })
+        .collect()
 }
 
 pub fn histogram(report: &Report) -> Histogram {
@@ -114,17 +131,7 @@ pub fn histogram(report: &Report) -> Histogram {
             },
         })
         .collect();
-    let mut levels = vec![0u64, max / 2, max];
-    levels.dedup();
-    let y_ticks = levels
-        .iter()
-        .map(|&v| Tick {
-            x: f(LEFT - 6.0),
-            y: f(TOP + plot_h - plot_h * v as f64 / max as f64 + 4.0),
-            label: v.to_string(),
-            anchor: "end",
-        })
-        .collect();
+    let y_ticks = count_ticks(max, plot_h);
     Histogram {
         bars,
         x_ticks,
