@@ -5,7 +5,9 @@
 #   2. time to accept a 50 MB text upload (curl, 5 runs, median);
 #   3. submit-to-succeeded time of one-sentence jobs (scripts/bench_http_latency.py).
 # Usage: scripts/bench-http.sh        (needs wrk: apt-get install -y wrk)
-# Environment: DURATION (wrk seconds, default 10), JOBS (latency jobs, default 200).
+# Environment: DURATION (wrk seconds, default 10), JOBS (latency jobs, default 200), POST_ONLY=1
+# (part 1 only), BIN and NO_BUILD=1 (measure a given binary); the server inherits the rest
+# (e.g. RUN_WORKER=false, WORKER_QUEUES=quick).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -52,6 +54,7 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 wrk -t2 -c16 -d"${DURATION}s" --latency -s "$WORK/post.lua" "http://$ADDR/api/jobs" | tee "$WORK/wrk.txt"
 grep -E 'Requests/sec|^ +50%|^ +99%|Non-2xx' "$WORK/wrk.txt" || true
+[[ -z "${POST_ONLY:-}" ]] || exit 0
 
 echo
 echo "== 2. Accepting a 50 MB text upload (5 runs)"
