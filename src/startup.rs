@@ -12,7 +12,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use apalis::prelude::Monitor;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::db::Db;
@@ -124,19 +124,11 @@ impl Application {
         });
         // Change signals of jobs run by other processes, for the event streams.
         let events = tokio::spawn(self.deps.events.clone().listen());
-        let stop = Arc::new(Notify::new());
-        let workers = self.config.run_worker.then(|| {
-            let monitor = worker_monitor(&self.config, &self.deps);
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                monitor
-                    .run_with_signal(async move {
-                        stop.notified().await;
-                        Ok(())
-                    })
-                    .await
-            })
-        });
+        let (stop, stopped) = watch::channel(false);
+        let workers = self
+            .config
+            .run_worker
+            .then(|| spawn_workers(&self.config, &self.deps, stopped));
         let reconciler = self
             .config
             .run_worker
@@ -149,7 +141,7 @@ impl Application {
         let served = self.server.await;
         signals.abort();
         events.abort();
-        stop.notify_one();
+        let _ = stop.send(true);
         if let Some(r) = reconciler {
             r.abort();
         }
@@ -187,23 +179,80 @@ async fn wait_for_workers<T>(workers: &mut tokio::task::JoinHandle<T>, deps: &De
 /// How long shutdown lets running jobs finish before handing them back.
 pub const HAND_BACK_AFTER: Duration = Duration::from_secs(20);
 
-/// The workers of `config.queues`, under a monitor that restarts them (with new names).
-pub fn worker_monitor(config: &Config, deps: &Deps) -> Monitor {
-    let monitor = Monitor::new()
-        .shutdown_timeout(SHUTDOWN_GRACE)
-        .should_restart(|ctx, err| {
-            tracing::warn!(worker = ctx.name(), error = %err, restarts = ctx.restarts(), "worker stopped; restarting");
-            restart_pause();
-            true
-        });
-    worker::register_jobs(
-        monitor,
-        deps,
-        &config.queues,
-        config.worker_concurrency,
-        config.worker_in_flight,
-        config.poll_interval,
-    )
+/// Restart pauses of a queue whose worker keeps failing (Redis or the database unreachable):
+/// the first, doubled up to the last while restarts keep failing.
+const RESTART_PAUSE: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(8));
+
+/// A worker that ran this long before it failed restarts after the shortest pause again.
+const RAN_WELL: Duration = Duration::from_secs(30);
+
+/// Run the workers of `config.queues` until `stop` turns true (or its sender is dropped); the
+/// task ends when every queue's worker has stopped.
+///
+/// Each queue has a monitor of its own, rebuilt here (new worker names) after an async pause
+/// whenever its worker fails, while the other queues go on. apalis's own restart is declined:
+/// it builds and polls the new worker within the same poll of the monitor, so a worker that
+/// fails at once (a closed pool, Redis down) would spin without ever yielding to the runtime,
+/// and a runtime could not even shut down around it.
+pub fn spawn_workers(
+    config: &Config,
+    deps: &Deps,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let queues: Vec<_> = config
+        .queues
+        .iter()
+        .map(|queue| run_queue(config.clone(), deps.clone(), queue.clone(), stop.clone()))
+        .collect();
+    tokio::spawn(async move {
+        futures_util::future::join_all(queues).await;
+    })
+}
+
+/// One queue's worker under [`spawn_workers`].
+async fn run_queue(config: Config, deps: Deps, queue: String, mut stop: watch::Receiver<bool>) {
+    let mut pause = RESTART_PAUSE.0;
+    loop {
+        let monitor = Monitor::new()
+            .shutdown_timeout(SHUTDOWN_GRACE)
+            .should_restart(|ctx, err| {
+                tracing::warn!(worker = ctx.name(), error = %err, "worker failed; it restarts after a pause");
+                false
+            });
+        let monitor = worker::register_jobs(
+            monitor,
+            &deps,
+            std::slice::from_ref(&queue),
+            config.worker_concurrency,
+            config.worker_in_flight,
+            config.poll_interval,
+        );
+        let mut signal = stop.clone();
+        let started = std::time::Instant::now();
+        // With a terminator apalis reports Ok however the worker ended; the flag tells.
+        let _ = monitor
+            .run_with_signal(async move {
+                let _ = signal.wait_for(|stopping| *stopping).await;
+                Ok(())
+            })
+            .await;
+        if stopping(&stop) {
+            return;
+        }
+        if started.elapsed() >= RAN_WELL {
+            pause = RESTART_PAUSE.0;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        pause = (pause * 2).min(RESTART_PAUSE.1);
+    }
+}
+
+/// Whether the workers were told to stop (a dropped sender counts: nobody can tell them now).
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
 }
 
 /// Run workers only (the `worker` command) until SIGINT/SIGTERM.
@@ -261,7 +310,6 @@ pub async fn run_worker_until(
     stop: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 ) -> Result<(), StartupError> {
     let deps = open(&config, worker_connections(&config)).await?;
-    let monitor = worker_monitor(&config, &deps);
     tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency,
         in_flight = config.worker_in_flight,
         queue = if config.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
@@ -277,19 +325,15 @@ pub async fn run_worker_until(
         )),
         Queue::Embedded => None,
     };
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let workers = tokio::spawn(monitor.run_with_signal(async move {
-        let signal = stop.await;
-        let _ = stopping_tx.send(());
-        signal
-    }));
-    let mut workers = workers;
+    let (stop_workers, stopped) = watch::channel(false);
+    let mut workers = spawn_workers(&config, &deps, stopped);
     let outcome = tokio::select! {
-        done = &mut workers => done,
-        _ = stopping_rx => {
+        done = &mut workers => done.map_err(|e| e.to_string()),
+        signal = stop => {
             tracing::info!("stopping: no new jobs are fetched");
+            let _ = stop_workers.send(true);
             wait_for_workers(&mut workers, &deps).await;
-            Ok(Ok(()))
+            signal.map_err(|e| e.to_string())
         }
     };
     reconciler.abort();
@@ -300,32 +344,7 @@ pub async fn run_worker_until(
     if let Some(l) = listener {
         l.abort();
     }
-    match outcome {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(StartupError::Io(std::io::Error::other(e.to_string()))),
-        Err(e) => Err(StartupError::Io(std::io::Error::other(e.to_string()))),
-    }
-}
-
-/// apalis restarts a failed worker at once; while Redis is down that would spin. The restart
-/// callback is synchronous, so pause there (off the async scheduler) when restarts come fast.
-fn restart_pause() {
-    use std::sync::Mutex;
-    use std::time::Instant;
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    let fast = {
-        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
-        let fast = last.is_some_and(|t| t.elapsed() < Duration::from_secs(2));
-        *last = Some(Instant::now());
-        fast
-    };
-    if fast {
-        let pause = || std::thread::sleep(Duration::from_millis(500));
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(pause),
-            _ => pause(),
-        }
-    }
+    outcome.map_err(|e| StartupError::Io(std::io::Error::other(e)))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -267,6 +267,47 @@ async fn duplicate_deliveries_on_postgres_run_a_job_once_and_never_refinish_it()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_run_writes_items_only_while_it_owns_its_job() {
+    let app = spawn_prod(|_| {}).await;
+    let id = app.submit(&json!({"text": "Mine, then not."})).await;
+    let run = model::claim(&app.db, &id).await.unwrap().expect("claimed");
+    let item = |position: i64| common::item(position, &format!("item {position}"));
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM job_items WHERE job_id = $1")
+            .bind(&id)
+            .fetch_one(&app.pg)
+            .await
+            .unwrap()
+    };
+    // Another token (an older run) writes nothing; the owner does.
+    assert!(
+        !model::insert_items(&app.db, &id, run.attempts - 1, &[item(0)])
+            .await
+            .unwrap()
+    );
+    assert_eq!(count().await, 0);
+    let many: Vec<_> = (0..6000).map(item).collect();
+    assert!(
+        model::insert_items(&app.db, &id, run.attempts, &many)
+            .await
+            .unwrap()
+    );
+    assert_eq!(count().await, 6000);
+    // Cancelled: the run's next transaction is refused.
+    assert!(matches!(
+        model::cancel(&app.db, &id).await.unwrap(),
+        model::Cancel::Cancelled(_)
+    ));
+    let more: Vec<_> = (6000..6010).map(item).collect();
+    assert!(
+        !model::insert_items(&app.db, &id, run.attempts, &more)
+            .await
+            .unwrap()
+    );
+    assert_eq!(count().await, 6000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_runs_claimed_and_finished_together_each_run_once_with_their_own_items() {
     let app = spawn_prod(|_| {}).await;
     // Job i has i % 4 + 1 sentences, so a mix-up of items between jobs shows in the counts.
@@ -330,15 +371,7 @@ async fn a_batched_finish_leaves_a_job_cancelled_meanwhile_untouched_and_finishe
         model::cancel(&app.db, &ids[1]).await.unwrap(),
         model::Cancel::Cancelled(_)
     ));
-    let item = |text: &str| model::ItemRow {
-        position: 0,
-        item_id: None,
-        text: text.to_owned(),
-        neg: 0.0,
-        neu: 1.0,
-        pos: 0.0,
-        compound: 0.0,
-    };
+    let item = |text: &str| common::item(0, text);
     let runs: Vec<model::Finish> = ids
         .iter()
         .enumerate()

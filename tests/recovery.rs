@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::spawn_app_with;
+use common::{item, spawn_app_with};
 use sentiq::jobs::model;
 use sentiq::jobs::worker::{self, Outcome};
 use serde_json::json;
@@ -234,4 +234,82 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
     // Every job that was answered Ok has its row and its queue entry; nothing half-written.
     assert_eq!(app.job_rows().await, 199);
     assert_eq!(app.queue_rows().await, 199);
+}
+
+async fn item_texts(app: &common::TestApp, id: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT text FROM job_items WHERE job_id = ? ORDER BY position")
+        .bind(id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lost_its_job_writes_no_items_and_learns_it_lost() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let id = app.submit(&json!({"text": "Taken over."})).await;
+    let first = model::claim(&app.db, &id).await.unwrap().expect("claimed");
+    sqlx::query("UPDATE Jobs SET status = 'Done'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    make_stale(&app, &id).await;
+    assert_eq!(worker::reconcile(&app.deps).await.unwrap(), 1);
+    let second = model::claim(&app.db, &id)
+        .await
+        .unwrap()
+        .expect("claimed again");
+    assert_eq!((first.attempts, second.attempts), (1, 2));
+
+    // The first run, still going, is fenced off; the second writes.
+    let old = [item(0, "old"), item(1, "old")];
+    assert!(!model::insert_items(&app.db, &id, 1, &old).await.unwrap());
+    assert!(item_texts(&app, &id).await.is_empty());
+    assert!(
+        model::insert_items(&app.db, &id, 2, &[item(0, "new")])
+            .await
+            .unwrap()
+    );
+    assert!(!model::insert_items(&app.db, &id, 1, &old).await.unwrap());
+    assert_eq!(item_texts(&app, &id).await, ["new"]);
+
+    // Once the job is cancelled, its own run writes nothing more either.
+    assert!(matches!(
+        model::cancel(&app.db, &id).await.unwrap(),
+        model::Cancel::Cancelled(_)
+    ));
+    assert!(
+        !model::insert_items(&app.db, &id, 2, &[item(1, "late")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(item_texts(&app, &id).await, ["new"]);
+}
+
+#[test]
+fn a_worker_whose_database_is_gone_restarts_with_pauses_and_lets_its_runtime_stop() {
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let app = common::spawn_app().await;
+            let id = app.submit(&json!({"text": "Fine."})).await;
+            assert_eq!(app.wait_final(&id).await["status"], "succeeded");
+            // Every fetch of the workers now fails at once, and so does every restart.
+            app.pool.close().await;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        });
+        drop(runtime);
+        let _ = done.send(());
+    });
+    assert!(
+        stopped
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_ok(),
+        "the runtime did not stop within 30 s: a failing worker keeps a thread busy"
+    );
 }

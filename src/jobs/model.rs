@@ -868,22 +868,58 @@ const UPSERT_ITEMS: &str = " ON CONFLICT (job_id, position) DO UPDATE SET \
      item_id = excluded.item_id, text = excluded.text, neg = excluded.neg, \
      neu = excluded.neu, pos = excluded.pos, compound = excluded.compound";
 
-/// Insert a batch of items, in short transactions.
-pub async fn insert_items(db: &Db, job_id: &str, items: &[ItemRow]) -> Result<(), sqlx::Error> {
+/// Whether run `attempt` still owns job `id`.
+const OWNS_RUN: &str =
+    "SELECT 1 FROM sentiq_jobs WHERE id = $1 AND status = 'running' AND attempts = $2";
+/// The same on PostgreSQL, share-locking the row until the transaction ends: a cancel, a retry
+/// or a take-over waits for the items being written. (On SQLite the write gate and the one
+/// writer's lock do the same.)
+const OWNS_RUN_LOCKED: &str = "SELECT 1 FROM sentiq_jobs WHERE id = $1 AND status = 'running' \
+     AND attempts = $2 FOR SHARE";
+
+/// Insert a batch of items of run `attempt`, in short transactions, each fenced by the run's
+/// token: a run that no longer owns the job (cancelled, or taken over by a later attempt after
+/// its lease ran out) writes nothing. Returns false when the run was found fenced out.
+pub async fn insert_items(
+    db: &Db,
+    job_id: &str,
+    attempt: i64,
+    items: &[ItemRow],
+) -> Result<bool, sqlx::Error> {
+    let owns = match db {
+        Db::Sqlite(_) => OWNS_RUN,
+        Db::Postgres(_) => OWNS_RUN_LOCKED,
+    };
     for group in items.chunks(items_per_transaction(db)) {
         let _write = db.write_permit().await;
-        on_db!(db, |pool| {
+        let owned = on_db!(db, |pool| {
             let mut tx = pool.begin().await?;
+            // Write first, then look: on SQLite a transaction that reads before it writes
+            // fails at once ("database is locked") if another connection wrote in between.
             for chunk in group.chunks(ITEMS_PER_STATEMENT) {
                 let mut qb = sqlx::QueryBuilder::new(INSERT_ITEMS);
                 push_items!(qb, job_id, chunk);
                 qb.push(UPSERT_ITEMS);
                 qb.build().execute(&mut *tx).await?;
             }
-            tx.commit().await?;
+            let owned = sqlx::query(owns)
+                .bind(job_id)
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if owned {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            owned
         });
+        if !owned {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Items removed per statement by [`delete_items`].

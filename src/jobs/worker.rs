@@ -634,6 +634,7 @@ async fn run_analysis(
     let db = deps.db.clone();
     let id = job.id.clone();
     let per_transaction = model::items_per_transaction(&db);
+    let attempt = job.attempts;
     let stopped = cancelled.clone();
     let stop_seen = cancelled.clone();
     let inserter = tokio::spawn(async move {
@@ -647,7 +648,10 @@ async fn run_analysis(
             }
             pending.extend(batch);
             if pending.len() >= per_transaction {
-                model::insert_items(&db, &id, &pending).await?;
+                if !model::insert_items(&db, &id, attempt, &pending).await? {
+                    // The run lost its job: stop the analysis at its next chunk.
+                    stopped.store(true, Ordering::SeqCst);
+                }
                 pending.clear();
             }
         }

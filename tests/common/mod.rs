@@ -204,3 +204,16 @@ pub fn big_text(mib: usize) -> String {
     }
     s
 }
+
+/// A neutral scored item at `position`, as a run would store it.
+pub fn item(position: i64, text: &str) -> sentiq::jobs::model::ItemRow {
+    sentiq::jobs::model::ItemRow {
+        position,
+        item_id: None,
+        text: text.to_owned(),
+        neg: 0.0,
+        neu: 1.0,
+        pos: 0.0,
+        compound: 0.0,
+    }
+}
