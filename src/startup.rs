@@ -179,9 +179,9 @@ async fn wait_for_workers<T>(workers: &mut tokio::task::JoinHandle<T>, deps: &De
 /// How long shutdown lets running jobs finish before handing them back.
 pub const HAND_BACK_AFTER: Duration = Duration::from_secs(20);
 
-/// Restart pauses of a queue whose worker keeps failing (Redis or the database unreachable):
-/// the first, doubled up to the last while restarts keep failing.
-const RESTART_PAUSE: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(8));
+/// The base of the restart pauses of a queue whose worker keeps failing (Redis or the database
+/// unreachable): [`worker::backoff`] doubles it per failure in a row, up to 64 times, with jitter.
+const RESTART_PAUSE: Duration = Duration::from_millis(250);
 
 /// A worker that ran this long before it failed restarts after the shortest pause again.
 const RAN_WELL: Duration = Duration::from_secs(30);
@@ -211,7 +211,7 @@ pub fn spawn_workers(
 
 /// One queue's worker under [`spawn_workers`].
 async fn run_queue(config: Config, deps: Deps, queue: String, mut stop: watch::Receiver<bool>) {
-    let mut pause = RESTART_PAUSE.0;
+    let mut failures = 0;
     loop {
         let monitor = Monitor::new()
             .shutdown_timeout(SHUTDOWN_GRACE)
@@ -222,7 +222,7 @@ async fn run_queue(config: Config, deps: Deps, queue: String, mut stop: watch::R
         let monitor = worker::register_jobs(
             monitor,
             &deps,
-            std::slice::from_ref(&queue),
+            &queue,
             config.worker_concurrency,
             config.worker_in_flight,
             config.poll_interval,
@@ -239,14 +239,15 @@ async fn run_queue(config: Config, deps: Deps, queue: String, mut stop: watch::R
         if stopping(&stop) {
             return;
         }
-        if started.elapsed() >= RAN_WELL {
-            pause = RESTART_PAUSE.0;
-        }
+        failures = if started.elapsed() >= RAN_WELL {
+            1
+        } else {
+            failures + 1
+        };
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(worker::backoff(RESTART_PAUSE, failures)) => {}
             _ = stop.wait_for(|stopping| *stopping) => return,
         }
-        pause = (pause * 2).min(RESTART_PAUSE.1);
     }
 }
 

@@ -286,8 +286,81 @@ async fn a_run_that_lost_its_job_writes_no_items_and_learns_it_lost() {
     assert_eq!(item_texts(&app, &id).await, ["new"]);
 }
 
+async fn item_count(app: &common::TestApp, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_cancelled_by_another_process_stops_frees_its_worker_and_keeps_no_items() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let app = spawn_app_with(|c| {
+        c.worker_concurrency = 1;
+        // No lease refresh in between: only the run's own item and progress writes can find
+        // out that the row was cancelled.
+        c.timing.lease = Duration::from_secs(600);
+    })
+    .await;
+    let text = common::big_text(32);
+    let first = app.submit_raw("text/plain", &text).await;
+    let second = app.submit_raw("text/plain", &text).await;
+    drop(text);
+
+    let waiting = Instant::now();
+    while item_count(&app, &first).await < 1_000 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60),
+            "the first job never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stop = app
+        .deps
+        .cancels
+        .flag(&first)
+        .expect("the first run is going");
+    assert!(!stop.load(Ordering::SeqCst));
+    assert_eq!(app.job(&second).await["status"], "queued");
+
+    // Another web process cancels: the row changes, but nobody tells this process.
+    assert!(matches!(
+        model::cancel(&app.db, &first).await.unwrap(),
+        model::Cancel::Cancelled(_)
+    ));
+    let items_then = item_count(&app, &first).await;
+
+    // The run found out by itself and stopped (rather than analysing to the end with every
+    // write refused), which freed the one worker slot for the second job.
+    app.wait_for(&second, |s| s == "running").await;
+    assert!(
+        stop.load(Ordering::SeqCst),
+        "the run went on to its end: nothing told it that its job was cancelled"
+    );
+
+    // It wrote nothing more, its items are gone, and the row stays cancelled.
+    assert!(item_count(&app, &first).await <= items_then);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while item_count(&app, &first).await > 0 {
+        assert!(Instant::now() < deadline, "the stopped run's items stay");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let row = app.job(&first).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("cancelled"), Some(1))
+    );
+    assert!(matches!(
+        model::cancel(&app.db, &second).await.unwrap(),
+        model::Cancel::Cancelled(_)
+    ));
+}
+
 #[test]
-fn a_worker_whose_database_is_gone_restarts_with_pauses_and_lets_its_runtime_stop() {
+fn a_worker_whose_database_is_gone_keeps_restarting_without_holding_up_its_runtime() {
     let (done, stopped) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -868,14 +868,18 @@ const UPSERT_ITEMS: &str = " ON CONFLICT (job_id, position) DO UPDATE SET \
      item_id = excluded.item_id, text = excluded.text, neg = excluded.neg, \
      neu = excluded.neu, pos = excluded.pos, compound = excluded.compound";
 
+/// The text of [`OWNS_RUN`], for `concat!`.
+macro_rules! owns_run {
+    () => {
+        "SELECT 1 FROM sentiq_jobs WHERE id = $1 AND status = 'running' AND attempts = $2"
+    };
+}
 /// Whether run `attempt` still owns job `id`.
-const OWNS_RUN: &str =
-    "SELECT 1 FROM sentiq_jobs WHERE id = $1 AND status = 'running' AND attempts = $2";
+const OWNS_RUN: &str = owns_run!();
 /// The same on PostgreSQL, share-locking the row until the transaction ends: a cancel, a retry
 /// or a take-over waits for the items being written. (On SQLite the write gate and the one
 /// writer's lock do the same.)
-const OWNS_RUN_LOCKED: &str = "SELECT 1 FROM sentiq_jobs WHERE id = $1 AND status = 'running' \
-     AND attempts = $2 FOR SHARE";
+const OWNS_RUN_LOCKED: &str = concat!(owns_run!(), " FOR SHARE");
 
 /// Insert a batch of items of run `attempt`, in short transactions, each fenced by the run's
 /// token: a run that no longer owns the job (cancelled, or taken over by a later attempt after

@@ -86,6 +86,12 @@ impl CancelFlags {
         }
     }
 
+    /// The stop flag of job `id`'s run in this process, while one is going. It stays readable
+    /// after the run ends: whether the run was told to stop, or ran to its end.
+    pub fn flag(&self, id: &str) -> Option<Arc<AtomicBool>> {
+        self.0.lock().expect("cancel flags").get(id).cloned()
+    }
+
     /// Ask a job running in this process to stop at its next chunk.
     pub fn cancel(&self, id: &str) {
         if let Some(f) = self.0.lock().expect("cancel flags").get(id) {
@@ -201,91 +207,83 @@ pub async fn handle(job_id: JobArgs, deps: Data<Deps>) -> Result<(), BoxDynError
     Ok(())
 }
 
-/// Build and register one worker per queue on `monitor`, each running up to `concurrency`
-/// analyses at once. With Redis the worker of queue `quick` holds up to `in_flight` jobs (at
-/// least `concurrency`): small jobs spend most of their time in database and Redis round trips,
-/// which are group-committed, so many jobs in flight make few, larger statements.
+/// Build the worker of queue `queue_name` and register it on `monitor`, running up to
+/// `concurrency` analyses at once. With Redis the worker of queue `quick` holds up to `in_flight`
+/// jobs (at least `concurrency`): small jobs spend most of their time in database and Redis round
+/// trips, which are group-committed, so many jobs in flight make few, larger statements.
+///
+/// The worker's name is unique per call (process id and a fresh random part), so a worker
+/// rebuilt after a failure never takes over its predecessor's heartbeat or entries by name.
 pub fn register_jobs(
-    mut monitor: Monitor,
+    monitor: Monitor,
     deps: &Deps,
-    queues: &[String],
+    queue_name: &str,
     concurrency: usize,
     in_flight: usize,
     poll_interval: Duration,
 ) -> Monitor {
-    let started = uuid::Uuid::new_v4().simple().to_string();
-    for queue_name in queues {
-        let mut deps = deps.clone();
-        let queue_name = queue_name.clone();
-        let started = started[..12].to_owned();
-        let concurrency = concurrency.max(1);
-        let held = match &deps.queue {
-            Queue::Redis(_) if queue_name == crate::config::QUICK => in_flight.max(concurrency),
-            _ => concurrency,
-        };
-        deps.analysis_slots = Some(Arc::new(tokio::sync::Semaphore::new(concurrency)));
-        let name = {
-            let queue_name = queue_name.clone();
-            move |restart: usize| {
-                format!(
-                    "sentiq-{queue_name}-{}-{started}-{restart}",
-                    std::process::id()
-                )
-            }
-        };
-        monitor = match deps.queue.clone() {
-            Queue::Redis(redis) => monitor.register(move |restart| {
-                let queue_name = &queue_name;
-                let config = redis
-                    .config(queue_name)
-                    .batch_size(held)
+    let mut deps = deps.clone();
+    let queue_name = queue_name.to_owned();
+    let concurrency = concurrency.max(1);
+    let held = match &deps.queue {
+        Queue::Redis(_) if queue_name == crate::config::QUICK => in_flight.max(concurrency),
+        _ => concurrency,
+    };
+    deps.analysis_slots = Some(Arc::new(tokio::sync::Semaphore::new(concurrency)));
+    let name = format!(
+        "sentiq-{queue_name}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    match deps.queue.clone() {
+        Queue::Redis(redis) => monitor.register(move |_restart| {
+            let config = redis
+                .config(&queue_name)
+                .batch_size(held)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS)
+                // We neither listen to apalis's `tasks:*` events nor need its task locks
+                // (the row is claimed with a conditional update): fewer commands per batch.
+                .emit_events(false)
+                .lock_tasks(false);
+            let backend = RedisStorage::<JobArgs, _>::new(redis.connection())
+                .with_config(config)
+                .poll_with_strategy(WakeStrategy::new(
+                    poll_interval,
+                    deps.wakers.get(&queue_name),
+                ));
+            WorkerBuilder::new(name.as_str())
+                .backend(backend)
+                .concurrency(held)
+                .data(deps.clone())
+                .build(handle)
+        }),
+        Queue::Embedded => {
+            let pool = deps
+                .db
+                .sqlite()
+                .expect("the embedded queue runs on SQLite (checked at start-up)")
+                .clone();
+            monitor.register(move |_restart| {
+                let config = apalis_sqlite::Config::default()
+                    .queue(&queue_name)
+                    .batch_size(concurrency)
                     .heartbeat_interval(HEARTBEAT)
-                    .missed_heartbeats(MISSED_HEARTBEATS)
-                    // We neither listen to apalis's `tasks:*` events nor need its task locks
-                    // (the row is claimed with a conditional update): fewer commands per batch.
-                    .emit_events(false)
-                    .lock_tasks(false);
-                let backend = RedisStorage::<JobArgs, _>::new(redis.connection())
+                    .missed_heartbeats(6);
+                let backend = SqliteStorage::<JobArgs>::new(&pool)
                     .with_config(config)
                     .poll_with_strategy(WakeStrategy::new(
                         poll_interval,
-                        deps.wakers.get(queue_name),
+                        deps.wakers.get(&queue_name),
                     ));
-                WorkerBuilder::new(name(restart))
+                WorkerBuilder::new(name.as_str())
                     .backend(backend)
-                    .concurrency(held)
+                    .concurrency(concurrency)
                     .data(deps.clone())
                     .build(handle)
-            }),
-            Queue::Embedded => {
-                let pool = deps
-                    .db
-                    .sqlite()
-                    .expect("the embedded queue runs on SQLite (checked at start-up)")
-                    .clone();
-                monitor.register(move |restart| {
-                    let queue_name = &queue_name;
-                    let config = apalis_sqlite::Config::default()
-                        .queue(queue_name)
-                        .batch_size(concurrency)
-                        .heartbeat_interval(HEARTBEAT)
-                        .missed_heartbeats(6);
-                    let backend = SqliteStorage::<JobArgs>::new(&pool)
-                        .with_config(config)
-                        .poll_with_strategy(WakeStrategy::new(
-                            poll_interval,
-                            deps.wakers.get(queue_name),
-                        ));
-                    WorkerBuilder::new(name(restart))
-                        .backend(backend)
-                        .concurrency(concurrency)
-                        .data(deps.clone())
-                        .build(handle)
-                })
-            }
-        };
+            })
+        }
     }
-    monitor
 }
 
 /// A batch of documents as stored in `job_inputs`.
