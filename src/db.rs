@@ -79,6 +79,17 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateErro
     queue.dangerous_set_table_name(QUEUE_MIGRATIONS_TABLE);
     queue.run(pool).await?;
     MIGRATOR.run(pool).await?;
+    // A migration may write planner statistics (see `migrations/sqlite/*_statistics.sql`).
+    // Connections opened from now on read them; the ones the pool already holds keep planning
+    // with what they read at their start until told to read them again.
+    let mut held = Vec::new();
+    for _ in 0..pool.size() {
+        let mut connection = pool.acquire().await?;
+        sqlx::query("ANALYZE sqlite_schema")
+            .execute(&mut *connection)
+            .await?;
+        held.push(connection);
+    }
     Ok(())
 }
 

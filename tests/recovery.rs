@@ -77,6 +77,76 @@ async fn a_queued_job_whose_queue_entry_was_lost_is_re_enqueued_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_reads_the_live_queue_entries_once_not_once_per_queued_job() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let mut connection = app.pool.acquire().await.unwrap();
+    let steps = plan(&mut connection, model::STALE_EMBEDDED, &[LONG_AGO]).await;
+    assert!(
+        steps.iter().any(|s| s.contains("LIST SUBQUERY")),
+        "{steps:#?}"
+    );
+    assert!(
+        !steps.iter().any(|s| s.contains("CORRELATED")),
+        "a lookup per queued job: {steps:#?}"
+    );
+}
+
+/// The query planner's steps for `statement` on `connection`.
+async fn plan(
+    connection: &mut sqlx::SqliteConnection,
+    statement: &str,
+    binds: &[&str],
+) -> Vec<String> {
+    use sqlx::Row;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {statement}"
+    )));
+    for value in binds {
+        query = query.bind(*value);
+    }
+    query
+        .fetch_all(connection)
+        .await
+        .unwrap()
+        .iter()
+        .map(|step| step.get::<String, _>("detail"))
+        .collect()
+}
+
+/// Every connection the app's pool holds (each plans with the statistics it has read).
+async fn every_connection(app: &common::TestApp) -> Vec<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+    let mut held = Vec::new();
+    for _ in 0..app.pool.size().max(1) {
+        held.push(app.pool.acquire().await.unwrap());
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_acknowledges_entries_by_id_not_by_walking_all_its_workers_entries() {
+    let app = spawn_app_with(|c| c.run_worker = false).await;
+    // The shape of apalis-sqlite's acknowledgement: a JSON list of finished entries, matched
+    // by id and by the worker holding them.
+    let ack = "WITH j AS (SELECT value ->> 'task_id' AS task_id, value ->> 'status' AS status \
+               FROM json_each(?1)) \
+               UPDATE Jobs SET status = j.status FROM j \
+               WHERE Jobs.id = j.task_id AND Jobs.lock_by = ?2";
+    for mut connection in every_connection(&app).await {
+        let steps = plan(&mut connection, ack, &["[]", "sentiq-quick-1"]).await;
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("SEARCH Jobs") && s.contains("(id=?)")),
+            "{steps:#?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("lock_by=?")),
+            "every entry the worker ever held is visited: {steps:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_and_fresh_jobs_are_left_alone_by_the_reconciler() {
     let app = spawn_app_with(|c| c.run_worker = false).await;
     let done = app.submit(&json!({"text": "Done already."})).await;

@@ -711,6 +711,17 @@ pub struct StaleJob {
     pub updated_at: String,
 }
 
+/// The statement of [`stale_embedded`]. The live queue entries are read once, into a list the
+/// queued rows are looked up in: a lookup per queued row (a correlated subquery; the payload is
+/// not indexed) made the reconciler quadratic. After a flood of 60,000 submissions it then read
+/// for minutes on end, and that long read kept SQLite from ever resetting its WAL (4 GB), which
+/// slowed every other statement. An id is unique across queues, so an entry in any queue counts.
+pub const STALE_EMBEDDED: &str = "SELECT j.id, j.queue, j.status, j.attempts, j.updated_at \
+     FROM sentiq_jobs j WHERE j.updated_at < $1 AND (j.status = 'running' OR (j.status = 'queued' \
+     AND json_quote(j.id) NOT IN (SELECT CAST(q.job AS TEXT) FROM Jobs q \
+     WHERE q.status IN ('Pending', 'Queued', 'Running')))) \
+     ORDER BY j.updated_at LIMIT 500";
+
 /// Embedded queue: jobs that need a new queue entry, both untouched since `stale_before`:
 /// running jobs whose lease ran out (their worker died) and queued jobs without a live entry in
 /// the apalis SQLite queue (the push was lost).
@@ -718,17 +729,10 @@ pub async fn stale_embedded(
     pool: &SqlitePool,
     stale_before: &str,
 ) -> Result<Vec<StaleJob>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT j.id, j.queue, j.status, j.attempts, j.updated_at FROM sentiq_jobs j \
-         WHERE j.updated_at < $1 AND (j.status = 'running' OR (j.status = 'queued' AND NOT EXISTS ( \
-            SELECT 1 FROM Jobs q WHERE q.job_type = j.queue \
-            AND CAST(q.job AS TEXT) = json_quote(j.id) \
-            AND q.status IN ('Pending', 'Queued', 'Running')))) \
-         ORDER BY j.updated_at LIMIT 500",
-    )
-    .bind(stale_before)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(STALE_EMBEDDED)
+        .bind(stale_before)
+        .fetch_all(pool)
+        .await
 }
 
 /// Queued or running jobs untouched since `stale_before`, oldest first, after the keyset

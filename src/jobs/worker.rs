@@ -269,7 +269,13 @@ pub fn register_jobs(
                     .queue(&queue_name)
                     .batch_size(concurrency)
                     .heartbeat_interval(HEARTBEAT)
-                    .missed_heartbeats(6);
+                    .missed_heartbeats(6)
+                    // A fetched entry stays `Queued` under this worker's lock until its ack:
+                    // apalis's extra `Running` mark is one more SQLite write per job, which
+                    // the submissions then queue behind; the row is claimed with a
+                    // conditional update anyway, and orphaned `Queued` entries of a dead
+                    // worker are handed out again like `Running` ones.
+                    .lock_tasks(false);
                 let backend = SqliteStorage::<JobArgs>::new(&pool)
                     .with_config(config)
                     .poll_with_strategy(WakeStrategy::new(
