@@ -4,10 +4,13 @@
 #   0. pgbench: single-row INSERT transactions per second, 16 clients (the physical bound of a
 #      submission, which is one committed row);
 #   1. POST /api/jobs throughput and latency, 16 connections (wrk), the worker running the jobs;
+#   1b. POST /api/jobs at a fixed offered rate (open loop: oha sends RATE requests a second
+#      whatever the answers take, and counts a late send in the latency), the worker running them;
 #   2. end to end: every job submitted in 1. from its row's created_at to the last finished_at;
 #   3. pick-up: commit to `running` of one-sentence jobs submitted one at a time to an idle
 #      worker (started_at - created_at of each row).
-# Usage: scripts/bench-production.sh     (needs wrk and pgbench; DURATION=10, PICKUP_JOBS=300)
+# Usage: scripts/bench-production.sh     (needs wrk, oha and pgbench; DURATION=10, PICKUP_JOBS=300,
+#        RATE=5000; oha: `cargo install oha --locked`, or OHA=path)
 # Environment: PG (server URL without database, default postgres://postgres@127.0.0.1:5432),
 # REDIS_URL (default: a throwaway redis-server on a free port), CONCURRENCY (worker, default 2).
 set -euo pipefail
@@ -19,6 +22,9 @@ CONCURRENCY="${CONCURRENCY:-2}"
 PG="${PG:-postgres://postgres@127.0.0.1:5432}"
 PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
+RATE="${RATE:-5000}"
+OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
+[[ -x "$OHA" ]] || { echo "error: oha is not installed (cargo install oha --locked)" >&2; exit 1; }
 
 [[ -n "${NO_BUILD:-}" ]] || cargo build --release --quiet
 BIN="${BIN:-target/release/sentiq}"
@@ -98,6 +104,30 @@ sql "SELECT format('queue wait (created_at to started_at) p50 %s ms, p99 %s ms',
        round(percentile_cont(0.5) WITHIN GROUP (ORDER BY w)::numeric, 1), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY w)::numeric, 1))
      FROM (SELECT extract(epoch FROM started_at::timestamptz - created_at::timestamptz) * 1000 AS w FROM sentiq_jobs) t"
 sql "SELECT format('per-job transitions: %s jobs ran more than once', count(*)) FROM (SELECT job_id FROM job_transitions WHERE to_status = 'running' GROUP BY job_id HAVING count(*) > 1) t"
+
+echo
+echo "== 1b. POST /api/jobs at ${RATE} req/s offered (open loop), 64 connections, ${DURATION}s, the worker running the jobs"
+sql "TRUNCATE sentiq_jobs CASCADE"
+"$OHA" -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui --output-format json \
+  -m POST -H 'Content-Type: application/json' \
+  -d '{"text": "I loved the first half. The ending was a letdown, sadly."}' \
+  "http://$ADDR/api/jobs" > "$WORK/oha.json"
+python3 - "$WORK/oha.json" "$RATE" "$DURATION" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); rate, duration = float(sys.argv[2]), float(sys.argv[3])
+p = {k: v * 1000 for k, v in r["latencyPercentiles"].items()}
+codes = r["statusCodeDistribution"]
+answered = sum(codes.values())
+print(f"offered {rate:,.0f} req/s for {duration:.0f} s: {answered:,} answered ({answered / duration:,.0f} req/s), "
+      f"status {dict(sorted(codes.items()))}, errors {r.get('errorDistribution') or 'none'}")
+print(f"latency (from the scheduled send) p50 {p['p50']:.2f} ms, p90 {p['p90']:.2f} ms, p99 {p['p99']:.2f} ms, "
+      f"p99.9 {p['p99.9']:.2f} ms, max {r['summary']['slowest'] * 1000:.2f} ms")
+PY
+wait_drained
+sql "SELECT format('end to end at that rate: %s jobs, %s succeeded; queue wait p50 %s ms, p99 %s ms',
+       count(*), count(*) FILTER (WHERE status = 'succeeded'),
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY w)::numeric, 1), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY w)::numeric, 1))
+     FROM (SELECT status, extract(epoch FROM started_at::timestamptz - created_at::timestamptz) * 1000 AS w FROM sentiq_jobs) t"
 
 echo
 echo "== 3. Pick-up: ${PICKUP_JOBS} one-sentence jobs one at a time to an idle worker"

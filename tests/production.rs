@@ -735,17 +735,134 @@ async fn migrations_apply_twice_on_postgres_and_the_transition_log_is_written_by
     app.db.migrate().await.unwrap();
     let id = app.submit(&json!({"text": "Logged."})).await;
     // A status change made by hand is logged too: the database writes the log.
-    sqlx::query("UPDATE sentiq_jobs SET status = 'cancelled' WHERE id = $1")
-        .bind(&id)
-        .execute(&app.pg)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE sentiq_jobs SET status = 'cancelled', finished_at = updated_at WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&app.pg)
+    .await
+    .unwrap();
     sqlx::query("UPDATE sentiq_jobs SET title = 'x' WHERE id = $1")
         .bind(&id)
         .execute(&app.pg)
         .await
         .unwrap();
     assert_eq!(app.path(&id).await, vec![once("queued", "cancelled", 0)]);
+}
+
+/// The plan PostgreSQL chooses for `statement` with these parameters, one node per line.
+async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
+    let attempts = vec![1i64; ids.len()];
+    let texts: Vec<&str> = ids.iter().map(|_| "x").collect();
+    let floats = vec![0.0f64; ids.len()];
+    let query =
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")));
+    // Every statement here takes `$1` and `$2`; the finish takes ten more arrays.
+    let query = if statement == model::CLAIM_MANY {
+        query.bind("2026-11-30T00:00:00.000Z").bind(ids)
+    } else {
+        query
+            .bind(ids)
+            .bind(&attempts)
+            .bind(&texts)
+            .bind("2026-11-30T00:00:00.000Z")
+            .bind(ids)
+            .bind(&attempts)
+            .bind(&texts)
+            .bind(&texts)
+            .bind(&floats)
+            .bind(&floats)
+            .bind(&floats)
+            .bind(&floats)
+    };
+    query.fetch_all(pg).await.unwrap().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_claims_and_finishes_find_their_rows_by_primary_key_not_through_a_status_index() {
+    let app = spawn_prod(|_| {}).await;
+    // 2,000 jobs that were queued, then ran: with no statistics (a new table, or autovacuum
+    // off), the planner took any status for 0.5 % of the rows and read the claim's rows from
+    // the whole `status = 'queued'` range of the old status index, dead entries included.
+    sqlx::query(
+        "INSERT INTO sentiq_jobs (id, queue, format, input_bytes, created_at, updated_at) \
+         SELECT 'job' || g, 'quick', 'text', 10, '2026', '2026' FROM generate_series(1, 2000) g",
+    )
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE sentiq_jobs SET status = 'succeeded', finished_at = '2026'")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let ids: Vec<String> = (1..=3).map(|i| format!("job{i}")).collect();
+    for statement in [model::CLAIM_MANY, model::FINISH_MANY] {
+        let plan = plan(&app.pg, statement, &ids).await;
+        assert!(plan.contains("sentiq_jobs_pkey"), "{statement}\n{plan}");
+        assert!(!plan.contains("jobs_open"), "{statement}\n{plan}");
+        assert!(!plan.contains("jobs_finished"), "{statement}\n{plan}");
+    }
+    // The queries that want open jobs still find them through an index.
+    let open = sqlx::query_scalar::<_, String>(
+        "EXPLAIN SELECT queue, status, COUNT(*), MIN(updated_at) FROM sentiq_jobs \
+         WHERE status IN ('queued', 'running') AND finished_at IS NULL GROUP BY queue, status",
+    )
+    .fetch_all(&app.pg)
+    .await
+    .unwrap()
+    .join("\n");
+    assert!(open.contains("jobs_open"), "{open}");
+    // A status that disagrees with `finished_at` is refused, so the two indexes cover every row.
+    let err = sqlx::query("UPDATE sentiq_jobs SET status = 'queued' WHERE id = 'job1'")
+        .execute(&app.pg)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("jobs_finished_when_final"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batched_finish_logs_each_of_its_jobs_transition_once() {
+    let app = spawn_prod(|_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        ids.push(
+            app.submit(&json!({ "text": format!("Sentence {i} is fine.") }))
+                .await,
+        );
+    }
+    assert_eq!(model::claim_many(&app.pg, &ids).await.unwrap().len(), 50);
+    let runs: Vec<model::Finish> = ids
+        .iter()
+        .map(|id| model::Finish {
+            id: id.clone(),
+            attempt: 1,
+            report_json: "{}".into(),
+            items: vec![common::item(0, "fine")],
+        })
+        .collect();
+    assert!(
+        model::finish_many(&app.pg, &runs)
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| *f)
+    );
+    // A statement that changes no status (progress, lease) logs nothing.
+    sqlx::query("UPDATE sentiq_jobs SET updated_at = updated_at")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    for id in &ids {
+        assert_eq!(app.path(id).await, ran_once(), "{id}");
+    }
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM job_transitions")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap();
+    assert_eq!(total, 100);
 }
 
 #[test]

@@ -100,11 +100,21 @@ macro_rules! columns {
     };
 }
 
-/// The latest jobs of a status (`$1`), `$2` at most, newest change first.
-pub const LATEST_WITH_STATUS: &str = concat!(
+/// The latest jobs of an open status (`$1`: queued or running), `$2` at most, newest change
+/// first. Open and finished jobs have an index each (`jobs_open`, `jobs_finished`), chosen by
+/// `finished_at`, hence one statement for each.
+pub const LATEST_OPEN_WITH_STATUS: &str = concat!(
     "SELECT ",
     columns!(),
-    " FROM sentiq_jobs WHERE status = $1 ORDER BY updated_at DESC, id LIMIT $2"
+    " FROM sentiq_jobs WHERE status = $1 AND finished_at IS NULL \
+     ORDER BY updated_at DESC, id LIMIT $2"
+);
+/// The same for a final status (succeeded, failed, cancelled).
+pub const LATEST_FINISHED_WITH_STATUS: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM sentiq_jobs WHERE status = $1 AND finished_at IS NOT NULL \
+     ORDER BY updated_at DESC, id LIMIT $2"
 );
 
 /// Append `VALUES (...), ...` of `items` to a query builder of either dialect.
@@ -441,21 +451,24 @@ pub async fn claim_with_input(db: &Db, id: &str) -> Result<Option<Claimed>, sqlx
     })
 }
 
+/// The statement of [`claim_many`] (`$1` now, `$2` the ids).
+pub const CLAIM_MANY: &str = concat!(
+    "UPDATE sentiq_jobs SET status = 'running', attempts = attempts + 1, \
+     started_at = COALESCE(started_at, $1), updated_at = $1, progress_done = 0, \
+     version = version + 1 WHERE id = ANY($2) AND status = 'queued' RETURNING ",
+    columns!(),
+    ", (SELECT body FROM job_inputs WHERE job_id = sentiq_jobs.id) AS input"
+);
+
 /// [`claim_with_input`] for many jobs in one PostgreSQL statement (the worker's group commit,
 /// see [`crate::jobs::batch`]): the claimed rows with their inputs, in no particular order; ids
 /// not queued (already running, final, unknown) are simply absent.
 pub async fn claim_many(pool: &PgPool, ids: &[String]) -> Result<Vec<Claimed>, sqlx::Error> {
-    sqlx::query_as::<_, Claimed>(concat!(
-        "UPDATE sentiq_jobs SET status = 'running', attempts = attempts + 1, \
-         started_at = COALESCE(started_at, $1), updated_at = $1, progress_done = 0, \
-         version = version + 1 WHERE id = ANY($2) AND status = 'queued' RETURNING ",
-        columns!(),
-        ", (SELECT body FROM job_inputs WHERE job_id = sentiq_jobs.id) AS input"
-    ))
-    .bind(now())
-    .bind(ids)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as::<_, Claimed>(CLAIM_MANY)
+        .bind(now())
+        .bind(ids)
+        .fetch_all(pool)
+        .await
 }
 
 /// Keep the lease of a running job fresh. False when this run no longer owns the job.
@@ -565,6 +578,24 @@ pub struct Finish {
     pub items: Vec<ItemRow>,
 }
 
+/// The statement of [`finish_many`]. Data-modifying CTEs run as one statement in one snapshot:
+/// the items are inserted only for the rows this statement finished.
+pub const FINISH_MANY: &str = "WITH done AS (UPDATE sentiq_jobs j SET status = 'succeeded', result = r.report, \
+     progress_done = j.progress_total, finished_at = $4, updated_at = $4, \
+     version = j.version + 1 \
+     FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS r(id, attempt, report) \
+     WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt \
+     RETURNING j.id), \
+     items AS (INSERT INTO job_items (job_id, position, item_id, text, neg, neu, pos, compound) \
+     SELECT i.* FROM UNNEST($5::text[], $6::bigint[], $7::text[], $8::text[], \
+     $9::float8[], $10::float8[], $11::float8[], $12::float8[]) \
+     AS i(job_id, position, item_id, text, neg, neu, pos, compound) \
+     WHERE i.job_id IN (SELECT id FROM done) \
+     ON CONFLICT (job_id, position) DO UPDATE SET item_id = excluded.item_id, \
+     text = excluded.text, neg = excluded.neg, neu = excluded.neu, pos = excluded.pos, \
+     compound = excluded.compound) \
+     SELECT id FROM done";
+
 /// [`finish`] for many runs in one PostgreSQL statement (the worker's group commit, see
 /// [`crate::jobs::batch`]): every row still running under its run's attempt becomes
 /// `succeeded` and gets its items, all committed together. Returns, per run in order, whether
@@ -599,39 +630,21 @@ pub async fn finish_many(pool: &PgPool, runs: &[Finish]) -> Result<Vec<bool>, sq
         poss.push(it.pos);
         compounds.push(it.compound);
     }
-    // Data-modifying CTEs run as one statement in one snapshot: the items are inserted only for
-    // the rows this statement finished.
-    let finished: Vec<String> = sqlx::query_scalar(
-        "WITH done AS (UPDATE sentiq_jobs j SET status = 'succeeded', result = r.report, \
-         progress_done = j.progress_total, finished_at = $4, updated_at = $4, \
-         version = j.version + 1 \
-         FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS r(id, attempt, report) \
-         WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt \
-         RETURNING j.id), \
-         items AS (INSERT INTO job_items (job_id, position, item_id, text, neg, neu, pos, compound) \
-         SELECT i.* FROM UNNEST($5::text[], $6::bigint[], $7::text[], $8::text[], \
-         $9::float8[], $10::float8[], $11::float8[], $12::float8[]) \
-         AS i(job_id, position, item_id, text, neg, neu, pos, compound) \
-         WHERE i.job_id IN (SELECT id FROM done) \
-         ON CONFLICT (job_id, position) DO UPDATE SET item_id = excluded.item_id, \
-         text = excluded.text, neg = excluded.neg, neu = excluded.neu, pos = excluded.pos, \
-         compound = excluded.compound) \
-         SELECT id FROM done",
-    )
-    .bind(&ids)
-    .bind(&attempts)
-    .bind(&reports)
-    .bind(now())
-    .bind(&job_ids)
-    .bind(&positions)
-    .bind(&item_ids)
-    .bind(&texts)
-    .bind(&negs)
-    .bind(&neus)
-    .bind(&poss)
-    .bind(&compounds)
-    .fetch_all(pool)
-    .await?;
+    let finished: Vec<String> = sqlx::query_scalar(FINISH_MANY)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&reports)
+        .bind(now())
+        .bind(&job_ids)
+        .bind(&positions)
+        .bind(&item_ids)
+        .bind(&texts)
+        .bind(&negs)
+        .bind(&neus)
+        .bind(&poss)
+        .bind(&compounds)
+        .fetch_all(pool)
+        .await?;
     let finished: std::collections::HashSet<&str> = finished.iter().map(String::as_str).collect();
     Ok(runs
         .iter()
@@ -717,7 +730,8 @@ pub struct StaleJob {
 /// for minutes on end, and that long read kept SQLite from ever resetting its WAL (4 GB), which
 /// slowed every other statement. An id is unique across queues, so an entry in any queue counts.
 pub const STALE_EMBEDDED: &str = "SELECT j.id, j.queue, j.status, j.attempts, j.updated_at \
-     FROM sentiq_jobs j WHERE j.updated_at < $1 AND (j.status = 'running' OR (j.status = 'queued' \
+     FROM sentiq_jobs j WHERE j.finished_at IS NULL AND j.updated_at < $1 \
+     AND (j.status = 'running' OR (j.status = 'queued' \
      AND json_quote(j.id) NOT IN (SELECT CAST(q.job AS TEXT) FROM Jobs q \
      WHERE q.status IN ('Pending', 'Queued', 'Running')))) \
      ORDER BY j.updated_at LIMIT 500";
@@ -748,7 +762,7 @@ pub async fn stale_candidates(
     on_db!(db, |pool| {
         sqlx::query_as::<_, StaleJob>(
             "SELECT id, queue, status, attempts, updated_at FROM sentiq_jobs \
-             WHERE status IN ('queued', 'running') AND updated_at < $1 \
+             WHERE status IN ('queued', 'running') AND finished_at IS NULL AND updated_at < $1 \
              AND (updated_at > $2 OR (updated_at = $2 AND id > $3)) \
              ORDER BY updated_at, id LIMIT $4",
         )

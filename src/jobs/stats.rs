@@ -1,9 +1,9 @@
 //! The figures of the operator dashboard, read from the job rows: queue depths, throughput per
 //! minute and the lists of failed, cancelled and open jobs.
 //!
-//! Every query is driven by the `jobs_by_status (status, updated_at)` index, so the dashboard
-//! costs a few index range scans however many finished jobs the table holds; none reads the
-//! stored reports.
+//! Every query is driven by one of the two `(status, updated_at)` indexes, `jobs_open` (where
+//! `finished_at IS NULL`) and `jobs_finished` (the others), so the dashboard costs a few index
+//! range scans however many finished jobs the table holds; none reads the stored reports.
 
 use crate::db::Db;
 use crate::jobs::model::{self, JobRow};
@@ -25,7 +25,8 @@ pub async fn depths(db: &Db, queues: &[&str]) -> Result<Vec<Depth>, sqlx::Error>
     let rows: Vec<(String, String, i64, Option<String>)> = on_db!(db, |pool| {
         sqlx::query_as(
             "SELECT queue, status, COUNT(*), MIN(updated_at) FROM sentiq_jobs \
-             WHERE status IN ('queued', 'running') GROUP BY queue, status",
+             WHERE status IN ('queued', 'running') AND finished_at IS NULL \
+             GROUP BY queue, status",
         )
         .fetch_all(pool)
         .await?
@@ -118,7 +119,11 @@ pub async fn throughput(db: &Db, minutes: u32) -> Result<Vec<Minute>, sqlx::Erro
 /// lists only unfinished, failed and cancelled jobs, which have no report either).
 pub async fn latest(db: &Db, status: &str, limit: i64) -> Result<Vec<JobRow>, sqlx::Error> {
     on_db!(db, |pool| {
-        sqlx::query_as::<_, JobRow>(model::LATEST_WITH_STATUS)
+        let statement = match status {
+            "queued" | "running" => model::LATEST_OPEN_WITH_STATUS,
+            _ => model::LATEST_FINISHED_WITH_STATUS,
+        };
+        sqlx::query_as::<_, JobRow>(statement)
             .bind(status)
             .bind(limit)
             .fetch_all(pool)
