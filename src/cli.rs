@@ -44,7 +44,7 @@ pub enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
         /// Most jobs of queue quick held at once with Redis, claimed or waiting for an
-        /// analysis slot or their writes (default: $WORKER_IN_FLIGHT or 256).
+        /// analysis slot or their writes (default: $WORKER_IN_FLIGHT or 512).
         #[arg(long)]
         in_flight: Option<usize>,
     },

@@ -61,7 +61,7 @@ impl Default for Config {
             database_url: "sqlite://sentiq.db?mode=rwc".into(),
             max_body_bytes: 64 << 20,
             worker_concurrency: 2,
-            worker_in_flight: 256,
+            worker_in_flight: 512,
             bulk_threshold_bytes: 1 << 20,
             run_worker: true,
             poll_interval: Duration::from_millis(100),

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use common::assert_error;
 use common::prod::{prod_config, spawn_prod, spawn_prod_with, start_worker};
+use futures_util::StreamExt;
 use redis::AsyncCommands;
 use reqwest::header::{ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
 use sentiq::jobs::model;
 use sentiq::jobs::queue::RedisQueue;
+use sentiq::jobs::stats;
 use sentiq::jobs::worker::{self, Outcome};
 use serde_json::{Value, json};
 
@@ -372,16 +374,7 @@ async fn a_batched_finish_leaves_a_job_cancelled_meanwhile_untouched_and_finishe
         model::Cancel::Cancelled(_)
     ));
     let item = |text: &str| common::item(0, text);
-    let runs: Vec<model::Finish> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| model::Finish {
-            id: id.clone(),
-            attempt: 1,
-            report_json: "{}".into(),
-            items: vec![item(&format!("item of {i}"))],
-        })
-        .collect();
+    let runs = first_runs(&ids, |i| vec![item(&format!("item of {i}"))]);
     let finished = model::finish_many(&app.pg, &runs).await.unwrap();
     assert_eq!(finished, [true, false, true]);
     // A stale run (wrong attempt) finishes nothing.
@@ -757,9 +750,12 @@ async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
     let floats = vec![0.0f64; ids.len()];
     let query =
         sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")));
-    // Every statement here takes `$1` and `$2`; the finish takes ten more arrays.
+    // The claim takes `$1` to `$3`; the finish `$1`, `$2` and ten more arrays.
     let query = if statement == model::CLAIM_MANY {
-        query.bind("2026-11-30T00:00:00.000Z").bind(ids)
+        query
+            .bind("2026-11-30T00:00:00.000Z")
+            .bind(ids)
+            .bind(model::CLAIMED_INPUT_MAX_BYTES)
     } else {
         query
             .bind(ids)
@@ -775,7 +771,28 @@ async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
             .bind(&floats)
             .bind(&floats)
     };
-    query.fetch_all(pg).await.unwrap().join("\n")
+    plan_of(pg, query).await
+}
+
+/// The finishes of the first runs (attempt 1) of `ids`, with the items `items(i)` for the i-th.
+fn first_runs(ids: &[String], items: impl Fn(usize) -> Vec<model::ItemRow>) -> Vec<model::Finish> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| model::Finish {
+            id: id.clone(),
+            attempt: 1,
+            report_json: "{}".into(),
+            items: items(i),
+        })
+        .collect()
+}
+
+/// The lines of an `EXPLAIN` query, joined.
+async fn plan_of(
+    pg: &sqlx::PgPool,
+    explain: sqlx::query::QueryScalar<'_, sqlx::Postgres, String, sqlx::postgres::PgArguments>,
+) -> String {
+    explain.fetch_all(pg).await.unwrap().join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -802,16 +819,26 @@ async fn batched_claims_and_finishes_find_their_rows_by_primary_key_not_through_
         assert!(!plan.contains("jobs_open"), "{statement}\n{plan}");
         assert!(!plan.contains("jobs_finished"), "{statement}\n{plan}");
     }
-    // The queries that want open jobs still find them through an index.
-    let open = sqlx::query_scalar::<_, String>(
-        "EXPLAIN SELECT queue, status, COUNT(*), MIN(updated_at) FROM sentiq_jobs \
-         WHERE status IN ('queued', 'running') AND finished_at IS NULL GROUP BY queue, status",
-    )
-    .fetch_all(&app.pg)
-    .await
-    .unwrap()
-    .join("\n");
+    // The dashboard and the reconciler still find open and finished jobs through their own
+    // partial index, each statement as the application sends it.
+    let explain = |statement: &str| {
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")))
+    };
+    let pg = &app.pg;
+    let now = "2026-11-30T00:00:00.000Z";
+    let depths = plan_of(pg, explain(stats::DEPTHS)).await;
+    assert!(depths.contains("jobs_open"), "{depths}");
+    let stale = explain(model::STALE_CANDIDATES);
+    let stale = plan_of(pg, stale.bind(now).bind("").bind("").bind(500i64)).await;
+    assert!(stale.contains("jobs_open"), "{stale}");
+    let open = explain(model::LATEST_OPEN_WITH_STATUS);
+    let open = plan_of(pg, open.bind("queued").bind(50i64)).await;
     assert!(open.contains("jobs_open"), "{open}");
+    let failed = explain(model::LATEST_FINISHED_WITH_STATUS);
+    let failed = plan_of(pg, failed.bind("failed").bind(50i64)).await;
+    assert!(failed.contains("jobs_finished"), "{failed}");
+    let per_minute = plan_of(pg, explain(stats::THROUGHPUT).bind(now)).await;
+    assert!(per_minute.contains("jobs_finished"), "{per_minute}");
     // A status that disagrees with `finished_at` is refused, so the two indexes cover every row.
     let err = sqlx::query("UPDATE sentiq_jobs SET status = 'queued' WHERE id = 'job1'")
         .execute(&app.pg)
@@ -834,15 +861,7 @@ async fn one_batched_finish_logs_each_of_its_jobs_transition_once() {
         );
     }
     assert_eq!(model::claim_many(&app.pg, &ids).await.unwrap().len(), 50);
-    let runs: Vec<model::Finish> = ids
-        .iter()
-        .map(|id| model::Finish {
-            id: id.clone(),
-            attempt: 1,
-            report_json: "{}".into(),
-            items: vec![common::item(0, "fine")],
-        })
-        .collect();
+    let runs = first_runs(&ids, |_| vec![common::item(0, "fine")]);
     assert!(
         model::finish_many(&app.pg, &runs)
             .await
@@ -865,6 +884,79 @@ async fn one_batched_finish_logs_each_of_its_jobs_transition_once() {
     assert_eq!(total, 100);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_claim_returns_small_inputs_and_leaves_large_ones_to_be_read_when_they_run() {
+    let app = spawn_prod(|_| {}).await;
+    let small = app.submit(&json!({ "text": "Small and fine." })).await;
+    let text = "A longer sentence that is still quite pleasant to read. ".repeat(100);
+    let large = app.submit(&json!({ "text": text })).await;
+    let claimed = model::claim_many(&app.pg, &[small.clone(), large.clone()])
+        .await
+        .unwrap();
+    let input = |id: &str| {
+        claimed
+            .iter()
+            .find(|c| c.job.id == id)
+            .map(|c| c.input.clone())
+            .expect("claimed")
+    };
+    assert_eq!(input(&small).as_deref(), Some(&b"Small and fine."[..]));
+    assert_eq!(input(&large), None);
+    // Both run to the end on a worker (the large one reads its input itself); here the two
+    // claimed rows go back to the queue first, as the reconciler would hand them back.
+    sqlx::query("UPDATE sentiq_jobs SET status = 'queued'")
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    for id in [&small, &large] {
+        assert_eq!(
+            worker::process(&app.deps, id).await.unwrap(),
+            Outcome::Succeeded,
+            "{id}"
+        );
+    }
+    let large_job = app.job(&large).await;
+    assert_eq!(large_job["status"], "succeeded", "{large_job}");
+    assert_eq!(large_job["result"]["items"], 100, "{large_job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_jobs_by_hand_deletes_their_inputs_and_items_as_the_foreign_keys_did() {
+    let app = spawn_prod(|_| {}).await;
+    let gone = app.submit(&json!({ "text": "This one goes." })).await;
+    let kept = app.submit(&json!({ "text": "This one stays." })).await;
+    let ids = vec![gone.clone(), kept.clone()];
+    assert_eq!(model::claim_many(&app.pg, &ids).await.unwrap().len(), 2);
+    let runs = first_runs(&ids, |_| {
+        vec![common::item(0, "one"), common::item(1, "two")]
+    });
+    assert_eq!(
+        model::finish_many(&app.pg, &runs).await.unwrap(),
+        vec![true, true]
+    );
+    sqlx::query("DELETE FROM sentiq_jobs WHERE id = $1")
+        .bind(&gone)
+        .execute(&app.pg)
+        .await
+        .unwrap();
+    let count = |table: &'static str, id: String| {
+        let pg = app.pg.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} WHERE job_id = $1"
+            )))
+            .bind(id)
+            .fetch_one(&pg)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(count("job_inputs", gone.clone()).await, 0);
+    assert_eq!(count("job_items", gone.clone()).await, 0);
+    assert_eq!(count("job_inputs", kept.clone()).await, 1);
+    assert_eq!(count("job_items", kept.clone()).await, 2);
+}
+
 #[test]
 fn serving_postgres_without_redis_is_refused_with_a_clear_message() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sentiq"))
@@ -877,6 +969,33 @@ fn serving_postgres_without_redis_is_refused_with_a_clear_message() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("REDIS_URL"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_change_signals_crosses_redis_in_a_few_messages_and_names_every_job() {
+    let app = spawn_prod(|_| {}).await;
+    let channel = sentiq::jobs::events::JobEvents::channel(app.redis.namespace());
+    let mut pubsub = app.redis.client().get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&channel).await.unwrap();
+    let mut messages = pubsub.into_on_message();
+    let ids: Vec<String> = (0..2000).map(|i| format!("job-{i}")).collect();
+    for id in &ids {
+        app.deps.events.changed(id);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut received = 0;
+    while seen.len() < ids.len() {
+        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("every signal is published")
+            .unwrap();
+        received += 1;
+        let payload: String = msg.get_payload().unwrap();
+        seen.extend(payload.lines().map(str::to_owned));
+    }
+    assert!(ids.iter().all(|id| seen.contains(id)));
+    // One PUBLISH per signal was the cost this replaces.
+    assert!(received <= 40, "{received} messages for 2,000 signals");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,23 +242,38 @@ enum Scored {
     Records(Vec<(Option<String>, String)>, Vec<Scores>),
 }
 
+/// Fewest sentences or records per parallel task. A chunk with no more than this is scored on
+/// the calling thread: handing it to the thread pool (and waiting for it there, when the caller
+/// is outside the pool) costs more than scoring it.
+const MIN_PER_TASK: usize = 256;
+
 fn score_chunk(chunk: Chunk) -> Scored {
     match chunk {
         Chunk::Text(text) => {
             let ranges = Chunk::text_ranges(&text);
-            let scores = ranges
-                .par_iter()
-                .with_min_len(256)
-                .map(|r| (r.clone(), polarity_scores(&text[r.clone()])))
-                .collect();
+            let score = |r: &std::ops::Range<usize>| (r.clone(), polarity_scores(&text[r.clone()]));
+            let scores = if ranges.len() <= MIN_PER_TASK {
+                ranges.iter().map(score).collect()
+            } else {
+                ranges
+                    .par_iter()
+                    .with_min_len(MIN_PER_TASK)
+                    .map(score)
+                    .collect()
+            };
             Scored::Text(text, scores)
         }
         Chunk::Records(records) => {
-            let scores = records
-                .par_iter()
-                .with_min_len(256)
-                .map(|(_, t)| polarity_scores(t))
-                .collect();
+            let score = |(_, t): &(Option<String>, String)| polarity_scores(t);
+            let scores = if records.len() <= MIN_PER_TASK {
+                records.iter().map(score).collect()
+            } else {
+                records
+                    .par_iter()
+                    .with_min_len(MIN_PER_TASK)
+                    .map(score)
+                    .collect()
+            };
             Scored::Records(records, scores)
         }
     }
@@ -289,7 +304,12 @@ fn run<C: Chunker>(
         if batch.is_empty() {
             break;
         }
-        let scored: Vec<Scored> = batch.into_par_iter().map(score_chunk).collect();
+        // A lone chunk (a small input) is scored here; see MIN_PER_TASK.
+        let scored: Vec<Scored> = if batch.len() == 1 {
+            batch.into_iter().map(score_chunk).collect()
+        } else {
+            batch.into_par_iter().map(score_chunk).collect()
+        };
         let mut batch_items: Vec<Item<'_>> = Vec::new();
         for s in &scored {
             match s {

@@ -451,22 +451,30 @@ pub async fn claim_with_input(db: &Db, id: &str) -> Result<Option<Claimed>, sqlx
     })
 }
 
-/// The statement of [`claim_many`] (`$1` now, `$2` the ids).
+/// The statement of [`claim_many`] (`$1` now, `$2` the ids, `$3` the largest input returned).
 pub const CLAIM_MANY: &str = concat!(
     "UPDATE sentiq_jobs SET status = 'running', attempts = attempts + 1, \
      started_at = COALESCE(started_at, $1), updated_at = $1, progress_done = 0, \
      version = version + 1 WHERE id = ANY($2) AND status = 'queued' RETURNING ",
     columns!(),
-    ", (SELECT body FROM job_inputs WHERE job_id = sentiq_jobs.id) AS input"
+    ", CASE WHEN input_bytes <= $3 \
+     THEN (SELECT body FROM job_inputs WHERE job_id = sentiq_jobs.id) END AS input"
 );
 
+/// Largest input [`claim_many`] returns with its job. A worker holds many claimed jobs while
+/// they wait for an analysis slot; larger inputs are read when their slot is free ([`input`]),
+/// so what the waiting jobs hold in memory stays small whatever their sizes.
+pub const CLAIMED_INPUT_MAX_BYTES: i64 = 2048;
+
 /// [`claim_with_input`] for many jobs in one PostgreSQL statement (the worker's group commit,
-/// see [`crate::jobs::batch`]): the claimed rows with their inputs, in no particular order; ids
-/// not queued (already running, final, unknown) are simply absent.
+/// see [`crate::jobs::batch`]): the claimed rows in no particular order, with their inputs up to
+/// [`CLAIMED_INPUT_MAX_BYTES`] (None for larger ones); ids not queued (already running, final,
+/// unknown) are simply absent.
 pub async fn claim_many(pool: &PgPool, ids: &[String]) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as::<_, Claimed>(CLAIM_MANY)
         .bind(now())
         .bind(ids)
+        .bind(CLAIMED_INPUT_MAX_BYTES)
         .fetch_all(pool)
         .await
 }
@@ -749,6 +757,13 @@ pub async fn stale_embedded(
         .await
 }
 
+/// The statement of [`stale_candidates`] (`$1` stale before, `$2`/`$3` keyset position, `$4`
+/// limit), through `jobs_open`.
+pub const STALE_CANDIDATES: &str = "SELECT id, queue, status, attempts, updated_at FROM sentiq_jobs \
+     WHERE status IN ('queued', 'running') AND finished_at IS NULL AND updated_at < $1 \
+     AND (updated_at > $2 OR (updated_at = $2 AND id > $3)) \
+     ORDER BY updated_at, id LIMIT $4";
+
 /// Queued or running jobs untouched since `stale_before`, oldest first, after the keyset
 /// position `after` (`updated_at`, `id`): the candidates whose queue entries the Redis queue
 /// checks.
@@ -760,18 +775,13 @@ pub async fn stale_candidates(
 ) -> Result<Vec<StaleJob>, sqlx::Error> {
     let (after_at, after_id) = after.unwrap_or(("", ""));
     on_db!(db, |pool| {
-        sqlx::query_as::<_, StaleJob>(
-            "SELECT id, queue, status, attempts, updated_at FROM sentiq_jobs \
-             WHERE status IN ('queued', 'running') AND finished_at IS NULL AND updated_at < $1 \
-             AND (updated_at > $2 OR (updated_at = $2 AND id > $3)) \
-             ORDER BY updated_at, id LIMIT $4",
-        )
-        .bind(stale_before)
-        .bind(after_at)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+        sqlx::query_as::<_, StaleJob>(STALE_CANDIDATES)
+            .bind(stale_before)
+            .bind(after_at)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
     })
 }
 

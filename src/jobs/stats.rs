@@ -19,18 +19,15 @@ pub struct Depth {
     pub oldest_queued_at: Option<String>,
 }
 
+/// The statement of [`depths`]: open jobs by queue and status, through `jobs_open`.
+pub const DEPTHS: &str = "SELECT queue, status, COUNT(*), MIN(updated_at) FROM sentiq_jobs \
+     WHERE status IN ('queued', 'running') AND finished_at IS NULL GROUP BY queue, status";
+
 /// Queued and running jobs per queue, for each of `queues` (zeros included) and any other
 /// queue that has open jobs.
 pub async fn depths(db: &Db, queues: &[&str]) -> Result<Vec<Depth>, sqlx::Error> {
-    let rows: Vec<(String, String, i64, Option<String>)> = on_db!(db, |pool| {
-        sqlx::query_as(
-            "SELECT queue, status, COUNT(*), MIN(updated_at) FROM sentiq_jobs \
-             WHERE status IN ('queued', 'running') AND finished_at IS NULL \
-             GROUP BY queue, status",
-        )
-        .fetch_all(pool)
-        .await?
-    });
+    let rows: Vec<(String, String, i64, Option<String>)> =
+        on_db!(db, |pool| { sqlx::query_as(DEPTHS).fetch_all(pool).await? });
     let mut out: Vec<Depth> = queues
         .iter()
         .map(|q| Depth {
@@ -76,6 +73,14 @@ impl Minute {
     }
 }
 
+/// The statement of [`throughput`] (`$1`: the first minute's start). A row's `updated_at` is
+/// never older than its `finished_at` (both are set together, and later writes only move
+/// `updated_at` on), so the range on `updated_at` in `jobs_finished` finds every row finished
+/// since `$1` without scanning older ones.
+pub const THROUGHPUT: &str = "SELECT substr(finished_at, 1, 16), status, COUNT(*) FROM sentiq_jobs \
+     WHERE status IN ('succeeded', 'failed', 'cancelled') AND updated_at >= $1 \
+     AND finished_at >= $1 GROUP BY 1, 2";
+
 /// Jobs that ended (by `finished_at`) in each of the `minutes` whole minutes up to and
 /// including the current one, oldest first; minutes without any are zeros.
 pub async fn throughput(db: &Db, minutes: u32) -> Result<Vec<Minute>, sqlx::Error> {
@@ -90,18 +95,11 @@ pub async fn throughput(db: &Db, minutes: u32) -> Result<Vec<Minute>, sqlx::Erro
         })
         .collect();
     let since = format!("{}:00.000Z", out[0].minute);
-    // A row's `updated_at` is never older than its `finished_at` (both are set together, and
-    // later writes only move `updated_at` on), so the index range on `updated_at` finds every
-    // row finished since `since` without scanning older ones.
     let rows: Vec<(String, String, i64)> = on_db!(db, |pool| {
-        sqlx::query_as(
-            "SELECT substr(finished_at, 1, 16), status, COUNT(*) FROM sentiq_jobs \
-             WHERE status IN ('succeeded', 'failed', 'cancelled') AND updated_at >= $1 \
-             AND finished_at >= $1 GROUP BY 1, 2",
-        )
-        .bind(&since)
-        .fetch_all(pool)
-        .await?
+        sqlx::query_as(THROUGHPUT)
+            .bind(&since)
+            .fetch_all(pool)
+            .await?
     });
     for (minute, status, n) in rows {
         if let Some(m) = out.iter_mut().find(|m| m.minute == minute) {

@@ -351,7 +351,8 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
     if attempt > 1 {
         model::delete_items(db, id, attempt).await?;
     }
-    let Some(input) = input else {
+    // The batched claim leaves larger inputs out (read below, once the job has its slot).
+    if input.is_none() && job.input_bytes <= model::CLAIMED_INPUT_MAX_BYTES {
         model::fail(
             db,
             id,
@@ -365,7 +366,7 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             .with_label_values(&[&job.queue, "internal"])
             .inc();
         return Ok(Outcome::Failed);
-    };
+    }
 
     let flag = deps.cancels.register(id);
     if deps.handing_back.load(Ordering::SeqCst) {
@@ -391,20 +392,37 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
             ),
             None => None,
         };
-        // The time limit counts from the analysis, not from the wait for a slot.
-        let limit = deps.timing.job_timeout.map(|limit| {
-            let (flag, timed_out) = (flag.clone(), timed_out.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(limit).await;
-                timed_out.store(true, Ordering::SeqCst);
-                flag.store(true, Ordering::SeqCst);
-            })
-        });
-        let outcome = run_analysis(deps, &job, input, flag).await;
-        if let Some(limit) = limit {
-            limit.abort();
+        let input = match input {
+            Some(input) => Ok(input),
+            None => match model::input(db, id).await {
+                Ok(Some(input)) => Ok(input),
+                Ok(None) => Err(AnalysisError::Internal(
+                    "the input of this job is missing".into(),
+                )),
+                // Transient: retried like any database error of a run.
+                Err(e) => Err(AnalysisError::Sink(Box::new(e))),
+            },
+        };
+        match input {
+            Err(e) => Err(e),
+            Ok(input) if input.len() <= INLINE_MAX_BYTES => analyse_inline(&job, input, &flag),
+            Ok(input) => {
+                // The time limit counts from the analysis, not from the wait for a slot.
+                let limit = deps.timing.job_timeout.map(|limit| {
+                    let (flag, timed_out) = (flag.clone(), timed_out.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(limit).await;
+                        timed_out.store(true, Ordering::SeqCst);
+                        flag.store(true, Ordering::SeqCst);
+                    })
+                });
+                let outcome = run_analysis(deps, &job, input, flag).await;
+                if let Some(limit) = limit {
+                    limit.abort();
+                }
+                outcome
+            }
         }
-        outcome
     };
     lease.abort();
     deps.cancels.remove(id);
@@ -680,17 +698,7 @@ async fn run_analysis(
     };
     let analysed = tokio::task::spawn_blocking(move || {
         let mut observer = observer;
-        let result = if format == Format::Documents {
-            match serde_json::from_slice::<Vec<StoredDocument>>(&input) {
-                Ok(docs) => analysis::analyze_documents(
-                    docs.into_iter().map(|d| (d.id, d.text)),
-                    &mut observer,
-                ),
-                Err(e) => Err(AnalysisError::Internal(format!("stored documents: {e}"))),
-            }
-        } else {
-            analysis::analyze(Cursor::new(input), &options, &mut observer)
-        };
+        let result = analyse_stored(input, &options, &mut observer);
         drop(observer);
         result
     })
@@ -711,6 +719,82 @@ async fn run_analysis(
         }
         (Ok(report), Ok(items)) => Ok((report, items)),
         (Err(e), _) => Err(e),
+    }
+}
+
+/// Inputs up to this size are analysed on the runtime thread that runs the job, in one piece
+/// (tens of microseconds of scoring): handing them to a blocking thread, and from there to the
+/// analysis thread pool, cost more than the analysis, in thread wake-ups, and its items need no
+/// writer of their own. A run this short writes no progress and cannot reach the time limit.
+///
+/// The same size as the batched claim's largest input, so every input claimed with its job is
+/// analysed inline.
+pub const INLINE_MAX_BYTES: usize = model::CLAIMED_INPUT_MAX_BYTES as usize;
+
+/// Analyse a stored input (any format) with `observer`.
+fn analyse_stored(
+    input: Vec<u8>,
+    options: &Options,
+    observer: &mut dyn Observer,
+) -> Result<analysis::Report, AnalysisError> {
+    if options.format == Format::Documents {
+        match serde_json::from_slice::<Vec<StoredDocument>>(&input) {
+            Ok(docs) => {
+                analysis::analyze_documents(docs.into_iter().map(|d| (d.id, d.text)), observer)
+            }
+            Err(e) => Err(AnalysisError::Internal(format!("stored documents: {e}"))),
+        }
+    } else {
+        analysis::analyze(Cursor::new(input), options, observer)
+    }
+}
+
+/// The whole analysis of a small input ([`INLINE_MAX_BYTES`]) on the current thread; the items
+/// are kept for the final write.
+fn analyse_inline(
+    job: &model::JobRow,
+    input: Vec<u8>,
+    cancelled: &AtomicBool,
+) -> Result<(analysis::Report, Vec<ItemRow>), AnalysisError> {
+    struct Collect<'a> {
+        rows: Vec<ItemRow>,
+        cancelled: &'a AtomicBool,
+    }
+    impl Observer for Collect<'_> {
+        fn is_cancelled(&mut self) -> bool {
+            self.cancelled.load(Ordering::SeqCst)
+        }
+        fn items(
+            &mut self,
+            items: &[Item<'_>],
+        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            self.rows.extend(items.iter().map(item_row));
+            Ok(())
+        }
+    }
+    let options = Options {
+        format: job.format(),
+        column: job.column_name.clone(),
+        total_bytes: Some(input.len() as u64),
+    };
+    let mut collect = Collect {
+        rows: Vec::new(),
+        cancelled,
+    };
+    let report = analyse_stored(input, &options, &mut collect)?;
+    Ok((report, collect.rows))
+}
+
+/// The stored form of an analysed item.
+fn item_row(it: &Item<'_>) -> ItemRow {
+    ItemRow {
+        position: it.position as i64,
+        item_id: it.id.map(str::to_owned),
+        text: it.text.to_owned(),
+        neg: it.scores.neg,
+        neu: it.scores.neu,
+        pos: it.scores.pos,
+        compound: it.scores.compound,
     }
 }
 
@@ -759,18 +843,7 @@ impl Observer for JobObserver {
         &mut self,
         items: &[Item<'_>],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let rows: Vec<ItemRow> = items
-            .iter()
-            .map(|it| ItemRow {
-                position: it.position as i64,
-                item_id: it.id.map(str::to_owned),
-                text: it.text.to_owned(),
-                neg: it.scores.neg,
-                neu: it.scores.neu,
-                pos: it.scores.pos,
-                compound: it.scores.compound,
-            })
-            .collect();
+        let rows: Vec<ItemRow> = items.iter().map(item_row).collect();
         self.items
             .blocking_send(rows)
             .map_err(|_| "the item store stopped".into())

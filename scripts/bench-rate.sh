@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One fresh production deployment (PostgreSQL database, throwaway redis-server, one `sentiq
+# serve`, one `sentiq worker`) offered a fixed rate of one-sentence POST /api/jobs (open loop:
+# oha sends RATE requests a second whatever the answers take and counts a late send in the
+# latency), then drained. Prints the POST latency, end to end jobs/s (first created_at to last
+# finished_at), queue wait, and the CPU per job of each process: `serve`, the worker, Redis, all
+# of PostgreSQL, and the PostgreSQL backends serving `serve` and the worker (told apart by
+# their client's port, `ss -tnp`, so it needs root).
+# Usage: scripts/bench-rate.sh     (env: BIN=target/release/sentiq, RATE=5000, DURATION=10,
+#        IN_FLIGHT (worker default), EXTRA_SQL (run after the migrations, e.g. a schema variant),
+#        PG=postgres://postgres@127.0.0.1:5432, OHA=oha; `cargo install oha --locked`)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BIN="${BIN:-target/release/sentiq}"; RATE="${RATE:-5000}"; DURATION="${DURATION:-10}"
+PG="${PG:-postgres://postgres@127.0.0.1:5432}"
+OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
+[[ -x "$OHA" ]] || { echo "error: oha is not installed (cargo install oha --locked)" >&2; exit 1; }
+WORK=$(mktemp -d); DB="sentiq_rate_$$"; PIDS=()
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+RPORT=$(free_port)
+redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 & RPID=$!; PIDS+=($RPID)
+for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
+export DATABASE_URL="$PG/$DB" REDIS_URL="redis://127.0.0.1:$RPORT" REDIS_NAMESPACE="r$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
+"$BIN" migrate
+[[ -z "${EXTRA_SQL:-}" ]] || psql -q "$PG/$DB" -c "$EXTRA_SQL"
+PORT=$(free_port); ADDR="127.0.0.1:$PORT"
+PORT=$PORT "$BIN" serve > "$WORK/serve.log" 2>&1 & SPID=$!; PIDS+=($SPID)
+"$BIN" worker --concurrency 2 ${IN_FLIGHT:+--in-flight "$IN_FLIGHT"} > "$WORK/worker.log" 2>&1 & WPID=$!; PIDS+=($WPID)
+for _ in $(seq 100); do curl -fs "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
+sleep 1
+sql() { psql -qAt "$PG/$DB" -c "$1"; }
+ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+total() { local t=0; for p in "$@"; do t=$((t + $(ticks "$p"))); done; echo $t; }
+# The backends of client process $1: the server side of its connections to port 5432.
+backends() {
+  ss -tnp | awk -v pid="pid=$1," '$0 ~ pid && $5 ~ /:5432$/ { n = split($4, a, ":"); print a[n] }' |
+    while read -r port; do ss -tnp | awk -v p=":$port" '$4 ~ /:5432$/ && $5 ~ p"$"' | grep -oP 'pid=\K[0-9]+' | head -1; done
+}
+declare -A BEFORE; for p in $(pgrep -x postgres); do BEFORE[$p]=$(ticks "$p"); done
+since() { local t=0; for p in "$@"; do t=$((t + $(ticks "$p") - ${BEFORE[$p]:-0})); done; echo $t; }
+S0=$(ticks $SPID); W0=$(ticks $WPID); R0=$(ticks $RPID)
+"$OHA" -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui --output-format json -m POST \
+  -H 'Content-Type: application/json' -d '{"text": "I loved the first half. The ending was a letdown, sadly."}' \
+  "http://$ADDR/api/jobs" > "$WORK/oha.json"
+python3 - "$WORK/oha.json" "$RATE" "$DURATION" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); rate, duration = float(sys.argv[2]), float(sys.argv[3])
+p = {k: v * 1000 for k, v in r["latencyPercentiles"].items()}
+codes = r["statusCodeDistribution"]; answered = sum(codes.values())
+print(f"offered {rate:,.0f} req/s for {duration:.0f} s: {answered:,} answered, status {codes}; "
+      f"latency p50 {p['p50']:.1f} ms, p90 {p['p90']:.1f} ms, p99 {p['p99']:.1f} ms, p99.9 {p['p99.9']:.1f} ms")
+PY
+for _ in $(seq 1200); do [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE finished_at IS NULL")" == 0 ]] && break; sleep 0.1; done
+S1=$(ticks $SPID); W1=$(ticks $WPID); R1=$(ticks $RPID)
+PGALL=$(since $(pgrep -x postgres)); PGS=$(since $(backends $SPID)); PGW=$(since $(backends $WPID))
+N=$(sql "SELECT count(*) FROM sentiq_jobs")
+sql "SELECT format('%s jobs, %s succeeded; end to end %s jobs/s; queue wait p50 %s ms, p99 %s ms', count(*),
+  count(*) FILTER (WHERE status = 'succeeded'),
+  round(count(*) / extract(epoch FROM max(finished_at::timestamptz) - min(created_at::timestamptz))::numeric),
+  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY w)::numeric), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY w)::numeric))
+  FROM (SELECT status, created_at, finished_at, extract(epoch FROM started_at::timestamptz - created_at::timestamptz) * 1000 AS w FROM sentiq_jobs) t"
+python3 -c "
+n = $N; us = lambda t: t * 10 / n * 1000
+print(f'CPU per job: serve {us($S1 - $S0):.0f} us, worker {us($W1 - $W0):.0f} us, redis {us($R1 - $R0):.0f} us, '
+      f'postgres {us($PGALL):.0f} us (backends of serve {us($PGS):.0f} us, of the worker {us($PGW):.0f} us)')"
