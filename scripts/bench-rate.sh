@@ -8,7 +8,8 @@
 # their client's port, `ss -tnp`, so it needs root).
 # Usage: scripts/bench-rate.sh     (env: BIN=target/release/sentiq, RATE=5000, DURATION=10,
 #        IN_FLIGHT (worker default), EXTRA_SQL (run after the migrations, e.g. a schema variant),
-#        PG=postgres://postgres@127.0.0.1:5432, OHA=oha; `cargo install oha --locked`)
+#        PG=postgres://postgres@127.0.0.1:5432, OHA=oha; `cargo install oha --locked`;
+#        REDIS_STATS=1 prints Redis's command counts at the end)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN="${BIN:-target/release/sentiq}"; RATE="${RATE:-5000}"; DURATION="${DURATION:-10}"
@@ -17,7 +18,7 @@ OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
 [[ -x "$OHA" ]] || { echo "error: oha is not installed (cargo install oha --locked)" >&2; exit 1; }
 WORK=$(mktemp -d); DB="sentiq_rate_$$"; PIDS=()
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+cleanup() { [[ -z "${REDIS_STATS:-}" ]] || redis-cli -p "$RPORT" info commandstats | grep -v "^#" >&2; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 RPORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 & RPID=$!; PIDS+=($RPID)
