@@ -1,5 +1,6 @@
-//! Group commit for the worker's per-job writes on PostgreSQL: the claim that starts a job and
-//! the final write that finishes it.
+//! Group commit: [`Batcher`] gathers requests that arrive together and writes them in one
+//! statement. The web process's submissions use it ([`super::submitter`]), and here the worker's
+//! per-job writes on PostgreSQL: the claim that starts a job and the final write that finishes it.
 //!
 //! A small job costs far more in database round trips and commits than in analysis: claimed
 //! alone, each job is one `UPDATE ... RETURNING` and one commit; finished alone, one more
@@ -53,35 +54,65 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         F: Fn(Vec<Req>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Vec<Resp>> + Send,
     {
+        Self::start_weighted(writers, max, linger, (usize::MAX, |_| 0), write)
+    }
+
+    /// [`Batcher::start`], with batches also limited by weight: `(limit, weight)` keeps the sum
+    /// of `weight(request)` in one batch at or under `limit`, except that a single heavier request
+    /// is written alone. A request that does not fit starts its writer's next batch.
+    pub fn start_weighted<F, Fut>(
+        writers: usize,
+        max: usize,
+        linger: Duration,
+        (limit, weight): (usize, fn(&Req) -> usize),
+        write: F,
+    ) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Resp>> + Send,
+    {
         let (tx, rx) = mpsc::channel::<Envelope<Req, Resp>>(4 * max);
         let inbox = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
             let (inbox, write) = (inbox.clone(), write.clone());
             tokio::spawn(async move {
                 let mut batch: Vec<Envelope<Req, Resp>> = Vec::with_capacity(max);
+                let mut carried: Option<Envelope<Req, Resp>> = None;
                 let mut busy = false;
                 loop {
                     {
                         // One writer collects at a time; the others write theirs meanwhile.
                         let mut rx = inbox.lock().await;
-                        match rx.recv().await {
-                            Some(first) => batch.push(first),
-                            None => return,
-                        }
+                        let first = match carried.take() {
+                            Some(first) => first,
+                            None => match rx.recv().await {
+                                Some(first) => first,
+                                None => return,
+                            },
+                        };
+                        let mut weight_sum = weight(&first.0);
+                        batch.push(first);
                         let deadline = tokio::time::Instant::now() + linger;
                         while batch.len() < max {
-                            match rx.try_recv() {
-                                Ok(next) => batch.push(next),
+                            let next = match rx.try_recv() {
+                                Ok(next) => next,
                                 Err(TryRecvError::Empty) if busy && !linger.is_zero() => {
                                     // Each statement costs the database far more than a row
                                     // does; waiting a moment under load halves the statements.
                                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                                        Ok(Some(next)) => batch.push(next),
+                                        Ok(Some(next)) => next,
                                         _ => break,
                                     }
                                 }
                                 Err(_) => break,
+                            };
+                            let w = weight(&next.0);
+                            if weight_sum.saturating_add(w) > limit {
+                                carried = Some(next);
+                                break;
                             }
+                            weight_sum += w;
+                            batch.push(next);
                         }
                     }
                     busy = batch.len() > 1;
@@ -91,7 +122,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                     let responses = write(requests).await;
                     debug_assert_eq!(responses.len(), n, "one response per request");
                     for (reply, response) in replies.into_iter().zip(responses) {
-                        // The run may have gone (its task was aborted): nothing to tell.
+                        // The caller may have gone (its task was aborted, its client hung up):
+                        // nothing to tell.
                         let _ = reply.send(response);
                     }
                 }
@@ -286,6 +318,59 @@ mod tests {
             *sizes.last().unwrap(),
             5,
             "stragglers were written one by one: {sizes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_weight_limit_and_a_heavier_request_is_written_alone() {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let weight: fn(&u32) -> usize = |x| *x as usize;
+        let batcher =
+            Batcher::start_weighted(1, 64, Duration::ZERO, (10, weight), move |xs: Vec<u32>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(xs.clone());
+                    // Long enough for every request to be waiting before the next batch.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    xs
+                }
+            });
+        let first = {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.call(1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let calls: Vec<_> = [4u32, 4, 4, 30, 2]
+            .into_iter()
+            .map(|x| {
+                let b = batcher.clone();
+                tokio::spawn(async move { (x, b.call(x).await) })
+            })
+            .collect();
+        assert_eq!(first.await.unwrap(), Some(1));
+        for call in calls {
+            let (x, answer) = call.await.unwrap();
+            assert_eq!(answer, Some(x));
+        }
+        let batches = batches.lock().unwrap().clone();
+        let mut all: Vec<u32> = batches.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, vec![1, 2, 4, 4, 4, 30], "{batches:?}");
+        for batch in &batches {
+            let sum: u32 = batch.iter().sum();
+            assert!(
+                sum <= 10 || batch.len() == 1,
+                "a batch over the limit with more than one request: {batches:?}"
+            );
+        }
+        assert!(
+            batches.contains(&vec![30]),
+            "the heavy request was not written alone: {batches:?}"
+        );
+        assert!(
+            batches.contains(&vec![4, 4]),
+            "requests that fit were not written together: {batches:?}"
         );
     }
 }

@@ -21,13 +21,9 @@
 //! limited to one writer, so several batches are in flight at once ([`REDIS_WRITERS`]): while
 //! one waits for its commit to reach the disk, the next one is being sent.
 
-use std::sync::Arc;
-
 use std::time::Duration;
 
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{Mutex, mpsc, oneshot};
-
+use super::batch::Batcher;
 use super::model::{self, NewJob};
 use super::queue::{self, Queue, Wakers};
 use crate::db::Db;
@@ -43,98 +39,55 @@ pub const LINGER: Duration = Duration::from_millis(2);
 /// Batches in flight at once with Redis (each holds one database connection while it writes).
 pub const REDIS_WRITERS: usize = 4;
 
-type Reply = oneshot::Sender<Result<(), sqlx::Error>>;
-type Inbox = Arc<Mutex<mpsc::Receiver<(NewJob, Reply)>>>;
-
 /// The handle the web handlers use; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Submitter {
-    tx: mpsc::Sender<(NewJob, Reply)>,
+    writers: Batcher<NewJob, Result<(), sqlx::Error>>,
 }
 
 impl Submitter {
     /// Start the writer tasks (must be called inside a tokio runtime). They end when the last
     /// handle is dropped.
     pub fn start(db: Db, queue: Queue, wakers: Wakers) -> Submitter {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH_JOBS);
-        let inbox: Inbox = Arc::new(Mutex::new(rx));
-        let writers = match queue {
-            // SQLite has one writer: a second batch would only wait for the first.
-            Queue::Embedded => 1,
-            Queue::Redis(_) => REDIS_WRITERS,
+        let (writers, linger) = match queue {
+            // SQLite has one writer: a second batch would only wait for the first, and batches
+            // already gather while it writes.
+            Queue::Embedded => (1, Duration::ZERO),
+            Queue::Redis(_) => (REDIS_WRITERS, LINGER),
         };
-        for _ in 0..writers {
-            let (db, queue, wakers, inbox) =
-                (db.clone(), queue.clone(), wakers.clone(), inbox.clone());
-            tokio::spawn(write_forever(db, queue, wakers, inbox));
-        }
-        Submitter { tx }
+        let input_bytes: fn(&NewJob) -> usize = |job| job.input.len();
+        let writers = Batcher::start_weighted(
+            writers,
+            MAX_BATCH_JOBS,
+            linger,
+            (MAX_BATCH_BYTES, input_bytes),
+            move |jobs: Vec<NewJob>| {
+                let (db, queue, wakers) = (db.clone(), queue.clone(), wakers.clone());
+                async move { write_batch(&db, &queue, &wakers, &jobs).await }
+            },
+        );
+        Submitter { writers }
     }
 
     /// Write the job row, its input and its queue entry; returns once they are committed (and,
     /// with Redis, once the push has been answered or has failed).
     pub async fn submit(&self, job: NewJob) -> Result<(), sqlx::Error> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((job, reply))
+        self.writers
+            .call(job)
             .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        answer.await.unwrap_or(Err(sqlx::Error::PoolClosed))
-    }
-}
-
-async fn write_forever(db: Db, queue: Queue, wakers: Wakers, inbox: Inbox) {
-    let mut batch: Vec<(NewJob, Reply)> = Vec::with_capacity(MAX_BATCH_JOBS);
-    // A job that did not fit in the previous batch starts the next one.
-    let mut carried: Option<(NewJob, Reply)> = None;
-    let linger = match queue {
-        // One writer on SQLite: batches already gather while it writes.
-        Queue::Embedded => Duration::ZERO,
-        Queue::Redis(_) => LINGER,
-    };
-    let mut busy = false;
-    loop {
-        {
-            // One writer at a time collects a batch; the others write theirs meanwhile.
-            let mut rx = inbox.lock().await;
-            let first = match carried.take() {
-                Some(j) => j,
-                None => match rx.recv().await {
-                    Some(j) => j,
-                    None => return,
-                },
-            };
-            let mut bytes = first.0.input.len();
-            batch.push(first);
-            let deadline = tokio::time::Instant::now() + linger;
-            while batch.len() < MAX_BATCH_JOBS {
-                let next = match rx.try_recv() {
-                    Ok(next) => next,
-                    Err(TryRecvError::Empty) if busy && !linger.is_zero() => {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(next)) => next,
-                            _ => break,
-                        }
-                    }
-                    Err(_) => break,
-                };
-                if bytes + next.0.input.len() > MAX_BATCH_BYTES {
-                    carried = Some(next);
-                    break;
-                }
-                bytes += next.0.input.len();
-                batch.push(next);
-            }
-        }
-        busy = batch.len() > 1;
-        write_batch(&db, &queue, &wakers, &mut batch).await;
+            .unwrap_or(Err(sqlx::Error::PoolClosed))
     }
 }
 
 /// Write `batch` in one transaction, or (if that fails) each job in its own; push the queue
-/// entries (Redis); answer every submitter and empty `batch`.
-async fn write_batch(db: &Db, queue: &Queue, wakers: &Wakers, batch: &mut Vec<(NewJob, Reply)>) {
-    let jobs: Vec<&NewJob> = batch.iter().map(|(j, _)| j).collect();
+/// entries (Redis) and wake the local workers. One result per job, in order.
+async fn write_batch(
+    db: &Db,
+    queue: &Queue,
+    wakers: &Wakers,
+    batch: &[NewJob],
+) -> Vec<Result<(), sqlx::Error>> {
+    let jobs: Vec<&NewJob> = batch.iter().collect();
     let together = write_jobs(db, queue, &jobs).await;
     let results: Vec<Result<(), sqlx::Error>> = match together {
         Ok(()) => batch.iter().map(|_| Ok(())).collect(),
@@ -149,7 +102,7 @@ async fn write_batch(db: &Db, queue: &Queue, wakers: &Wakers, batch: &mut Vec<(N
         }
     };
     if let Queue::Redis(redis) = queue {
-        let written: Vec<(&str, String)> = jobs
+        let written: Vec<(&str, String)> = batch
             .iter()
             .zip(&results)
             .filter(|(_, r)| r.is_ok())
@@ -157,13 +110,13 @@ async fn write_batch(db: &Db, queue: &Queue, wakers: &Wakers, batch: &mut Vec<(N
             .collect();
         redis.push_new_or_log(&written).await;
     }
-    for ((job, reply), result) in batch.drain(..).zip(results) {
+    for (job, result) in batch.iter().zip(&results) {
         if result.is_ok() {
             wakers.wake(job.queue);
         }
-        // The submitter may have gone (client hung up): the job stays queued all the same.
-        let _ = reply.send(result);
     }
+    // The submitter may have gone (client hung up): its job stays queued all the same.
+    results
 }
 
 async fn write_jobs(db: &Db, queue: &Queue, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
