@@ -48,6 +48,9 @@ pub struct Config {
     /// Key clients by the last address of `X-Forwarded-For` (behind a router that appends the
     /// address it saw, as Heroku's does) instead of the connection's peer address.
     pub trust_forwarded_for: bool,
+    /// HTTP worker threads of `serve` (`WEB_CONCURRENCY`, the variable Heroku's buildpacks use
+    /// for a web process's concurrency); 0: one per CPU core.
+    pub web_concurrency: usize,
 }
 
 pub const QUICK: &str = "quick";
@@ -75,6 +78,7 @@ impl Default for Config {
             submit_rate_per_minute: 600,
             submit_burst: 100,
             trust_forwarded_for: false,
+            web_concurrency: 0,
         }
     }
 }
@@ -166,7 +170,8 @@ impl Config {
     /// `REDIS_NAMESPACE`, `MAX_BODY_BYTES`, `WORKER_CONCURRENCY`, `WORKER_IN_FLIGHT`, `WORKER_QUEUES`,
     /// `BULK_THRESHOLD_BYTES`, `POLL_INTERVAL_MS`, `RUN_WORKER`, `JOB_LEASE_MS`,
     /// `RECONCILE_INTERVAL_MS`, `RETRY_BASE_MS`, `REDIS_TLS_INSECURE`, `ADMIN_TOKEN`, `JOB_TIMEOUT`,
-    /// `SUBMIT_RATE_PER_MINUTE`, `SUBMIT_BURST`, `TRUST_FORWARDED_FOR` and `METRICS_PORT`.
+    /// `SUBMIT_RATE_PER_MINUTE`, `SUBMIT_BURST`, `TRUST_FORWARDED_FOR`, `WEB_CONCURRENCY` and
+    /// `METRICS_PORT`.
     pub fn from_env() -> Result<Config, ConfigError> {
         let d = Config::default();
         let run_worker = flag("RUN_WORKER", true);
@@ -230,6 +235,7 @@ impl Config {
             submit_rate_per_minute: parsed("SUBMIT_RATE_PER_MINUTE", d.submit_rate_per_minute)?,
             submit_burst: parsed("SUBMIT_BURST", d.submit_burst)?.max(1),
             trust_forwarded_for: flag("TRUST_FORWARDED_FOR", d.trust_forwarded_for),
+            web_concurrency: parsed("WEB_CONCURRENCY", d.web_concurrency)?,
         })
     }
 

@@ -74,7 +74,7 @@ impl Application {
             config: config.clone(),
             deps: deps.clone(),
         });
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(security_headers())
@@ -82,13 +82,17 @@ impl Application {
                     crate::web::request_log::log_request,
                 ))
                 .configure(routes)
-        })
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        // actix would stop at once on SIGINT, dropping requests in flight; we drain on both
-        // signals (see `run_until_stopped`).
-        .disable_signals()
-        .listen(listener)?
-        .run();
+        });
+        if config.web_concurrency > 0 {
+            server = server.workers(config.web_concurrency);
+        }
+        let server = server
+            .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+            // actix would stop at once on SIGINT, dropping requests in flight; we drain on both
+            // signals (see `run_until_stopped`).
+            .disable_signals()
+            .listen(listener)?
+            .run();
         Ok(Application {
             port,
             server,

@@ -374,3 +374,46 @@ fn a_separate_worker_serves_its_own_job_metrics_at_metrics_port() {
         );
     }
 }
+
+/// The threads actix names `actix-server worker N` (the kernel keeps 15 bytes of a name).
+fn http_worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("actix-server wo"))
+        .count()
+}
+
+#[test]
+fn web_concurrency_sets_how_many_threads_serve_http_and_a_bad_value_is_refused() {
+    // 1 and 3: neither is the default (one per core) on a 2-core machine, nor on most others.
+    for n in [1usize, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, port, _) =
+            serve_collecting_logs(dir.path(), &[("WEB_CONCURRENCY", &n.to_string())]);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let health = rt
+            .block_on(reqwest::get(format!("http://127.0.0.1:{port}/healthz")))
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        // The workers start together; give a slow machine a moment before counting.
+        let start = Instant::now();
+        while http_worker_threads(child.id()) < n && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let threads = http_worker_threads(child.id());
+        stop(child);
+        assert_eq!(threads, n, "WEB_CONCURRENCY={n}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = sentiq()
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("WEB_CONCURRENCY", "lots")
+        .env("PORT", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WEB_CONCURRENCY"), "{stderr}");
+}

@@ -49,12 +49,7 @@ impl Submitter {
     /// Start the writer tasks (must be called inside a tokio runtime). They end when the last
     /// handle is dropped.
     pub fn start(db: Db, queue: Queue, wakers: Wakers) -> Submitter {
-        let (writers, linger) = match queue {
-            // SQLite has one writer: a second batch would only wait for the first, and batches
-            // already gather while it writes.
-            Queue::Embedded => (1, Duration::ZERO),
-            Queue::Redis(_) => (REDIS_WRITERS, LINGER),
-        };
+        let (writers, linger) = writers_and_linger(&queue);
         let input_bytes: fn(&NewJob) -> usize = |job| job.input.len();
         let writers = Batcher::start_weighted(
             writers,
@@ -76,6 +71,16 @@ impl Submitter {
             .call(job)
             .await
             .unwrap_or(Err(sqlx::Error::PoolClosed))
+    }
+}
+
+/// How many batches may be in flight at once and how long a busy writer waits for more.
+fn writers_and_linger(queue: &Queue) -> (usize, Duration) {
+    match queue {
+        // SQLite has one writer: a second batch would only wait for the first, and batches
+        // already gather while it writes; a linger would only add latency.
+        Queue::Embedded => (1, Duration::ZERO),
+        Queue::Redis(_) => (REDIS_WRITERS, LINGER),
     }
 }
 
@@ -115,7 +120,6 @@ async fn write_batch(
             wakers.wake(job.queue);
         }
     }
-    // The submitter may have gone (client hung up): its job stays queued all the same.
     results
 }
 
@@ -137,5 +141,23 @@ async fn write_jobs(db: &Db, queue: &Queue, jobs: &[&NewJob]) -> Result<(), sqlx
         (Queue::Embedded, Db::Postgres(_)) => Err(sqlx::Error::Configuration(
             "the embedded queue needs a SQLite database".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::queue::RedisQueue;
+
+    #[tokio::test]
+    async fn submissions_linger_and_write_in_parallel_with_redis_but_not_on_embedded_sqlite() {
+        assert_eq!(writers_and_linger(&Queue::Embedded), (1, Duration::ZERO));
+        // The client connects lazily: nothing needs to listen on this port.
+        let redis = RedisQueue::connect("redis://127.0.0.1:1", "t").unwrap();
+        let (writers, linger) = writers_and_linger(&Queue::Redis(Box::new(redis)));
+        assert_eq!(writers, REDIS_WRITERS);
+        assert!(writers > 1);
+        assert_eq!(linger, LINGER);
+        assert!(linger > Duration::ZERO);
     }
 }
