@@ -5,6 +5,8 @@
 //!   on a ~2 MiB in-memory text document (throughput: bytes per second). Two of its parts on one
 //!   thread, same document: `analyze/split_sentences_2mib` (the Unicode sentence split alone) and
 //!   `analyze/score_sentences_2mib` (one [`Scorer`] scoring every sentence, no split, no report).
+//! - `analyze/small_job`: the whole pipeline on the two-sentence input of `scripts/bench-rate.sh`,
+//!   the cost a worker pays per small job besides its queue and database work.
 //!
 //! Run: `cargo bench --bench scorer` (add `-- --quick` for a fast pass, or a filter such as
 //! `-- polarity_scores/tweet`). Inputs are built here, deterministically, so the numbers do not
@@ -142,6 +144,14 @@ fn bench_analyze(c: &mut Criterion) {
                 .map(|s| scorer.score(black_box(s)).compound)
                 .sum::<f64>()
         })
+    });
+    group.finish();
+
+    let small = "I loved the first half. The ending was a letdown, sadly.";
+    let mut group = c.benchmark_group("analyze");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("small_job", |b| {
+        b.iter(|| analyze(black_box(small.as_bytes()), &options, &mut ()).expect("analyses"))
     });
     group.finish();
 }

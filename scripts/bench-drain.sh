@@ -8,7 +8,8 @@
 # Usage: scripts/bench-drain.sh   (needs wrk; env BIN=target/release/sentiq, CONCURRENCY=2,
 # IN_FLIGHT (worker default), DURATION=5, PG=postgres://postgres@127.0.0.1:5432, PERF=1 records
 # a perf profile of the worker to /tmp/worker.perf, HISTORY=N first writes N jobs that were
-# queued, ran and succeeded, by SQL, so the table holds their rows and dead row versions)
+# queued, ran and succeeded, by SQL, so the table holds their rows and dead row versions,
+# EXTRA_SQL is run after the migrations, e.g. a schema variant)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN="${BIN:-target/release/sentiq}"; CONCURRENCY="${CONCURRENCY:-2}"; DURATION="${DURATION:-5}"
@@ -23,6 +24,7 @@ sleep 0.3
 psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
 export DATABASE_URL="$PG/$DB" REDIS_URL="redis://127.0.0.1:$RPORT" REDIS_NAMESPACE="d$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
 "$BIN" migrate
+[[ -z "${EXTRA_SQL:-}" ]] || psql -q "$PG/$DB" -c "$EXTRA_SQL"
 if [[ -n "${HISTORY:-}" ]]; then
   psql -q "$PG/$DB" -c "INSERT INTO sentiq_jobs (id, queue, format, input_bytes, created_at, updated_at)
       SELECT 'old' || g, 'quick', 'text', 10, '2026', '2026' FROM generate_series(1, $HISTORY) g" \

@@ -36,7 +36,11 @@ impl std::fmt::Display for InvalidUtf8 {
 
 impl std::error::Error for InvalidUtf8 {}
 
-/// Size of the [`Utf8Reader`]'s buffer.
+/// Size of the [`Utf8Reader`]'s buffer when it starts. Most jobs are a few sentences: a full
+/// buffer, zeroed for every job, cost the worker more than scoring them (BENCHMARKS.md).
+const FIRST_READ_BUFFER: usize = 8 * 1024;
+/// Largest size of the [`Utf8Reader`]'s buffer: it doubles from [`FIRST_READ_BUFFER`] each time
+/// a read fills it, so a large input is read in 256 KiB pieces after a few reads.
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Passes bytes through only once they are known to be valid UTF-8.
@@ -54,13 +58,15 @@ pub struct Utf8Reader<R> {
     lines: u64,
     eof: bool,
     bom_checked: bool,
+    /// The last read filled the buffer: more is likely to come, so the next one may grow it.
+    filled: bool,
 }
 
 impl<R: Read> Utf8Reader<R> {
     pub fn new(inner: R) -> Self {
         Utf8Reader {
             inner,
-            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            buf: vec![0; FIRST_READ_BUFFER].into_boxed_slice(),
             pos: 0,
             valid: 0,
             len: 0,
@@ -68,6 +74,7 @@ impl<R: Read> Utf8Reader<R> {
             lines: 0,
             eof: false,
             bom_checked: false,
+            filled: false,
         }
     }
 
@@ -83,6 +90,12 @@ impl<R: Read> Utf8Reader<R> {
         self.len -= self.valid;
         self.pos = 0;
         self.valid = 0;
+        if self.filled && self.buf.len() < READ_BUFFER {
+            let mut bigger = vec![0; (self.buf.len() * 2).min(READ_BUFFER)].into_boxed_slice();
+            bigger[..self.len].copy_from_slice(&self.buf[..self.len]);
+            self.buf = bigger;
+        }
+        let space = self.buf.len() - self.len;
         let n = loop {
             match self.inner.read(&mut self.buf[self.len..]) {
                 Ok(n) => break n,
@@ -92,6 +105,7 @@ impl<R: Read> Utf8Reader<R> {
         };
         self.len += n;
         self.eof = n == 0;
+        self.filled = n == space;
         if !self.bom_checked {
             if self.len < 3 && !self.eof {
                 // Too little to tell whether the input starts with a byte-order mark.
@@ -540,6 +554,24 @@ mod tests {
                 byte_offset: 3
             }
         ));
+    }
+
+    #[test]
+    fn the_read_buffer_stays_small_for_small_inputs_and_grows_to_its_limit_for_large_ones() {
+        let mut out = Vec::new();
+        let mut small = Utf8Reader::new("A short review. Quite good.".as_bytes());
+        small.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"A short review. Quite good.");
+        assert_eq!(small.buf.len(), FIRST_READ_BUFFER);
+
+        // Multi-byte characters across every buffer size on the way up.
+        let large = "Déjà vu, naïve café — ok. ".repeat(40_000);
+        let mut big = Utf8Reader::new(large.as_bytes());
+        out.clear();
+        big.read_to_end(&mut out).unwrap();
+        assert_eq!(out, large.as_bytes());
+        assert_eq!(big.buf.len(), READ_BUFFER);
+        assert_eq!(big.consumed(), large.len() as u64);
     }
 
     #[test]
