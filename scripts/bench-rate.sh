@@ -9,7 +9,8 @@
 # Usage: scripts/bench-rate.sh     (env: BIN=target/release/sentiq, RATE=5000, DURATION=10,
 #        IN_FLIGHT (worker default), EXTRA_SQL (run after the migrations, e.g. a schema variant),
 #        PG=postgres://postgres@127.0.0.1:5432, OHA=oha; `cargo install oha --locked`;
-#        REDIS_STATS=1 prints Redis's command counts at the end)
+#        REDIS_STATS=1 prints Redis's command counts at the end; OHA_DB=file.db keeps every
+#        request's times there (oha --db-url) and prints the p99 of each 250 ms of the run)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN="${BIN:-target/release/sentiq}"; RATE="${RATE:-5000}"; DURATION="${DURATION:-10}"
@@ -43,7 +44,7 @@ backends() {
 declare -A BEFORE; for p in $(pgrep -x postgres); do BEFORE[$p]=$(ticks "$p"); done
 since() { local t=0; for p in "$@"; do t=$((t + $(ticks "$p") - ${BEFORE[$p]:-0})); done; echo $t; }
 S0=$(ticks $SPID); W0=$(ticks $WPID); R0=$(ticks $RPID)
-"$OHA" -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui --output-format json -m POST \
+"$OHA" -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui --output-format json ${OHA_DB:+--db-url "$OHA_DB"} -m POST \
   -H 'Content-Type: application/json' -d '{"text": "I loved the first half. The ending was a letdown, sadly."}' \
   "http://$ADDR/api/jobs" > "$WORK/oha.json"
 python3 - "$WORK/oha.json" "$RATE" "$DURATION" <<'PY'
@@ -53,6 +54,14 @@ p = {k: v * 1000 for k, v in r["latencyPercentiles"].items()}
 codes = r["statusCodeDistribution"]; answered = sum(codes.values())
 print(f"offered {rate:,.0f} req/s for {duration:.0f} s: {answered:,} answered, status {codes}; "
       f"latency p50 {p['p50']:.1f} ms, p90 {p['p90']:.1f} ms, p99 {p['p99']:.1f} ms, p99.9 {p['p99.9']:.1f} ms")
+PY
+[[ -z "${OHA_DB:-}" ]] || python3 - "$OHA_DB" <<'PY'
+import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute("SELECT start_latency_correction, end FROM oha").fetchall()
+t0, windows = min(r[0] for r in rows), {}
+for start, end in rows:
+    windows.setdefault(int((start - t0) * 4), []).append((end - start) * 1000)
+print("p99 (ms) of each 250 ms:", " ".join(f"{sorted(v)[max(0, int(len(v) * 0.99) - 1)]:.0f}" for _, v in sorted(windows.items())))
 PY
 for _ in $(seq 1200); do [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE finished_at IS NULL")" == 0 ]] && break; sleep 0.1; done
 S1=$(ticks $SPID); W1=$(ticks $WPID); R1=$(ticks $RPID)

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::assert_error;
-use common::prod::{prod_config, spawn_prod, spawn_prod_with, start_worker};
+use common::prod::{ProdApp, prod_config, spawn_prod, spawn_prod_with, start_worker};
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use reqwest::header::{ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
@@ -678,17 +678,9 @@ async fn finished_entries_do_not_accumulate_in_redis() {
         app.wait_final(&id).await;
     }
     let ns = app.config.redis_namespace.clone();
-    let mut conn = app.redis.connection();
     let start = Instant::now();
     loop {
-        let done: i64 = conn.scard(format!("{ns}:quick:done")).await.unwrap();
-        let data: i64 = conn.hlen(format!("{ns}:quick:data")).await.unwrap();
-        let metas = app
-            .keys()
-            .await
-            .into_iter()
-            .filter(|k| k.starts_with(&format!("{ns}:quick:meta:")))
-            .count();
+        let (done, data, metas) = quick_entries_left(&app).await;
         if done == 0 && data == 0 && metas == 0 {
             break;
         }
@@ -701,6 +693,49 @@ async fn finished_entries_do_not_accumulate_in_redis() {
     // Every key we or apalis made is in the namespace.
     for key in app.keys().await {
         assert!(key.starts_with(&format!("{ns}:")), "{key}");
+    }
+    worker.stop().await;
+}
+
+/// Finished entries of queue `quick` still in Redis: the done set, the data hash, meta hashes.
+async fn quick_entries_left(app: &ProdApp) -> (i64, i64, usize) {
+    let ns = &app.config.redis_namespace;
+    let mut conn = app.redis.connection();
+    let done: i64 = conn.scard(format!("{ns}:quick:done")).await.unwrap();
+    let data: i64 = conn.hlen(format!("{ns}:quick:data")).await.unwrap();
+    let metas = app
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{ns}:quick:meta:")))
+        .count();
+    (done, data, metas)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_entries_are_removed_within_a_second_even_when_the_reconciler_runs_once_a_minute()
+{
+    // The reconciler's first pass runs at start, before any job: with the old pacing nothing
+    // would be removed for a minute. Removing entries a little at a time, often, keeps Redis
+    // from being held by one large clean-up.
+    let app = spawn_prod(|c| c.timing.reconcile_every = Duration::from_secs(60)).await;
+    let worker = app.worker();
+    for i in 0..10 {
+        let id = app.submit(&json!({"text": format!("Steady {i}.")})).await;
+        app.wait_final(&id).await;
+    }
+    let finished = Instant::now();
+    loop {
+        let (done, data, metas) = quick_entries_left(&app).await;
+        if done == 0 && data == 0 && metas == 0 {
+            break;
+        }
+        assert!(
+            finished.elapsed() < Duration::from_secs(1) + worker::VACUUM_EVERY,
+            "left after {:?}: done {done}, data {data}, meta {metas}",
+            finished.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     worker.stop().await;
 }

@@ -600,34 +600,53 @@ pub async fn reconcile(deps: &Deps) -> Result<usize, QueueError> {
     Ok(jobs.len())
 }
 
-/// Run [`reconcile`] every `reconcile_every` (and clear finished queue entries) until the task
-/// is dropped.
+/// How often a worker removes finished Redis entries: in small, steady pieces. Removing a
+/// reconciler interval's worth at once (25,000 entries every 5 s at 5,000 jobs a second) kept
+/// Redis busy for tens of milliseconds, and every submission pushed meanwhile waited for it: a
+/// POST latency spike every 5 s (BENCHMARKS.md).
+pub const VACUUM_EVERY: Duration = Duration::from_millis(250);
+
+/// Run [`reconcile`] every `reconcile_every` and clear finished queue entries (with Redis every
+/// [`VACUUM_EVERY`]) until the task is dropped.
 pub async fn reconcile_forever(deps: Deps) {
+    use tokio::time::MissedTickBehavior::Delay;
     let mut every = tokio::time::interval(deps.timing.reconcile_every);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.set_missed_tick_behavior(Delay);
+    // The embedded queue's clean-up is one DELETE on the single SQLite writer: it keeps the
+    // reconciler's pace.
+    let vacuum_every = match deps.queue {
+        Queue::Redis(_) => VACUUM_EVERY.min(deps.timing.reconcile_every),
+        Queue::Embedded => deps.timing.reconcile_every,
+    };
+    let mut vacuum = tokio::time::interval(vacuum_every);
+    vacuum.set_missed_tick_behavior(Delay);
     let mut passes = 0u64;
     loop {
-        every.tick().await;
-        if let Err(e) = reconcile(&deps).await {
-            tracing::warn!(error = %e, "reconciler failed");
-        }
-        match deps.queue.vacuum(&deps.db).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(removed = n, "finished queue entries removed"),
-            Err(e) => tracing::warn!(error = %e, "queue vacuum failed"),
-        }
-        // apalis-redis keeps a small hash per worker name forever; names are unique per start,
-        // so clear those of dead workers at start and now and then (a SCAN of the key space).
-        if passes.is_multiple_of(120)
-            && let Queue::Redis(redis) = &deps.queue
-        {
-            match redis.remove_dead_worker_metadata().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(removed = n, "metadata of dead workers removed"),
-                Err(e) => tracing::warn!(error = %e, "worker metadata clean-up failed"),
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(e) = reconcile(&deps).await {
+                    tracing::warn!(error = %e, "reconciler failed");
+                }
+                // apalis-redis keeps a small hash per worker name forever; names are unique per
+                // start, so clear those of dead workers at start and now and then (a SCAN of
+                // the key space).
+                if passes.is_multiple_of(120)
+                    && let Queue::Redis(redis) = &deps.queue
+                {
+                    match redis.remove_dead_worker_metadata().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(removed = n, "metadata of dead workers removed"),
+                        Err(e) => tracing::warn!(error = %e, "worker metadata clean-up failed"),
+                    }
+                }
+                passes += 1;
             }
+            _ = vacuum.tick() => match deps.queue.vacuum(&deps.db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "finished queue entries removed"),
+                Err(e) => tracing::warn!(error = %e, "queue vacuum failed"),
+            },
         }
-        passes += 1;
     }
 }
 
