@@ -677,19 +677,8 @@ async fn finished_entries_do_not_accumulate_in_redis() {
         let id = app.submit(&json!({"text": format!("Vacuum {i}.")})).await;
         app.wait_final(&id).await;
     }
+    quick_entries_gone_within(&app, Duration::from_secs(20)).await;
     let ns = app.config.redis_namespace.clone();
-    let start = Instant::now();
-    loop {
-        let (done, data, metas) = quick_entries_left(&app).await;
-        if done == 0 && data == 0 && metas == 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "left: done {done}, data {data}, meta {metas}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // Every key we or apalis made is in the namespace.
     for key in app.keys().await {
         assert!(key.starts_with(&format!("{ns}:")), "{key}");
@@ -697,19 +686,31 @@ async fn finished_entries_do_not_accumulate_in_redis() {
     worker.stop().await;
 }
 
-/// Finished entries of queue `quick` still in Redis: the done set, the data hash, meta hashes.
-async fn quick_entries_left(app: &ProdApp) -> (i64, i64, usize) {
+/// Wait until no finished entry of queue `quick` is left in Redis (the done set, the data hash,
+/// the meta hashes); fail if any is still there after `within`.
+async fn quick_entries_gone_within(app: &ProdApp, within: Duration) {
     let ns = &app.config.redis_namespace;
     let mut conn = app.redis.connection();
-    let done: i64 = conn.scard(format!("{ns}:quick:done")).await.unwrap();
-    let data: i64 = conn.hlen(format!("{ns}:quick:data")).await.unwrap();
-    let metas = app
-        .keys()
-        .await
-        .into_iter()
-        .filter(|k| k.starts_with(&format!("{ns}:quick:meta:")))
-        .count();
-    (done, data, metas)
+    let start = Instant::now();
+    loop {
+        let done: i64 = conn.scard(format!("{ns}:quick:done")).await.unwrap();
+        let data: i64 = conn.hlen(format!("{ns}:quick:data")).await.unwrap();
+        let metas = app
+            .keys()
+            .await
+            .into_iter()
+            .filter(|k| k.starts_with(&format!("{ns}:quick:meta:")))
+            .count();
+        if done == 0 && data == 0 && metas == 0 {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "left after {:?}: done {done}, data {data}, meta {metas}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -724,19 +725,7 @@ async fn finished_entries_are_removed_within_a_second_even_when_the_reconciler_r
         let id = app.submit(&json!({"text": format!("Steady {i}.")})).await;
         app.wait_final(&id).await;
     }
-    let finished = Instant::now();
-    loop {
-        let (done, data, metas) = quick_entries_left(&app).await;
-        if done == 0 && data == 0 && metas == 0 {
-            break;
-        }
-        assert!(
-            finished.elapsed() < Duration::from_secs(1) + worker::VACUUM_EVERY,
-            "left after {:?}: done {done}, data {data}, meta {metas}",
-            finished.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    quick_entries_gone_within(&app, Duration::from_secs(1) + worker::VACUUM_EVERY).await;
     worker.stop().await;
 }
 
