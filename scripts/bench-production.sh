@@ -10,7 +10,8 @@
 #   3. pick-up: commit to `running` of one-sentence jobs submitted one at a time to an idle
 #      worker (started_at - created_at of each row).
 # Usage: scripts/bench-production.sh     (needs wrk, oha and pgbench; DURATION=10, PICKUP_JOBS=300,
-#        RATE=5000; oha: `cargo install oha --locked`, or OHA=path)
+#        RATE=5000; oha: `cargo install oha --locked`, or OHA=path; OHA_DB=file.db keeps every
+#        request's times of 1b there and prints the p99 of each 250 ms)
 # Environment: PG (server URL without database, default postgres://postgres@127.0.0.1:5432),
 # REDIS_URL (default: a throwaway redis-server on a free port), CONCURRENCY (worker, default 2).
 set -euo pipefail
@@ -54,13 +55,15 @@ export DATABASE_URL="$PG/$DB" REDIS_URL REDIS_NAMESPACE="bench$$" RUST_LOG=warn 
 PORT=$(free_port)
 ADDR="127.0.0.1:$PORT"
 PORT=$PORT "$BIN" serve > "$WORK/serve.log" 2>&1 &
-PIDS+=($!)
+SPID=$!; PIDS+=($SPID)
 "$BIN" worker --concurrency "$CONCURRENCY" > "$WORK/worker.log" 2>&1 &
-PIDS+=($!)
+WPID=$!; PIDS+=($WPID)
 for _ in $(seq 100); do curl -fs "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
 curl -fs "http://$ADDR/readyz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
 
 sql() { psql -qAt "$PG/$DB" -c "$1"; }
+ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(ticks "$p"))); done; echo $t; }
 wait_drained() {
   for _ in $(seq 600); do
     [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE status IN ('queued','running')")" == 0 ]] && return
@@ -108,8 +111,9 @@ sql "SELECT format('per-job transitions: %s jobs ran more than once', count(*)) 
 echo
 echo "== 1b. POST /api/jobs at ${RATE} req/s offered (open loop), 64 connections, ${DURATION}s, the worker running the jobs"
 sql "TRUNCATE sentiq_jobs, job_inputs, job_items, job_transitions"
+S0=$(ticks $SPID); W0=$(ticks $WPID); P0=$(pg_ticks)
 "$OHA" -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui --output-format json \
-  -m POST -H 'Content-Type: application/json' \
+  ${OHA_DB:+--db-url "$OHA_DB"} -m POST -H 'Content-Type: application/json' \
   -d '{"text": "I loved the first half. The ending was a letdown, sadly."}' \
   "http://$ADDR/api/jobs" > "$WORK/oha.json"
 python3 - "$WORK/oha.json" "$RATE" "$DURATION" <<'PY'
@@ -123,7 +127,13 @@ print(f"offered {rate:,.0f} req/s for {duration:.0f} s: {answered:,} answered ({
 print(f"latency (from the scheduled send) p50 {p['p50']:.2f} ms, p90 {p['p90']:.2f} ms, p99 {p['p99']:.2f} ms, "
       f"p99.9 {p['p99.9']:.2f} ms, max {r['summary']['slowest'] * 1000:.2f} ms")
 PY
+[[ -z "${OHA_DB:-}" ]] || python3 scripts/oha_windows.py "$OHA_DB"
 wait_drained
+S1=$(ticks $SPID); W1=$(ticks $WPID); P1=$(pg_ticks)
+N=$(sql "SELECT count(*) FROM sentiq_jobs")
+python3 -c "
+n = $N; us = lambda t: t * 10 / n * 1000
+print(f'CPU per job: serve {us($S1 - $S0):.0f} us, worker {us($W1 - $W0):.0f} us, postgres (all) {us($P1 - $P0):.0f} us')"
 sql "SELECT format('end to end at that rate: %s jobs, %s succeeded; queue wait p50 %s ms, p99 %s ms',
        count(*), count(*) FILTER (WHERE status = 'succeeded'),
        round(percentile_cont(0.5) WITHIN GROUP (ORDER BY w)::numeric, 1), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY w)::numeric, 1))

@@ -55,14 +55,7 @@ codes = r["statusCodeDistribution"]; answered = sum(codes.values())
 print(f"offered {rate:,.0f} req/s for {duration:.0f} s: {answered:,} answered, status {codes}; "
       f"latency p50 {p['p50']:.1f} ms, p90 {p['p90']:.1f} ms, p99 {p['p99']:.1f} ms, p99.9 {p['p99.9']:.1f} ms")
 PY
-[[ -z "${OHA_DB:-}" ]] || python3 - "$OHA_DB" <<'PY'
-import sqlite3, sys
-rows = sqlite3.connect(sys.argv[1]).execute("SELECT start_latency_correction, end FROM oha").fetchall()
-t0, windows = min(r[0] for r in rows), {}
-for start, end in rows:
-    windows.setdefault(int((start - t0) * 4), []).append((end - start) * 1000)
-print("p99 (ms) of each 250 ms:", " ".join(f"{sorted(v)[max(0, int(len(v) * 0.99) - 1)]:.0f}" for _, v in sorted(windows.items())))
-PY
+[[ -z "${OHA_DB:-}" ]] || python3 scripts/oha_windows.py "$OHA_DB"
 for _ in $(seq 1200); do [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE finished_at IS NULL")" == 0 ]] && break; sleep 0.1; done
 S1=$(ticks $SPID); W1=$(ticks $WPID); R1=$(ticks $RPID)
 PGALL=$(since $(pgrep -x postgres)); PGS=$(since $(backends $SPID)); PGW=$(since $(backends $WPID))

@@ -185,7 +185,7 @@ fn service(what: Service) -> ExitCode {
                 crate::startup::run_worker(config).await?;
             }
             Service::Migrate => {
-                let db = crate::db::Db::open(&config.database_url, 2).await?;
+                let db = crate::db::Db::open(&config.database_url, 2, crate::db::Plans::Cached).await?;
                 db.migrate().await?;
                 db.close().await;
                 tracing::info!(database = %redact(&config.database_url), "migrations applied");

@@ -15,7 +15,7 @@ use apalis::prelude::Monitor;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, Plans};
 use crate::jobs::queue::{Queue, RedisQueue};
 use crate::jobs::worker::{self, Deps};
 use crate::web::{AppState, routes};
@@ -39,9 +39,13 @@ pub enum StartupError {
 }
 
 /// Open (and migrate) the database and set up the queue `config` names.
-pub async fn open(config: &Config, pg_connections: u32) -> Result<Deps, StartupError> {
+pub async fn open(
+    config: &Config,
+    pg_connections: u32,
+    plans: Plans,
+) -> Result<Deps, StartupError> {
     config.check().map_err(StartupError::Config)?;
-    let db = Db::open(&config.database_url, pg_connections).await?;
+    let db = Db::open(&config.database_url, pg_connections, plans).await?;
     db.migrate().await?;
     let queue = match &config.redis_url {
         Some(url) => Queue::Redis(Box::new(RedisQueue::connect(url, &config.redis_namespace)?)),
@@ -66,7 +70,9 @@ impl Application {
         if config.redis_url.is_some() {
             config.run_worker = false;
         }
-        let deps = open(&config, config.database_max_connections).await?;
+        // The web's statements insert rows or look one up by key: their cached plans stay right
+        // as the table grows (the worker's do not, see `Plans::PerRun`).
+        let deps = open(&config, config.database_max_connections, Plans::Cached).await?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
@@ -314,7 +320,7 @@ pub async fn run_worker_until(
     config: Config,
     stop: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 ) -> Result<(), StartupError> {
-    let deps = open(&config, worker_connections(&config)).await?;
+    let deps = open(&config, worker_connections(&config), Plans::PerRun).await?;
     tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency,
         in_flight = config.worker_in_flight,
         queue = if config.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");

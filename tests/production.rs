@@ -1059,3 +1059,94 @@ async fn the_event_stream_follows_a_job_run_by_another_process_through_redis() {
     assert!(took < Duration::from_secs(8), "the stream took {took:?}");
     worker.stop().await;
 }
+
+/// Submit these texts at once; their job ids, in order.
+async fn submit_texts(app: &ProdApp, texts: impl Iterator<Item = String>) -> Vec<String> {
+    futures_util::future::join_all(
+        texts.map(|text| async move { app.submit(&json!({ "text": text })).await }),
+    )
+    .await
+}
+
+/// Rows of `sentiq_jobs` read by sequential scans so far, as the statistics report them (a
+/// backend reports its counts when idle, at most once a second, and when it exits).
+async fn jobs_rows_scanned(app: &ProdApp) -> i64 {
+    sqlx::query_scalar("SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = 'sentiq_jobs'")
+        .fetch_one(&app.pg)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_on_an_empty_table_still_claims_and_finishes_by_key_when_it_is_large() {
+    let app = spawn_prod(|_| {}).await;
+    let worker = app.worker();
+    // Many runs while the table is small, so that every worker connection has run its claim
+    // and finish statements more than the five times after which PostgreSQL may keep one
+    // generic plan, made for a table of a few rows.
+    for round in 0..50 {
+        let ids = submit_texts(
+            &app,
+            (0..4).map(|i| format!("Warm-up {round}.{i} was fine.")),
+        )
+        .await;
+        for id in &ids {
+            assert_eq!(app.wait_final(id).await["status"], "succeeded");
+        }
+    }
+    // The table grows: 100,000 finished jobs of history.
+    const HISTORY: i64 = 100_000;
+    sqlx::query(
+        "INSERT INTO sentiq_jobs (id, queue, status, format, input_bytes, attempts, created_at, \
+         started_at, finished_at, updated_at) SELECT 'history-' || g, 'quick', 'succeeded', \
+         'text', 20, 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.001Z', \
+         '2026-01-01T00:00:00.002Z', '2026-01-01T00:00:00.002Z' FROM generate_series(1, $1) g",
+    )
+    .bind(HISTORY)
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = jobs_rows_scanned(&app).await;
+
+    // Five rounds of eight jobs, each waited for: many claim and finish statements, polled by
+    // key on a connection of its own (the web's cached plans are not under test).
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let ids = submit_texts(
+            &app,
+            (0..8).map(|i| format!("Job {round}.{i} after the history.")),
+        )
+        .await;
+        let start = Instant::now();
+        loop {
+            let succeeded: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sentiq_jobs WHERE id = ANY($1) AND status = 'succeeded'",
+            )
+            .bind(&ids)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            if succeeded == 8 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{succeeded} of 8 succeeded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The worker's connections close with it and report their last counts as they exit.
+    worker.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let scanned = jobs_rows_scanned(&app).await - before;
+    // A claim or finish planned for the small table reads all 100,000 rows each time; the
+    // counts left over from the warm-up (reads of at most 200 rows) stay far below.
+    assert!(
+        scanned < HISTORY,
+        "the worker read {scanned} rows of sentiq_jobs by sequential scans for 40 jobs"
+    );
+}
