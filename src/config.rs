@@ -2,7 +2,61 @@
 
 use std::time::Duration;
 
-use crate::jobs::worker::Timing;
+/// Default lease: how long a running job may go without any update before the reconciler hands
+/// it to another worker (its worker is then presumed dead). Running jobs refresh it every
+/// `lease / 4`. With the default reconcile interval a SIGKILLed worker's job is running again
+/// elsewhere within lease + interval = 20 s.
+pub const LEASE: Duration = Duration::from_secs(15);
+/// Default interval of the reconciler.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// Default first retry delay after a transient error (then doubled per attempt, with jitter).
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+/// Default longest analysis of one run (`JOB_TIMEOUT`).
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A value that must never be printed: its `Debug` says only that it is set, so a logged or
+/// printed configuration never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that compares or signs with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Lease, retry and time-out timing (shortened by tests through the environment).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub lease: Duration,
+    pub reconcile_every: Duration,
+    pub retry_base: Duration,
+    /// Longest a run may analyse before it is stopped and the job fails with code `timeout`
+    /// (None: no limit).
+    pub job_timeout: Option<Duration>,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            lease: LEASE,
+            reconcile_every: RECONCILE_EVERY,
+            retry_base: RETRY_BASE,
+            job_timeout: Some(JOB_TIMEOUT),
+        }
+    }
+}
 
 /// Everything the web process and the worker need to start.
 #[derive(Clone, Debug)]
@@ -40,7 +94,7 @@ pub struct Config {
     /// `sentiq worker` serves its `/metrics` on this port (None: it serves nothing).
     pub metrics_port: Option<u16>,
     /// The operator dashboard's token; None: `/admin` does not exist (404).
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Submissions a client may make per minute (`POST /api/jobs`, `POST /analyses`); 0: no limit.
     pub submit_rate_per_minute: u32,
     /// Submissions a client may make at once before the per-minute rate applies.
@@ -231,7 +285,8 @@ impl Config {
             admin_token: std::env::var("ADMIN_TOKEN")
                 .ok()
                 .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty()),
+                .filter(|v| !v.is_empty())
+                .map(Secret),
             submit_rate_per_minute: parsed("SUBMIT_RATE_PER_MINUTE", d.submit_rate_per_minute)?,
             submit_burst: parsed("SUBMIT_BURST", d.submit_burst)?.max(1),
             trust_forwarded_for: flag("TRUST_FORWARDED_FOR", d.trust_forwarded_for),
@@ -286,6 +341,18 @@ mod tests {
             insecure_tls("rediss://h:6380#insecure".into()),
             "rediss://h:6380#insecure"
         );
+    }
+
+    #[test]
+    fn the_admin_token_never_appears_in_debug_output() {
+        let c = Config {
+            admin_token: Some(Secret::new("hunter2-very-secret")),
+            ..Config::default()
+        };
+        let printed = format!("{c:?} {c:#?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("Secret(***)"));
+        assert_eq!(c.admin_token.unwrap().expose(), "hunter2-very-secret");
     }
 
     #[test]

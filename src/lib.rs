@@ -3,12 +3,15 @@
 //! - [`analysis`]: the VADER scorer and the document pipeline (pure, no I/O of its own).
 //! - [`cli`]: the `sentiq` command line (`serve`, `worker`, `migrate`, `score`, `analyze`, `licenses`).
 //! - [`config`], [`telemetry`], [`db`], [`startup`]: configuration, logging, database, wiring.
-//! - [`jobs`]: the job row, the queue and the worker; [`web`]: the HTTP API and the pages.
+//! - [`deps`]: the services a process shares (the job store, running jobs, timing, metrics).
+//! - [`jobs`]: the job row, the job store, the queues and the worker; [`web`]: the HTTP API and
+//!   the pages.
 
 pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod deps;
 pub mod jobs;
 pub mod metrics;
 pub mod startup;

@@ -16,8 +16,10 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::db::{Db, Plans};
-use crate::jobs::queue::{Queue, RedisQueue};
-use crate::jobs::worker::{self, Deps};
+use crate::deps::Deps;
+use crate::jobs::queue::RedisQueue;
+use crate::jobs::store::JobStore;
+use crate::jobs::worker;
 use crate::web::{AppState, routes};
 
 /// How long shutdown waits for running jobs before giving up (within Heroku's 30 s).
@@ -44,14 +46,20 @@ pub async fn open(
     pg_connections: u32,
     plans: Plans,
 ) -> Result<Deps, StartupError> {
+    // Refuses the embedded queue on PostgreSQL, before any store exists.
     config.check().map_err(StartupError::Config)?;
     let db = Db::open(&config.database_url, pg_connections, plans).await?;
     db.migrate().await?;
-    let queue = match &config.redis_url {
-        Some(url) => Queue::Redis(Box::new(RedisQueue::connect(url, &config.redis_namespace)?)),
-        None => Queue::Embedded,
+    let store = match (db, &config.redis_url) {
+        (db, Some(url)) => {
+            JobStore::distributed(db, RedisQueue::connect(url, &config.redis_namespace)?)
+        }
+        (Db::Sqlite(pool), None) => JobStore::embedded(pool),
+        (Db::Postgres(_), None) => {
+            unreachable!("Config::check refuses PostgreSQL without Redis")
+        }
     };
-    Ok(Deps::new(db, queue, config.timing))
+    Ok(Deps::new(store, config.timing))
 }
 
 /// A built, bound, not yet running application.
@@ -112,7 +120,7 @@ impl Application {
     }
 
     pub fn db(&self) -> &Db {
-        &self.deps.db
+        self.deps.db()
     }
 
     /// What the job handler needs (the same value the in-process workers use).
@@ -133,7 +141,7 @@ impl Application {
             }
         });
         // Change signals of jobs run by other processes, for the event streams.
-        let events = tokio::spawn(self.deps.events.clone().listen());
+        let events = tokio::spawn(self.deps.store.events().clone().listen());
         let (stop, stopped) = watch::channel(false);
         let workers = self
             .config
@@ -330,12 +338,7 @@ pub async fn run_worker_until(
         Some(port) => Some(serve_worker_metrics(&config.host, port, &deps)?),
         None => None,
     };
-    let listener = match &deps.queue {
-        Queue::Redis(redis) => Some(tokio::spawn(
-            RedisQueue::clone(redis).listen_for_wakes(config.queues.clone(), deps.wakers.clone()),
-        )),
-        Queue::Embedded => None,
-    };
+    let listener = deps.store.listen_for_wakes(config.queues.clone());
     let (stop_workers, stopped) = watch::channel(false);
     let mut workers = spawn_workers(&config, &deps, stopped);
     let outcome = tokio::select! {

@@ -1,14 +1,17 @@
-//! Jobs: the row and its transitions ([`model`]), the queue ([`queue`]), the
-//! group-committing writer of new jobs on SQLite ([`submitter`]), the worker ([`worker`]) and
-//! the change signals of the event streams ([`events`]), and the group commit of the
-//! worker's claims and finishes on PostgreSQL ([`batch`]); for the operator dashboard, the
-//! registry of live workers ([`workers`]) and the figures of the queues ([`stats`]).
+//! Jobs: the row and its conditional transitions ([`model`]); the job store that owns every
+//! change of a job's state together with its queue side effect, one implementation per
+//! topology ([`store`]); the queues themselves ([`queue`]); the group commit of new jobs
+//! ([`submitter`]) and of a worker's claims and finishes on PostgreSQL ([`batch`]); the worker
+//! ([`worker`]); the change signals of the event streams ([`events`]); and, for the operator
+//! dashboard, the registry of live workers ([`workers`]) and the figures of the queues
+//! ([`stats`]).
 
 pub mod batch;
 pub mod events;
 pub mod model;
 pub mod queue;
 pub mod stats;
+pub mod store;
 pub mod submitter;
 pub mod worker;
 pub mod workers;

@@ -1,5 +1,5 @@
-//! The queues: the embedded apalis-sqlite queue (in the SQLite file) or the apalis-redis queue
-//! (production), behind one [`Queue`], and the wake-ups that make idle workers start at once.
+//! The queues: the embedded apalis-sqlite queue (in the SQLite file) and the apalis-redis queue
+//! (production), used by the job store ([`crate::jobs::store`]), and the wake-ups that make idle workers start at once.
 //!
 //! The job row is the record; a queue entry only says "look at job X". The payload on either
 //! queue is the job id (a JSON string); the input is in `job_inputs`.
@@ -7,7 +7,7 @@
 //! - Embedded: the entry is pushed inside the row's transaction (both commit or neither).
 //! - Redis: the row commits first, then the entry is pushed (retried once: the first command
 //!   after a dropped connection can fail). If the push still fails the submission stands; the
-//!   reconciler ([`crate::jobs::worker::reconcile`]) notices the queued row without a live entry
+//!   reconciler ([`crate::jobs::store::JobStore::reconcile`]) notices the queued row without a live entry
 //!   and pushes it again.
 //!
 //! apalis 1.0 sharp edges handled here:
@@ -26,7 +26,7 @@
 //! - Queue names are explicit and namespaced (`{ns}:quick`, `{ns}:bulk`), never a Rust type
 //!   name; every key and channel we or apalis use starts with `{ns}:` (apalis also keeps one
 //!   global sorted set, `core:apalis:queues:list`, of queue names).
-//! - Nothing expires in Redis by itself: [`Queue::vacuum`] removes finished entries.
+//! - Nothing expires in Redis by itself: [`RedisQueue::vacuum`] removes finished entries.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -43,9 +43,8 @@ use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Interval, MissedTickBehavior, Sleep};
 
-use super::model::{self, StaleJob};
+use super::model::StaleJob;
 use crate::config::{BULK, QUICK};
-use crate::db::Db;
 
 /// The queue payload: the job id.
 pub type JobArgs = String;
@@ -71,165 +70,26 @@ pub async fn enqueue(
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("queue: {0}")]
+    #[error("embedded queue: {0}")]
+    Embedded(#[source] apalis_sqlite::Error),
+    #[error("Redis queue: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("queue: {0}")]
-    Sqlite(String),
 }
 
 impl QueueError {
-    /// The database or the queue is not reachable right now (worth a 503 and a retry).
+    /// The queue is not reachable right now (worth a 503 and a retry). A refused command or
+    /// a bad payload is a bug, not an outage.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            QueueError::Db(e) => crate::db::is_unavailable(e),
-            QueueError::Redis(_) => true,
-            QueueError::Sqlite(_) => false,
-        }
-    }
-}
-
-/// Where queue entries live.
-#[derive(Clone, Debug)]
-pub enum Queue {
-    /// apalis-sqlite's `Jobs` table in the SQLite database (requires [`Db::Sqlite`]).
-    Embedded,
-    /// apalis-redis.
-    Redis(Box<RedisQueue>),
-}
-
-impl Queue {
-    /// `running → queued` for this run's job, with a new queue entry after `delay` (a retry, or
-    /// a job handed back at shutdown). False when the run no longer owned the job.
-    pub async fn requeue(
-        &self,
-        db: &Db,
-        wakers: &Wakers,
-        job: &model::JobRow,
-        delay: Option<Duration>,
-    ) -> Result<bool, QueueError> {
-        match (self, db) {
-            (Queue::Embedded, Db::Sqlite(pool)) => {
-                let _write = crate::db::write_permit().await;
-                let mut tx = pool.begin().await?;
-                if !model::requeue_in(&mut tx, &job.id, job.attempts).await? {
-                    return Ok(false);
-                }
-                enqueue(&mut tx, &job.queue, &job.id, delay)
-                    .await
-                    .map_err(|e| QueueError::Sqlite(e.to_string()))?;
-                tx.commit().await?;
-                if delay.is_none() {
-                    wakers.wake(&job.queue);
-                }
-                Ok(true)
+            QueueError::Embedded(apalis_sqlite::Error::Database(e)) => crate::db::is_unavailable(e),
+            QueueError::Embedded(_) => false,
+            QueueError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
             }
-            (Queue::Redis(redis), db) => {
-                if !model::requeue(db, &job.id, job.attempts).await? {
-                    return Ok(false);
-                }
-                redis
-                    .push_or_log(&job.queue, &job.id, job.attempts, delay)
-                    .await;
-                Ok(true)
-            }
-            (Queue::Embedded, Db::Postgres(_)) => Err(QueueError::Sqlite(
-                "the embedded queue needs a SQLite database".into(),
-            )),
-        }
-    }
-
-    /// Give every stale job a new queue entry: running jobs untouched since `stale_before`
-    /// (their worker died: the lease ran out) and queued jobs untouched since then that have no
-    /// live queue entry (the push failed, or Redis lost its data). Every reset is conditional,
-    /// so concurrent reconcilers in several processes re-enqueue a job once. Returns the jobs
-    /// re-enqueued.
-    pub async fn reconcile(
-        &self,
-        db: &Db,
-        wakers: &Wakers,
-        stale_before: &str,
-    ) -> Result<Vec<StaleJob>, QueueError> {
-        let mut done = Vec::new();
-        match (self, db) {
-            (Queue::Embedded, Db::Sqlite(pool)) => {
-                for job in model::stale_embedded(pool, stale_before).await? {
-                    let _write = crate::db::write_permit().await;
-                    let mut tx = pool.begin().await?;
-                    if model::reset_stale_in(&mut tx, &job, stale_before).await? {
-                        enqueue(&mut tx, &job.queue, &job.id, None)
-                            .await
-                            .map_err(|e| QueueError::Sqlite(e.to_string()))?;
-                        tx.commit().await?;
-                        wakers.wake(&job.queue);
-                        done.push(job);
-                    }
-                }
-            }
-            (Queue::Redis(redis), db) => {
-                const PAGE: i64 = 500;
-                let mut after: Option<(String, String)> = None;
-                loop {
-                    let page = model::stale_candidates(
-                        db,
-                        stale_before,
-                        after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
-                        PAGE,
-                    )
-                    .await?;
-                    let Some(last) = page.last() else { break };
-                    after = Some((last.updated_at.clone(), last.id.clone()));
-                    let live = redis.live_entries(&page).await?;
-                    for (job, live) in page.iter().zip(live) {
-                        // A running row past its lease is re-enqueued whatever Redis says:
-                        // its worker stopped refreshing the lease, so it is presumed dead.
-                        if job.status == "queued" && live {
-                            continue;
-                        }
-                        if model::reset_stale(db, job, stale_before).await? {
-                            redis.push(&job.queue, &job.id, job.attempts, None).await?;
-                            done.push(job.clone());
-                        }
-                    }
-                    if (page.len() as i64) < PAGE {
-                        break;
-                    }
-                }
-            }
-            (Queue::Embedded, Db::Postgres(_)) => {}
-        }
-        Ok(done)
-    }
-
-    /// Remove finished queue entries (nothing expires by itself). Returns how many.
-    pub async fn vacuum(&self, db: &Db) -> Result<u64, QueueError> {
-        match (self, db) {
-            (Queue::Embedded, Db::Sqlite(pool)) => Ok(vacuum_embedded(pool).await?),
-            (Queue::Redis(redis), _) => Ok(redis.vacuum().await?),
-            _ => Ok(0),
-        }
-    }
-
-    /// Does the queue answer? (The embedded queue is the database.)
-    pub async fn ping(&self) -> Result<(), QueueError> {
-        match self {
-            Queue::Embedded => Ok(()),
-            Queue::Redis(redis) => redis.ping().await,
-        }
-    }
-
-    /// Queue entries by queue and state, for `/metrics`.
-    pub async fn entry_counts(&self, db: &Db) -> Result<Vec<(String, String, i64)>, QueueError> {
-        match (self, db) {
-            (Queue::Embedded, Db::Sqlite(pool)) => Ok(sqlx::query_as(
-                "SELECT job_type, LOWER(status), COUNT(*) FROM Jobs \
-                 GROUP BY job_type, status ORDER BY 1, 2",
-            )
-            .fetch_all(pool)
-            .await?),
-            (Queue::Redis(redis), _) => redis.entry_counts().await,
-            _ => Ok(Vec::new()),
         }
     }
 }
@@ -606,7 +466,8 @@ impl RedisQueue {
         }
     }
 
-    async fn entry_counts(&self) -> Result<Vec<(String, String, i64)>, QueueError> {
+    /// Entries waiting and scheduled, by queue.
+    pub async fn entry_counts(&self) -> Result<Vec<(String, String, i64)>, QueueError> {
         let mut pipe = redis::pipe();
         for queue in [QUICK, BULK] {
             let config = self.config(queue);

@@ -35,23 +35,12 @@ use apalis_sqlite::SqliteStorage;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::batch::RunWrites;
-use super::events::JobEvents;
-use super::model::{self, ItemRow};
-use super::queue::{JobArgs, Queue, QueueError, RedisQueue, WakeStrategy, Wakers};
-use super::submitter::Submitter;
-use crate::analysis::{self, AnalysisError, Format, Item, Observer, Options};
-use crate::db::Db;
+use super::model::{self, Claimed, Finish, ItemRow, JobRow};
+use super::queue::{JobArgs, WakeStrategy};
+use super::store::{JobStore, StoreError, Topology};
+use crate::analysis::{self, AnalysisError, Format, Item, Observer, Options, Report};
+use crate::deps::Deps;
 
-/// Default lease: how long a running job may go without any update before the reconciler hands
-/// it to another worker (its worker is then presumed dead). Running jobs refresh it every
-/// `lease / 4`. With the default reconcile interval a SIGKILLed worker's job is running again
-/// elsewhere within lease + interval = 20 s.
-pub const LEASE: Duration = Duration::from_secs(15);
-/// Default interval of the reconciler.
-pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-/// Default first retry delay after a transient error (then doubled per attempt, with jitter).
-pub const RETRY_BASE: Duration = Duration::from_secs(1);
 /// Most runs of one job (first run and retries after transient errors or dead workers).
 pub const MAX_ATTEMPTS: i64 = 3;
 /// apalis-redis worker heartbeat; a worker silent for `HEARTBEAT * MISSED_HEARTBEATS` is dead
@@ -80,7 +69,7 @@ impl CancelFlags {
     }
 
     /// Stop every job running in this process at its next chunk.
-    fn cancel_all(&self) {
+    pub fn cancel_all(&self) {
         for f in self.0.lock().expect("cancel flags").values() {
             f.store(true, Ordering::SeqCst);
         }
@@ -97,90 +86,6 @@ impl CancelFlags {
         if let Some(f) = self.0.lock().expect("cancel flags").get(id) {
             f.store(true, Ordering::SeqCst);
         }
-    }
-}
-
-/// Default longest analysis of one run (`JOB_TIMEOUT`).
-pub const JOB_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Lease, retry and time-out timing (shortened by tests through the environment).
-#[derive(Clone, Copy, Debug)]
-pub struct Timing {
-    pub lease: Duration,
-    pub reconcile_every: Duration,
-    pub retry_base: Duration,
-    /// Longest a run may analyse before it is stopped and the job fails with code `timeout`
-    /// (None: no limit).
-    pub job_timeout: Option<Duration>,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            lease: LEASE,
-            reconcile_every: RECONCILE_EVERY,
-            retry_base: RETRY_BASE,
-            job_timeout: Some(JOB_TIMEOUT),
-        }
-    }
-}
-
-/// What the handler needs: the database, the queue, the cancel flags and the queue wakers.
-#[derive(Clone, Debug)]
-pub struct Deps {
-    pub db: Db,
-    pub queue: Queue,
-    pub cancels: CancelFlags,
-    pub wakers: Wakers,
-    pub timing: Timing,
-    /// "Job X changed" signals for the event streams.
-    pub events: JobEvents,
-    /// Set when the process stops: interrupted jobs are handed back to the queue.
-    pub handing_back: Arc<AtomicBool>,
-    /// Writes new jobs with group commit.
-    pub submitter: Submitter,
-    /// PostgreSQL: claims and finishes of this process's runs, group-committed.
-    pub run_writes: Option<RunWrites>,
-    /// This process's Prometheus metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Analyses of this queue's worker that may run at once (set per queue by
-    /// [`register_jobs`]; None: no limit beyond the worker's own concurrency).
-    pub analysis_slots: Option<Arc<tokio::sync::Semaphore>>,
-}
-
-impl Deps {
-    /// Must be called inside a tokio runtime (the submission writers start here).
-    pub fn new(db: Db, queue: Queue, timing: Timing) -> Self {
-        let events = match &queue {
-            Queue::Redis(redis) => JobEvents::with_redis(RedisQueue::clone(redis)),
-            Queue::Embedded => JobEvents::default(),
-        };
-        let wakers = Wakers::default();
-        let submitter = Submitter::start(db.clone(), queue.clone(), wakers.clone());
-        let run_writes = match &db {
-            Db::Postgres(pool) => Some(RunWrites::start(pool.clone())),
-            Db::Sqlite(_) => None,
-        };
-        Deps {
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            run_writes,
-            analysis_slots: None,
-            db,
-            queue,
-            events,
-            cancels: CancelFlags::default(),
-            wakers,
-            timing,
-            submitter,
-            handing_back: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// Shutdown ran out of patience: stop the running jobs at their next chunk and hand them
-    /// back to the queue, so another worker (or the next start) runs them again.
-    pub fn hand_back_running_jobs(&self) {
-        self.handing_back.store(true, Ordering::SeqCst);
-        self.cancels.cancel_all();
     }
 }
 
@@ -225,8 +130,10 @@ pub fn register_jobs(
     let mut deps = deps.clone();
     let queue_name = queue_name.to_owned();
     let concurrency = concurrency.max(1);
-    let held = match &deps.queue {
-        Queue::Redis(_) if queue_name == crate::config::QUICK => in_flight.max(concurrency),
+    let held = match deps.store.topology() {
+        Topology::Distributed(_) if queue_name == crate::config::QUICK => {
+            in_flight.max(concurrency)
+        }
         _ => concurrency,
     };
     deps.analysis_slots = Some(Arc::new(tokio::sync::Semaphore::new(concurrency)));
@@ -235,8 +142,10 @@ pub fn register_jobs(
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    match deps.queue.clone() {
-        Queue::Redis(redis) => monitor.register(move |_restart| {
+    let wakers = deps.store.wakers().clone();
+    match deps.store.topology().clone() {
+        Topology::Distributed(store) => monitor.register(move |_restart| {
+            let redis = store.redis();
             let config = redis
                 .config(&queue_name)
                 .batch_size(held)
@@ -248,22 +157,15 @@ pub fn register_jobs(
                 .lock_tasks(false);
             let backend = RedisStorage::<JobArgs, _>::new(redis.connection())
                 .with_config(config)
-                .poll_with_strategy(WakeStrategy::new(
-                    poll_interval,
-                    deps.wakers.get(&queue_name),
-                ));
+                .poll_with_strategy(WakeStrategy::new(poll_interval, wakers.get(&queue_name)));
             WorkerBuilder::new(name.as_str())
                 .backend(backend)
                 .concurrency(held)
                 .data(deps.clone())
                 .build(handle)
         }),
-        Queue::Embedded => {
-            let pool = deps
-                .db
-                .sqlite()
-                .expect("the embedded queue runs on SQLite (checked at start-up)")
-                .clone();
+        Topology::Embedded(store) => {
+            let pool = store.pool().clone();
             monitor.register(move |_restart| {
                 let config = apalis_sqlite::Config::default()
                     .queue(&queue_name)
@@ -278,10 +180,7 @@ pub fn register_jobs(
                     .lock_tasks(false);
                 let backend = SqliteStorage::<JobArgs>::new(&pool)
                     .with_config(config)
-                    .poll_with_strategy(WakeStrategy::new(
-                        poll_interval,
-                        deps.wakers.get(&queue_name),
-                    ));
+                    .poll_with_strategy(WakeStrategy::new(poll_interval, wakers.get(&queue_name)));
                 WorkerBuilder::new(name.as_str())
                     .backend(backend)
                     .concurrency(concurrency)
@@ -299,240 +198,300 @@ struct StoredDocument {
     text: String,
 }
 
-/// Run one delivery of job `id`: claim it (conditional update, which also reads the input),
-/// analyse off the runtime, store the items and the report, finish it (conditional update). A
-/// second delivery of a job that is already running or final does nothing.
-pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, QueueError> {
-    let db = &deps.db;
-    let claimed = match &deps.run_writes {
-        Some(writes) => writes.claim(id).await?,
-        None => model::claim_with_input(db, id).await?,
-    };
-    let Some(model::Claimed { job, input }) = claimed else {
-        let status = model::get(db, id).await?.map(|j| j.status);
-        tracing::info!(job_id = %id, status = ?status, "delivery skipped: job not queued");
+/// Run one delivery of job `id`: [`claim`] it, [`run`] the analysis, [`settle`] the row
+/// according to how the run ended, [`record`] the metrics. A second delivery of a job that is
+/// already running or final does nothing.
+pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, StoreError> {
+    let Some(run) = claim(deps, id).await? else {
         return Ok(Outcome::Skipped);
     };
-    deps.events.changed(id);
-    // This run's fencing token: every later write of this run requires it.
+    let ending = self::run(deps, &run).await?;
+    let settled = settle(deps, &run, ending).await?;
+    record(deps, &run, &settled);
+    Ok(settled.outcome)
+}
+
+/// A claimed job and this run of it.
+struct Run {
+    job: JobRow,
+    /// The input, when the claim returned it (small inputs; larger ones are read once the run
+    /// has its analysis slot).
+    input: Option<Vec<u8>>,
+    /// This run's fencing token: every write of the run requires it.
+    attempt: i64,
+    /// Runs since submission or an operator's last retry (the attempt budget's count).
+    runs: i64,
+    started: Instant,
+}
+
+impl Run {
+    fn id(&self) -> &str {
+        &self.job.id
+    }
+}
+
+/// How a run ended, before the row says so.
+enum Ending {
+    Analysed(Report, Vec<ItemRow>),
+    /// The run was refused or failed for good: the job fails with this code and message.
+    Failed {
+        code: &'static str,
+        message: String,
+    },
+    /// The run reached the time limit.
+    TimedOut,
+    /// The process is stopping: the job goes back to the queue.
+    HandedBack,
+    /// The job was cancelled, or another run took it over after this run's lease ran out.
+    Stopped,
+    /// An error worth another run after a backoff (or the last of the budget: it fails).
+    Error(AnalysisError),
+}
+
+/// What [`settle`] made of an [`Ending`].
+struct Settled {
+    outcome: Outcome,
+    /// The error code of a failure, for the metrics.
+    failed_code: &'static str,
+    /// Whether the run analysed (its duration is recorded).
+    analysed: bool,
+}
+
+/// `queued → running`, or None (logged) when the delivery finds nothing to run.
+async fn claim(deps: &Deps, id: &str) -> Result<Option<Run>, StoreError> {
+    let Some(Claimed { job, input }) = deps.store.claim(id).await? else {
+        let status = model::get(deps.store.db(), id).await?.map(|j| j.status);
+        tracing::info!(job_id = %id, status = ?status, "delivery skipped: job not queued");
+        return Ok(None);
+    };
     let attempt = job.attempts;
-    let started = Instant::now();
     tracing::info!(job_id = %id, queue = %job.queue, attempt, input_bytes = job.input_bytes, "job started");
-    // The budget counts the runs since submission or an operator's last retry.
-    let runs = job.runs();
-    if runs > MAX_ATTEMPTS {
-        model::fail(
-            db,
-            id,
-            attempt,
-            "too_many_attempts",
-            "the analysis was interrupted too many times (its worker stopped each time); \
-             please submit it again",
-        )
-        .await?;
-        deps.events.changed(id);
-        deps.metrics
-            .jobs_failed
-            .with_label_values(&[&job.queue, "too_many_attempts"])
-            .inc();
-        tracing::warn!(job_id = %id, attempt, "job failed: too many attempts");
-        return Ok(Outcome::Failed);
+    Ok(Some(Run {
+        attempt,
+        runs: job.runs(),
+        job,
+        input,
+        started: Instant::now(),
+    }))
+}
+
+/// Check the attempt budget, then analyse under a lease, a cancel flag and the time limit.
+async fn run(deps: &Deps, run: &Run) -> Result<Ending, StoreError> {
+    let (id, attempt) = (run.id(), run.attempt);
+    if run.runs > MAX_ATTEMPTS {
+        return Ok(Ending::Failed {
+            code: "too_many_attempts",
+            message: "the analysis was interrupted too many times (its worker stopped each \
+                      time); please submit it again"
+                .into(),
+        });
     }
     let metrics = &deps.metrics;
-    metrics.jobs_started.with_label_values(&[&job.queue]).inc();
+    metrics
+        .jobs_started
+        .with_label_values(&[&run.job.queue])
+        .inc();
     if attempt == 1
-        && let Some(wait) = seconds_between(&job.created_at, job.started_at.as_deref())
+        && let Some(wait) = seconds_between(&run.job.created_at, run.job.started_at.as_deref())
     {
         metrics
             .queue_wait
-            .with_label_values(&[&job.queue])
+            .with_label_values(&[&run.job.queue])
             .observe(wait);
     }
     if attempt > 1 {
-        model::delete_items(db, id, attempt).await?;
+        deps.store.delete_items(id, attempt).await?;
     }
-    // The batched claim leaves larger inputs out (read below, once the job has its slot).
-    if input.is_none() && job.input_bytes <= model::CLAIMED_INPUT_MAX_BYTES {
-        model::fail(
-            db,
-            id,
-            attempt,
-            "internal",
-            "the input of this job is missing",
-        )
-        .await?;
-        metrics
-            .jobs_failed
-            .with_label_values(&[&job.queue, "internal"])
-            .inc();
-        return Ok(Outcome::Failed);
+    // The batched claim leaves larger inputs out (read once the job has its slot).
+    if run.input.is_none() && run.job.input_bytes <= model::CLAIMED_INPUT_MAX_BYTES {
+        return Ok(Ending::Failed {
+            code: "internal",
+            message: "the input of this job is missing".into(),
+        });
     }
-
     let flag = deps.cancels.register(id);
     if deps.handing_back.load(Ordering::SeqCst) {
         // Shutdown began between the claim and now: stop at the first chunk.
         flag.store(true, Ordering::SeqCst);
     }
     let lease = tokio::spawn(keep_lease(
-        db.clone(),
+        deps.store.clone(),
         id.to_owned(),
         attempt,
         deps.timing.lease,
         flag.clone(),
     ));
     let timed_out = Arc::new(AtomicBool::new(false));
-    let outcome = {
-        // Jobs in flight beyond the analysis slots wait here, claimed and under lease.
-        let _slot = match &deps.analysis_slots {
-            Some(slots) => Some(
-                slots
-                    .acquire()
-                    .await
-                    .expect("analysis slots are never closed"),
-            ),
-            None => None,
-        };
-        let input = match input {
-            Some(input) => Ok(input),
-            None => match model::input(db, id).await {
-                Ok(Some(input)) => Ok(input),
-                Ok(None) => Err(AnalysisError::Internal(
-                    "the input of this job is missing".into(),
-                )),
-                // Transient: retried like any database error of a run.
-                Err(e) => Err(AnalysisError::Sink(Box::new(e))),
-            },
-        };
-        match input {
-            Err(e) => Err(e),
-            Ok(input) if input.len() <= INLINE_MAX_BYTES => analyse_inline(&job, input, &flag),
-            Ok(input) => {
-                // The time limit counts from the analysis, not from the wait for a slot.
-                let limit = deps.timing.job_timeout.map(|limit| {
-                    let (flag, timed_out) = (flag.clone(), timed_out.clone());
-                    tokio::spawn(async move {
-                        tokio::time::sleep(limit).await;
-                        timed_out.store(true, Ordering::SeqCst);
-                        flag.store(true, Ordering::SeqCst);
-                    })
-                });
-                let outcome = run_analysis(deps, &job, input, flag).await;
-                if let Some(limit) = limit {
-                    limit.abort();
-                }
-                outcome
-            }
-        }
-    };
+    let analysed = analyse_in_slot(deps, run, flag, timed_out.clone()).await;
     lease.abort();
     deps.cancels.remove(id);
+    Ok(match analysed {
+        Ok((report, items)) => Ending::Analysed(report, items),
+        Err(AnalysisError::Cancelled) if timed_out.load(Ordering::SeqCst) => Ending::TimedOut,
+        Err(AnalysisError::Cancelled) if deps.handing_back.load(Ordering::SeqCst) => {
+            Ending::HandedBack
+        }
+        Err(AnalysisError::Cancelled) => Ending::Stopped,
+        Err(e) => Ending::Error(e),
+    })
+}
 
-    let duration_ms = started.elapsed().as_millis() as u64;
-    // The error code of a failure, for the metrics.
-    let mut failed_code = "";
-    let result = match outcome {
-        Ok((report, items)) => {
-            let json =
-                serde_json::to_string(&report).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            let finished = match &deps.run_writes {
-                Some(writes) => {
-                    let run = model::Finish {
-                        id: id.to_owned(),
-                        attempt,
-                        report_json: json,
-                        items,
-                    };
-                    writes.finish(run).await?
-                }
-                None => model::finish(db, id, attempt, &json, &items).await?,
+/// Wait for an analysis slot (jobs in flight beyond the slots wait here, claimed and under
+/// lease), read a large input, and analyse: inline when small, else off the runtime with the
+/// time limit counted from now.
+async fn analyse_in_slot(
+    deps: &Deps,
+    run: &Run,
+    flag: Arc<AtomicBool>,
+    timed_out: Arc<AtomicBool>,
+) -> Result<(Report, Vec<ItemRow>), AnalysisError> {
+    let _slot = match &deps.analysis_slots {
+        Some(slots) => Some(
+            slots
+                .acquire()
+                .await
+                .expect("analysis slots are never closed"),
+        ),
+        None => None,
+    };
+    let input = match &run.input {
+        Some(input) => input.clone(),
+        None => match model::input(deps.store.db(), run.id()).await {
+            Ok(Some(input)) => input,
+            Ok(None) => {
+                return Err(AnalysisError::Internal(
+                    "the input of this job is missing".into(),
+                ));
+            }
+            // Transient: retried like any database error of a run.
+            Err(e) => return Err(AnalysisError::Sink(Box::new(e))),
+        },
+    };
+    if input.len() <= INLINE_MAX_BYTES {
+        return analyse_inline(&run.job, input, &flag);
+    }
+    let limit = deps.timing.job_timeout.map(|limit| {
+        let flag = flag.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            timed_out.store(true, Ordering::SeqCst);
+            flag.store(true, Ordering::SeqCst);
+        })
+    });
+    let analysed = run_analysis(deps, &run.job, input, flag).await;
+    if let Some(limit) = limit {
+        limit.abort();
+    }
+    analysed
+}
+
+/// Make the row say how the run ended: each write is conditional on the run's attempt, so a
+/// run that lost its job (cancelled, taken over) changes nothing.
+async fn settle(deps: &Deps, run: &Run, ending: Ending) -> Result<Settled, StoreError> {
+    let (store, id, attempt) = (&deps.store, run.id(), run.attempt);
+    let duration_ms = run.started.elapsed().as_millis() as u64;
+    let settled = |outcome, failed_code| Settled {
+        outcome,
+        failed_code,
+        analysed: true,
+    };
+    Ok(match ending {
+        Ending::Analysed(report, items) => {
+            let finish = Finish {
+                id: id.to_owned(),
+                attempt,
+                report_json: serde_json::to_string(&report).expect("a report serialises"),
+                items,
             };
-            if finished {
+            if store.finish(finish).await? {
                 tracing::info!(job_id = %id, duration_ms, items = report.items, "job succeeded");
-                Outcome::Succeeded
+                settled(Outcome::Succeeded, "")
             } else {
                 tracing::info!(job_id = %id, duration_ms, "job finished but was cancelled or taken over meanwhile");
-                delete_items_later(db, id, attempt);
-                Outcome::Cancelled
+                delete_items_later(store, id, attempt);
+                settled(Outcome::Cancelled, "")
             }
         }
-        Err(AnalysisError::Cancelled) if timed_out.load(Ordering::SeqCst) => {
+        Ending::Failed { code, message } => {
+            store.fail(id, attempt, code, &message).await?;
+            tracing::warn!(job_id = %id, attempt, code, "job failed before its analysis");
+            Settled {
+                outcome: Outcome::Failed,
+                failed_code: code,
+                analysed: false,
+            }
+        }
+        Ending::TimedOut => {
             let limit = deps.timing.job_timeout.unwrap_or_default();
-            model::delete_items(db, id, attempt).await?;
+            store.delete_items(id, attempt).await?;
             let message = format!(
                 "the analysis ran longer than the time limit of {} and was stopped; \
                  split the input into smaller jobs (the operator sets the limit with JOB_TIMEOUT)",
                 human_duration(limit)
             );
-            if model::fail(db, id, attempt, "timeout", &message).await? {
+            if store.fail(id, attempt, "timeout", &message).await? {
                 tracing::warn!(job_id = %id, duration_ms, limit_ms = limit.as_millis() as u64, "job failed: time limit reached");
-                failed_code = "timeout";
-                Outcome::Failed
+                settled(Outcome::Failed, "timeout")
             } else {
                 tracing::info!(job_id = %id, duration_ms, "job cancelled");
-                Outcome::Cancelled
+                settled(Outcome::Cancelled, "")
             }
         }
-        Err(AnalysisError::Cancelled) if deps.handing_back.load(Ordering::SeqCst) => {
-            model::delete_items(db, id, attempt).await?;
-            if deps.queue.requeue(db, &deps.wakers, &job, None).await? {
+        Ending::HandedBack => {
+            store.delete_items(id, attempt).await?;
+            if store.requeue(&run.job, None).await? {
                 tracing::info!(job_id = %id, duration_ms, "job handed back at shutdown");
-                Outcome::Retrying
+                settled(Outcome::Retrying, "")
             } else {
                 tracing::info!(job_id = %id, duration_ms, "job cancelled");
-                Outcome::Cancelled
+                settled(Outcome::Cancelled, "")
             }
         }
-        Err(AnalysisError::Cancelled) => {
-            // The row is already `cancelled` (that is what raised the flag), or another run
-            // took the job over after this run's lease ran out.
+        Ending::Stopped => {
             tracing::info!(job_id = %id, duration_ms, "job cancelled");
-            delete_items_later(db, id, attempt);
-            Outcome::Cancelled
+            delete_items_later(store, id, attempt);
+            settled(Outcome::Cancelled, "")
         }
-        Err(e) if e.is_bad_input() || runs >= MAX_ATTEMPTS => {
+        Ending::Error(e) if e.is_bad_input() || run.runs >= MAX_ATTEMPTS => {
             tracing::info!(job_id = %id, duration_ms, code = e.code(), "job failed");
-            model::delete_items(db, id, attempt).await?;
-            model::fail(db, id, attempt, e.code(), &e.to_string()).await?;
-            failed_code = e.code();
-            Outcome::Failed
+            store.delete_items(id, attempt).await?;
+            store.fail(id, attempt, e.code(), &e.to_string()).await?;
+            settled(Outcome::Failed, e.code())
         }
-        Err(e) => {
-            let delay = backoff(deps.timing.retry_base, runs);
+        Ending::Error(e) => {
+            let delay = backoff(deps.timing.retry_base, run.runs);
             tracing::warn!(job_id = %id, duration_ms, code = e.code(), error = %e, retry_in_ms = delay.as_millis() as u64, "job will be retried");
-            model::delete_items(db, id, attempt).await?;
-            deps.queue
-                .requeue(db, &deps.wakers, &job, Some(delay))
-                .await?;
-            Outcome::Retrying
+            store.delete_items(id, attempt).await?;
+            store.requeue(&run.job, Some(delay)).await?;
+            settled(Outcome::Retrying, "")
         }
-    };
-    deps.events.changed(id);
-    let seconds = duration_ms as f64 / 1000.0;
-    match &result {
+    })
+}
+
+/// Count the run in this process's metrics. Cancels are counted where they are made (the web
+/// process); retries start again.
+fn record(deps: &Deps, run: &Run, settled: &Settled) {
+    let (metrics, queue) = (&deps.metrics, run.job.queue.as_str());
+    let finished = match settled.outcome {
         Outcome::Succeeded => {
-            metrics
-                .jobs_succeeded
-                .with_label_values(&[&job.queue])
-                .inc();
-            metrics
-                .job_duration
-                .with_label_values(&[&job.queue])
-                .observe(seconds);
+            metrics.jobs_succeeded.with_label_values(&[queue]).inc();
+            true
         }
         Outcome::Failed => {
             metrics
                 .jobs_failed
-                .with_label_values(&[&job.queue, failed_code])
+                .with_label_values(&[queue, settled.failed_code])
                 .inc();
-            metrics
-                .job_duration
-                .with_label_values(&[&job.queue])
-                .observe(seconds);
+            true
         }
-        // Cancels are counted where they are made (the web process); retries start again.
-        Outcome::Cancelled | Outcome::Retrying | Outcome::Skipped => {}
+        Outcome::Cancelled | Outcome::Retrying | Outcome::Skipped => false,
+    };
+    if finished && settled.analysed {
+        metrics
+            .job_duration
+            .with_label_values(&[queue])
+            .observe(run.started.elapsed().as_secs_f64());
     }
-    Ok(result)
 }
 
 /// Seconds from one stored timestamp to another, if both are there and readable.
@@ -564,12 +523,18 @@ pub fn backoff(base: Duration, attempt: i64) -> Duration {
 }
 
 /// Refresh the job's lease while it runs; raise the cancel flag if the run lost the job.
-async fn keep_lease(db: Db, id: String, attempt: i64, lease: Duration, lost: Arc<AtomicBool>) {
+async fn keep_lease(
+    store: JobStore,
+    id: String,
+    attempt: i64,
+    lease: Duration,
+    lost: Arc<AtomicBool>,
+) {
     let mut every = tokio::time::interval(lease / 4);
     every.tick().await;
     loop {
         every.tick().await;
-        match model::touch(&db, &id, attempt).await {
+        match store.touch(&id, attempt).await {
             Ok(true) => {}
             Ok(false) => {
                 lost.store(true, Ordering::SeqCst);
@@ -580,45 +545,23 @@ async fn keep_lease(db: Db, id: String, attempt: i64, lease: Duration, lost: Arc
     }
 }
 
-/// The cut-off of stale rows: untouched for a lease.
-fn stale_before(lease: Duration) -> String {
-    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(15));
-    (chrono::Utc::now() - lease).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// Give stale jobs a new queue entry: running jobs whose worker died (lease expired) and queued
 /// jobs whose queue entry was lost. Returns how many were re-enqueued.
-pub async fn reconcile(deps: &Deps) -> Result<usize, QueueError> {
-    let jobs = deps
-        .queue
-        .reconcile(&deps.db, &deps.wakers, &stale_before(deps.timing.lease))
-        .await?;
+pub async fn reconcile(deps: &Deps) -> Result<usize, StoreError> {
+    let jobs = deps.store.reconcile(deps.timing.lease).await?;
     for job in &jobs {
-        deps.events.changed(&job.id);
         tracing::warn!(job_id = %job.id, was = %job.status, attempts = job.attempts, "stale job re-enqueued");
     }
     Ok(jobs.len())
 }
 
-/// How often a worker removes finished Redis entries: in small, steady pieces. Removing a
-/// reconciler interval's worth at once (25,000 entries every 5 s at 5,000 jobs a second) kept
-/// Redis busy for tens of milliseconds, and every submission pushed meanwhile waited for it: a
-/// POST latency spike every 5 s (BENCHMARKS.md).
-pub const VACUUM_EVERY: Duration = Duration::from_millis(250);
-
-/// Run [`reconcile`] every `reconcile_every` and clear finished queue entries (with Redis every
-/// [`VACUUM_EVERY`]) until the task is dropped.
+/// Run [`reconcile`] every `reconcile_every` and clear finished queue entries as often as the
+/// store asks, until the task is dropped.
 pub async fn reconcile_forever(deps: Deps) {
     use tokio::time::MissedTickBehavior::Delay;
     let mut every = tokio::time::interval(deps.timing.reconcile_every);
     every.set_missed_tick_behavior(Delay);
-    // The embedded queue's clean-up is one DELETE on the single SQLite writer: it keeps the
-    // reconciler's pace.
-    let vacuum_every = match deps.queue {
-        Queue::Redis(_) => VACUUM_EVERY.min(deps.timing.reconcile_every),
-        Queue::Embedded => deps.timing.reconcile_every,
-    };
-    let mut vacuum = tokio::time::interval(vacuum_every);
+    let mut vacuum = tokio::time::interval(deps.store.vacuum_every(deps.timing.reconcile_every));
     vacuum.set_missed_tick_behavior(Delay);
     let mut passes = 0u64;
     loop {
@@ -627,13 +570,10 @@ pub async fn reconcile_forever(deps: Deps) {
                 if let Err(e) = reconcile(&deps).await {
                     tracing::warn!(error = %e, "reconciler failed");
                 }
-                // apalis-redis keeps a small hash per worker name forever; names are unique per
-                // start, so clear those of dead workers at start and now and then (a SCAN of
-                // the key space).
-                if passes.is_multiple_of(120)
-                    && let Queue::Redis(redis) = &deps.queue
-                {
-                    match redis.remove_dead_worker_metadata().await {
+                // Worker names are unique per start: forget the dead ones at start and now and
+                // then (with Redis, a SCAN of the key space).
+                if passes.is_multiple_of(120) {
+                    match deps.store.forget_dead_workers().await {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(removed = n, "metadata of dead workers removed"),
                         Err(e) => tracing::warn!(error = %e, "worker metadata clean-up failed"),
@@ -641,7 +581,7 @@ pub async fn reconcile_forever(deps: Deps) {
                 }
                 passes += 1;
             }
-            _ = vacuum.tick() => match deps.queue.vacuum(&deps.db).await {
+            _ = vacuum.tick() => match deps.store.vacuum().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(removed = n, "finished queue entries removed"),
                 Err(e) => tracing::warn!(error = %e, "queue vacuum failed"),
@@ -654,10 +594,10 @@ pub async fn reconcile_forever(deps: Deps) {
 /// another run owns it, which the delete checks), so the worker's slot need not wait for the
 /// clean-up of a large job. Items left by a process that stops first are harmless: they are
 /// served only for succeeded jobs, and a retry deletes them.
-fn delete_items_later(db: &Db, id: &str, attempt: i64) {
-    let (db, id) = (db.clone(), id.to_owned());
+fn delete_items_later(store: &JobStore, id: &str, attempt: i64) {
+    let (store, id) = (store.clone(), id.to_owned());
     tokio::spawn(async move {
-        if let Err(e) = model::delete_items(&db, &id, attempt).await {
+        if let Err(e) = store.delete_items(&id, attempt).await {
             tracing::warn!(job_id = %id, error = %e, "the items of a stopped run were not deleted");
         }
     });
@@ -667,14 +607,14 @@ fn delete_items_later(db: &Db, id: &str, attempt: i64) {
 /// and hands back the last ones, to be written with the final state in one transaction.
 async fn run_analysis(
     deps: &Deps,
-    job: &model::JobRow,
+    job: &JobRow,
     input: Vec<u8>,
     cancelled: Arc<AtomicBool>,
-) -> Result<(analysis::Report, Vec<ItemRow>), AnalysisError> {
+) -> Result<(Report, Vec<ItemRow>), AnalysisError> {
     let (tx, mut rx) = mpsc::channel::<Vec<ItemRow>>(4);
-    let db = deps.db.clone();
+    let store = deps.store.clone();
     let id = job.id.clone();
-    let per_transaction = model::items_per_transaction(&db);
+    let per_transaction = store.items_per_write();
     let attempt = job.attempts;
     let stopped = cancelled.clone();
     let stop_seen = cancelled.clone();
@@ -689,20 +629,19 @@ async fn run_analysis(
             }
             pending.extend(batch);
             if pending.len() >= per_transaction {
-                if !model::insert_items(&db, &id, attempt, &pending).await? {
+                if !store.store_items(&id, attempt, &pending).await? {
                     // The run lost its job: stop the analysis at its next chunk.
                     stopped.store(true, Ordering::SeqCst);
                 }
                 pending.clear();
             }
         }
-        Ok::<Vec<ItemRow>, sqlx::Error>(pending)
+        Ok::<Vec<ItemRow>, StoreError>(pending)
     });
 
     let observer = JobObserver {
         handle: tokio::runtime::Handle::current(),
-        events: deps.events.clone(),
-        db: deps.db.clone(),
+        store: deps.store.clone(),
         id: job.id.clone(),
         attempt: job.attempts,
         items: tx,
@@ -724,18 +663,17 @@ async fn run_analysis(
     .await
     .unwrap_or_else(|e| Err(AnalysisError::Internal(format!("analysis thread: {e}"))));
 
-    let stored = inserter
-        .await
-        .unwrap_or_else(|e| Err(sqlx::Error::Protocol(e.to_string())));
+    let stored = match inserter.await {
+        Ok(stored) => stored.map_err(|e| AnalysisError::Sink(Box::new(e))),
+        Err(e) => Err(AnalysisError::Internal(format!("item writer: {e}"))),
+    };
     // The inserter drops items once the run is stopped; a run stopped after its last chunk
     // therefore counts as stopped, never as finished with items missing.
     if analysed.is_ok() && stop_seen.load(Ordering::SeqCst) {
         return Err(AnalysisError::Cancelled);
     }
     match (analysed, stored) {
-        (Err(AnalysisError::Sink(_)), Err(e)) | (Ok(_), Err(e)) => {
-            Err(AnalysisError::Sink(Box::new(e)))
-        }
+        (Err(AnalysisError::Sink(_)), Err(e)) | (Ok(_), Err(e)) => Err(e),
         (Ok(report), Ok(items)) => Ok((report, items)),
         (Err(e), _) => Err(e),
     }
@@ -755,7 +693,7 @@ fn analyse_stored(
     input: Vec<u8>,
     options: &Options,
     observer: &mut dyn Observer,
-) -> Result<analysis::Report, AnalysisError> {
+) -> Result<Report, AnalysisError> {
     if options.format == Format::Documents {
         match serde_json::from_slice::<Vec<StoredDocument>>(&input) {
             Ok(docs) => {
@@ -771,10 +709,10 @@ fn analyse_stored(
 /// The whole analysis of a small input ([`INLINE_MAX_BYTES`]) on the current thread; the items
 /// are kept for the final write.
 fn analyse_inline(
-    job: &model::JobRow,
+    job: &JobRow,
     input: Vec<u8>,
     cancelled: &AtomicBool,
-) -> Result<(analysis::Report, Vec<ItemRow>), AnalysisError> {
+) -> Result<(Report, Vec<ItemRow>), AnalysisError> {
     struct Collect<'a> {
         rows: Vec<ItemRow>,
         cancelled: &'a AtomicBool,
@@ -821,8 +759,7 @@ fn item_row(it: &Item<'_>) -> ItemRow {
 /// another process, the in-process cancel flag, and the items sent to the inserter task.
 struct JobObserver {
     handle: tokio::runtime::Handle,
-    events: JobEvents,
-    db: Db,
+    store: JobStore,
     id: String,
     attempt: i64,
     items: mpsc::Sender<Vec<ItemRow>>,
@@ -837,17 +774,11 @@ impl Observer for JobObserver {
             return;
         }
         self.last_progress = Instant::now();
-        match self.handle.block_on(model::set_progress(
-            &self.db,
-            &self.id,
-            self.attempt,
-            done,
-            total,
-        )) {
-            Ok(true) => {
-                let _guard = self.handle.enter();
-                self.events.changed(&self.id);
-            }
+        let written =
+            self.handle
+                .block_on(self.store.progress(&self.id, self.attempt, done, total));
+        match written {
+            Ok(true) => {}
             // The row is no longer running: it was cancelled (perhaps by another process).
             Ok(false) => self.cancelled.store(true, Ordering::SeqCst),
             Err(e) => tracing::warn!(job_id = %self.id, error = %e, "progress not recorded"),

@@ -15,9 +15,9 @@ use chrono::Utc;
 use sqlx::FromRow;
 
 use super::model::now;
-use super::worker::Deps;
 use crate::config::Config;
 use crate::db::Db;
+use crate::deps::Deps;
 use crate::on_db;
 
 /// How often a worker process writes its heartbeat.
@@ -210,12 +210,12 @@ impl Heartbeat {
         let name = worker.name.clone();
         tracing::info!(worker = %name, "worker registered");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(heartbeat_until(deps.db.clone(), worker, async move {
+        let task = tokio::spawn(heartbeat_until(deps.db().clone(), worker, async move {
             // A dropped sender (the handle dropped without `stop`) stops the beats too.
             let _ = stopped.await;
         }));
         Heartbeat {
-            db: deps.db.clone(),
+            db: deps.db().clone(),
             name,
             stop,
             task,

@@ -28,9 +28,7 @@ use super::charts::{LEFT, TOP, Tick, count_ticks, f};
 use super::errors::ApiError;
 use super::{AppState, api, pages, parse_id};
 use crate::config::{BULK, QUICK};
-use crate::db::Db;
 use crate::jobs::model::{self, JobRow};
-use crate::jobs::queue::{self, Queue, QueueError};
 use crate::jobs::stats::{self, Minute};
 use crate::jobs::workers::{self, ALIVE_BEATS, BEAT, WorkerRow};
 
@@ -78,9 +76,10 @@ async fn guard(
     let token = req
         .app_data::<web::Data<AppState>>()
         .and_then(|s| s.config.admin_token.clone());
+    let token = token.as_ref().map(|t| t.expose());
     let refused = match token {
         None => Some(pages::not_found_page()),
-        Some(token) if !authorized(req.headers(), &token) => Some(unauthorized()),
+        Some(token) if !authorized(req.headers(), token) => Some(unauthorized()),
         Some(_) => None,
     };
     match refused {
@@ -180,7 +179,12 @@ fn forbidden_reason(req: &HttpRequest, body: &[u8], admin_token: &str) -> Option
 
 /// The token configured (the guard let the request through, so there is one).
 fn admin_token(state: &AppState) -> &str {
-    state.config.admin_token.as_deref().unwrap_or_default()
+    state
+        .config
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose())
+        .unwrap_or_default()
 }
 
 fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
@@ -304,49 +308,14 @@ async fn retry(
     }
 }
 
-/// `failed | cancelled → queued` with a new queue entry: in the row's transaction on the
-/// embedded queue; after the commit with Redis (a lost push is the reconciler's, as for a new
-/// job).
+/// `failed | cancelled → queued` with a new queue entry (the store's retry).
 pub async fn retry_job(state: &AppState, raw_id: &str) -> Result<JobRow, ApiError> {
     let id = parse_id(raw_id)?;
     let deps = &state.deps;
-    let job = match (&deps.queue, &deps.db) {
-        (Queue::Embedded, Db::Sqlite(pool)) => {
-            let _write = crate::db::write_permit().await;
-            let mut tx = pool.begin().await?;
-            match model::retry_in(&mut tx, &id).await? {
-                Some(job) => {
-                    queue::enqueue(&mut tx, &job.queue, &job.id, None)
-                        .await
-                        .map_err(|e| ApiError::from(QueueError::Sqlite(e.to_string())))?;
-                    tx.commit().await?;
-                    deps.wakers.wake(&job.queue);
-                    Some(job)
-                }
-                None => None,
-            }
-        }
-        (Queue::Redis(redis), db) => {
-            let job = model::retry(db, &id).await?;
-            if let Some(job) = &job {
-                redis
-                    .push_or_log(&job.queue, &job.id, job.attempts, None)
-                    .await;
-            }
-            job
-        }
-        (Queue::Embedded, Db::Postgres(_)) => {
-            return Err(ApiError::from(QueueError::Sqlite(
-                "the embedded queue needs a SQLite database".into(),
-            )));
-        }
-    };
+    let job = deps.store.retry(&id).await?;
     match job {
-        Some(job) => {
-            deps.events.changed(&job.id);
-            Ok(job)
-        }
-        None => match model::get(&deps.db, &id).await? {
+        Some(job) => Ok(job),
+        None => match model::get(deps.db(), &id).await? {
             None => Err(ApiError::NotFound),
             Some(job) => Err(ApiError::Conflict {
                 code: "not_retryable",
@@ -632,7 +601,7 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
         stats::latest(db, "failed", LIST),
         stats::latest(db, "cancelled", CANCELLED_LIST),
         stats::open_jobs(db, LIST),
-        state.deps.queue.entry_counts(db),
+        state.deps.store.entry_counts(),
     );
     let (depths, minutes, workers) = (depths?, minutes?, workers?);
     let (failures, cancelled_jobs, open) = (failures?, cancelled_jobs?, open?);

@@ -233,10 +233,9 @@ pub async fn cancel_job(
 /// Cancel in the database, then stop the analysis if it runs in this process.
 pub async fn cancel(state: &AppState, raw_id: &str) -> Result<model::JobRow, ApiError> {
     let id = parse_id(raw_id)?;
-    match model::cancel(state.db(), &id).await? {
+    match state.deps.store.cancel(&id).await? {
         Cancel::Cancelled(job) => {
             state.deps.cancels.cancel(&id);
-            state.deps.events.changed(&id);
             state
                 .deps
                 .metrics
@@ -289,7 +288,7 @@ pub async fn job_events(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     // Watch before the first read, so no change between the read and the wait is missed.
-    let mut watch = state.deps.events.watch(&id);
+    let mut watch = state.deps.store.events().watch(&id);
     watch.mark_seen();
     let job = model::get(state.db(), &id)
         .await?
@@ -308,7 +307,7 @@ pub async fn job_events(
         db: state.db().clone(),
         id,
         watch,
-        poll: if state.deps.events.crosses_processes() {
+        poll: if state.deps.store.events_cross_processes() {
             EVENTS_POLL_SIGNALLED
         } else {
             EVENTS_POLL_LOCAL
@@ -390,10 +389,10 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 
 /// The Prometheus text of `/metrics`: cluster-wide gauges read from the database and the
 /// queue, then this process's counters and histograms ([`crate::metrics`]).
-pub async fn metrics_text(deps: &crate::jobs::worker::Deps) -> Result<String, ApiError> {
+pub async fn metrics_text(deps: &crate::deps::Deps) -> Result<String, ApiError> {
     use std::fmt::Write;
-    let jobs = model::counts(&deps.db).await?;
-    let entries = deps.queue.entry_counts(&deps.db).await?;
+    let jobs = model::counts(deps.db()).await?;
+    let entries = deps.store.entry_counts().await?;
     let mut out = String::new();
     let _ = writeln!(out, "# HELP sentiq_jobs Jobs by queue and status.");
     let _ = writeln!(out, "# TYPE sentiq_jobs gauge");
@@ -445,7 +444,7 @@ pub async fn healthz() -> HttpResponse {
     ),
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let (db, queue) = tokio::join!(state.db().ping(), state.deps.queue.ping());
+    let (db, queue) = tokio::join!(state.db().ping(), state.deps.store.ping_queue());
     let problem = match (db, queue) {
         (Ok(()), Ok(())) => {
             return HttpResponse::Ok().json(Health { status: "ready" });

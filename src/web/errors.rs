@@ -78,8 +78,8 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<crate::jobs::queue::QueueError> for ApiError {
-    fn from(e: crate::jobs::queue::QueueError) -> Self {
+impl From<crate::jobs::store::StoreError> for ApiError {
+    fn from(e: crate::jobs::store::StoreError) -> Self {
         if e.is_unavailable() {
             ApiError::Unavailable(Box::new(e))
         } else {

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::deps::Deps;
 use crate::jobs::model::{self, NewJob};
-use crate::jobs::worker::Deps;
 use errors::ApiError;
 use input::Submission;
 
@@ -32,7 +32,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn db(&self) -> &Db {
-        &self.deps.db
+        self.deps.db()
     }
 }
 
@@ -53,7 +53,7 @@ pub async fn submit(
         input: submission.input,
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
-    state.deps.submitter.submit(job).await?;
+    state.deps.store.submit(job).await?;
     state
         .deps
         .metrics

@@ -3,8 +3,8 @@
 //! `ToSchema` derives of the types the handlers answer with ([`crate::analysis::Report`],
 //! [`super::errors::ErrorBody`], [`super::api::Accepted`]) and, for the bodies built from types
 //! outside the web layer (the job's status, a scored item) or never deserialised into a type (a
-//! submission), from the schema types below. `tests/api.rs` checks real responses against the
-//! document and `tests/schemathesis.rs` fuzzes the app with it, so neither side can drift.
+//! submission), from the schema types below. `tests/it/api.rs` checks real responses against the
+//! document and `tests/it/schemathesis.rs` fuzzes the app with it, so neither side can drift.
 //!
 //! The document is built once and served at `GET /api/openapi.json`.
 

@@ -12,9 +12,9 @@ use redis::AsyncCommands;
 use reqwest::header::CONTENT_TYPE;
 use sentiq::config::Config;
 use sentiq::db::Db;
+use sentiq::deps::Deps;
 use sentiq::jobs::model;
-use sentiq::jobs::queue::{Queue, RedisQueue};
-use sentiq::jobs::worker::Deps;
+use sentiq::jobs::queue::RedisQueue;
 use sentiq::startup::{Application, run_worker_until};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -122,7 +122,7 @@ pub async fn spawn_prod_with(config: Config) -> ProdApp {
         .expect("app builds");
     let port = app.port();
     let deps = app.deps().clone();
-    let db = deps.db.clone();
+    let db = deps.db().clone();
     let pg = match &db {
         Db::Postgres(p) => p.clone(),
         Db::Sqlite(_) => panic!("a PostgreSQL app"),
@@ -296,10 +296,6 @@ impl ProdApp {
         for k in keys {
             let _: () = conn.del(k).await.unwrap();
         }
-    }
-
-    pub fn queue(&self) -> &Queue {
-        &self.deps.queue
     }
 }
 

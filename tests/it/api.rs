@@ -1,11 +1,10 @@
 //! Black-box tests of the JSON API: each test starts the app on a free port with its own
 //! temporary SQLite database (and, unless said otherwise, its in-process worker).
 
-mod common;
-
+use crate::common;
 use std::time::{Duration, Instant};
 
-use common::{assert_error, big_text, spawn_app, spawn_app_with};
+use crate::common::{assert_error, big_text, spawn_app, spawn_app_with};
 use reqwest::header::{ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
 use sentiq::jobs::worker::{self, Outcome};
 use serde_json::{Value, json};

@@ -3,12 +3,11 @@
 //! `common/prod.rs`). The HTTP contract, exactly-once runs (proved from the database's own
 //! transition log), the reconciler, leases, the attempts limit, backoff, wake-ups and routing.
 
-mod common;
-
+use crate::common;
 use std::time::{Duration, Instant};
 
-use common::assert_error;
-use common::prod::{ProdApp, prod_config, spawn_prod, spawn_prod_with, start_worker};
+use crate::common::assert_error;
+use crate::common::prod::{ProdApp, prod_config, spawn_prod, spawn_prod_with, start_worker};
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use reqwest::header::{ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
@@ -526,12 +525,7 @@ async fn a_retried_job_waits_in_the_scheduled_set_for_its_delay_then_succeeds() 
     app.delete_namespace().await;
     let delay = Duration::from_secs(3);
     let requeued_at = Instant::now();
-    assert!(
-        app.queue()
-            .requeue(&app.db, &app.deps.wakers, &job, Some(delay))
-            .await
-            .unwrap()
-    );
+    assert!(app.deps.store.requeue(&job, Some(delay)).await.unwrap());
     let mut conn = app.redis.connection();
     let scheduled_key = format!("{}:quick:scheduled", app.config.redis_namespace);
     let score: Option<f64> = conn
@@ -725,7 +719,11 @@ async fn finished_entries_are_removed_within_a_second_even_when_the_reconciler_r
         let id = app.submit(&json!({"text": format!("Steady {i}.")})).await;
         app.wait_final(&id).await;
     }
-    quick_entries_gone_within(&app, Duration::from_secs(1) + worker::VACUUM_EVERY).await;
+    quick_entries_gone_within(
+        &app,
+        Duration::from_secs(1) + sentiq::jobs::store::distributed::VACUUM_EVERY,
+    )
+    .await;
     worker.stop().await;
 }
 
@@ -1004,7 +1002,7 @@ async fn a_burst_of_change_signals_crosses_redis_in_a_few_messages_and_names_eve
     let mut messages = pubsub.into_on_message();
     let ids: Vec<String> = (0..2000).map(|i| format!("job-{i}")).collect();
     for id in &ids {
-        app.deps.events.changed(id);
+        app.deps.store.events().changed(id);
     }
     let mut seen = std::collections::HashSet::new();
     let mut received = 0;

@@ -3,12 +3,11 @@
 //! workers and their heartbeats, failures with their errors, throughput, retry and cancel. On
 //! SQLite with the in-process worker, and once on PostgreSQL + Redis with a worker process.
 
-mod common;
-
+use crate::common;
 use std::time::{Duration, Instant};
 
-use common::prod::spawn_prod;
-use common::{TestApp, spawn_app, spawn_app_with};
+use crate::common::prod::spawn_prod;
+use crate::common::{TestApp, spawn_app, spawn_app_with};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::{LOCATION, WWW_AUTHENTICATE};
 use sentiq::db::Db;
@@ -21,7 +20,7 @@ const TOKEN: &str = "s3cret-admin-token";
 const BROKEN_CSV: &str = "id,stars,review\n1,5,Lovely\n2\n3,1,Dreadful\n";
 
 fn with_token(c: &mut sentiq::config::Config) {
-    c.admin_token = Some(TOKEN.into());
+    c.admin_token = Some(sentiq::config::Secret::new(TOKEN));
 }
 
 /// The CSRF token as specified: hex HMAC-SHA256(key = admin token, "sentiq admin csrf").

@@ -5,9 +5,8 @@
 //! A case whose answer disagrees with the contract today carries `known_bug`: the table reports
 //! it without failing, and fails once the answer is right, so the marker is removed then.
 
-mod common;
-
-use common::spawn_app_with;
+use crate::common;
+use crate::common::spawn_app_with;
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use sentiq::analysis::MAX_ITEM_BYTES;
@@ -650,7 +649,7 @@ async fn every_bad_input_gets_its_status_and_error_code_and_writes_no_job() {
     })
     .await;
     let roomy = spawn_app_with(|c| c.run_worker = false).await;
-    assert!(roomy.deps.db.sqlite().is_some() && MAX_ITEM_BYTES < 64 << 20);
+    assert!(roomy.deps.db().sqlite().is_some() && MAX_ITEM_BYTES < 64 << 20);
     let unknown = uuid::Uuid::new_v4().to_string();
     let cases = table(&unknown);
     assert!(cases.len() >= 30, "{} cases", cases.len());

@@ -2,11 +2,10 @@
 //! document: generated valid and invalid requests to every operation, each response checked for
 //! a 5xx, an undeclared status, content type or header, and a body or event the schema rejects.
 //!
-//! The CLI is `$SCHEMATHESIS`, else `schemathesis` on PATH (`.ci/run` installs it);
+//! The CLI is `$SCHEMATHESIS`, else `schemathesis` on PATH (`scripts/test.sh` installs it);
 //! `SCHEMATHESIS_SEED` reruns another seed.
 
-mod common;
-
+use crate::common;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -7,15 +7,14 @@
 //! the throwaway servers, and the machine's PostgreSQL (`TEST_DATABASE_URL`) and Redis
 //! (`TEST_REDIS_URL`) for the rest. The tests are heavy, so they run one at a time.
 
-#[path = "common/procs.rs"]
-mod procs;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::procs::{
+    self, Env, FreshDatabase, Namespace, PgServer, RedisServer, Scratch, Sentiq,
+};
 use futures_util::StreamExt;
-use procs::{Env, FreshDatabase, Namespace, PgServer, RedisServer, Scratch, Sentiq};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -1,8 +1,6 @@
 //! Black-box tests of the server-rendered pages and the form.
 
-mod common;
-
-use common::{TestApp, client, spawn_app, spawn_app_with};
+use crate::common::{TestApp, client, spawn_app, spawn_app_with};
 use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
 use reqwest::multipart::{Form, Part};
 use sentiq::jobs::worker::{self, Outcome};

@@ -1,9 +1,8 @@
 //! Recovery: jobs whose worker died or whose queue entry was lost are handed out again, and a
 //! run that lost its job can no longer write to it.
 
-mod common;
-
-use common::{item, spawn_app_with};
+use crate::common;
+use crate::common::{item, spawn_app_with};
 use sentiq::jobs::model;
 use sentiq::jobs::worker::{self, Outcome};
 use serde_json::json;
@@ -294,9 +293,9 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
     ids.push(twin);
     ids.push(twin);
     let results = futures_util::future::join_all(ids.iter().map(|id| {
-        let submitter = app.deps.submitter.clone();
+        let store = app.deps.store.clone();
         let job = job(*id);
-        async move { submitter.submit(job).await }
+        async move { store.submit(job).await }
     }))
     .await;
     let failed = results.iter().filter(|r| r.is_err()).count();

@@ -1,14 +1,13 @@
 //! Drives a real headless Chromium (through chromedriver) from the form to the charts, and
 //! saves screenshots under `target/`. Fails, with a message, when chromedriver is missing.
 
-mod common;
-
+use crate::common;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestApp, spawn_app};
+use crate::common::{TestApp, spawn_app};
 use fantoccini::error::CmdError;
 use fantoccini::{ClientBuilder, Locator};
 

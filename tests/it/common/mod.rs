@@ -1,6 +1,7 @@
 //! Test helpers: an app on a free port with its own temporary database, and polling helpers.
 #![allow(dead_code)]
 
+pub mod procs;
 pub mod prod;
 
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::CONTENT_TYPE;
 use sentiq::config::Config;
 use sentiq::db::Db;
-use sentiq::jobs::worker::Deps;
+use sentiq::deps::Deps;
 use sentiq::startup::Application;
 use serde_json::Value;
 use sqlx::SqlitePool;

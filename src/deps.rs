@@ -1,0 +1,52 @@
+//! What every part of a process shares: the job store, this process's running jobs, timing and
+//! metrics. The web handlers, the pages, the admin dashboard and the worker all take a [`Deps`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::Timing;
+use crate::jobs::store::JobStore;
+use crate::jobs::worker::CancelFlags;
+
+/// The services of one process; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    /// Every change of a job's state, with its queue side effect.
+    pub store: JobStore,
+    /// Cancel flags of the jobs running in this process.
+    pub cancels: CancelFlags,
+    pub timing: Timing,
+    /// Set when the process stops: interrupted jobs are handed back to the queue.
+    pub handing_back: Arc<AtomicBool>,
+    /// This process's Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Analyses of this queue's worker that may run at once (set per queue by
+    /// [`crate::jobs::worker::register_jobs`]; None: no limit beyond the worker's own
+    /// concurrency).
+    pub analysis_slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Deps {
+    pub fn new(store: JobStore, timing: Timing) -> Self {
+        Deps {
+            store,
+            cancels: CancelFlags::default(),
+            timing,
+            handing_back: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            analysis_slots: None,
+        }
+    }
+
+    /// The database, for reads.
+    pub fn db(&self) -> &crate::db::Db {
+        self.store.db()
+    }
+
+    /// Shutdown ran out of patience: stop the running jobs at their next chunk and hand them
+    /// back to the queue, so another worker (or the next start) runs them again.
+    pub fn hand_back_running_jobs(&self) {
+        self.handing_back.store(true, Ordering::SeqCst);
+        self.cancels.cancel_all();
+    }
+}

@@ -1,0 +1,187 @@
+//! The distributed store: the rows in PostgreSQL (or SQLite), the queue in Redis, any number of
+//! web and worker processes.
+//!
+//! The row commits first, then its entry is pushed (retried once: the first command after a
+//! dropped connection can fail). If the push still fails the change stands and the reconciler
+//! finds the queued row without a live entry and pushes it again. On PostgreSQL a worker's
+//! claims and finishes are group-committed ([`RunWrites`]); wake-ups travel through Redis
+//! pub/sub, published by the push itself.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::StoreError;
+use crate::db::Db;
+use crate::jobs::batch::RunWrites;
+use crate::jobs::model::{self, Claimed, Finish, JobRow, NewJob, StaleJob};
+use crate::jobs::queue::{RedisQueue, Wakers};
+
+/// Batches of new jobs in flight at once (each holds one database connection while it writes):
+/// while one waits for its commit to reach the disk, the next one is being sent.
+pub const WRITERS: usize = 4;
+/// How long a busy writer waits for more submissions before it writes (a lone submission is
+/// written at once): fewer, larger statements under load.
+pub const LINGER: Duration = Duration::from_millis(2);
+/// How often finished Redis entries are removed: in small, steady pieces, so no clean-up holds
+/// Redis (and every push waiting behind it) for long.
+pub const VACUUM_EVERY: Duration = Duration::from_millis(250);
+/// Stale candidates the reconciler checks against Redis per round trip.
+const RECONCILE_PAGE: i64 = 500;
+
+#[derive(Clone, Debug)]
+pub struct Distributed {
+    db: Db,
+    redis: RedisQueue,
+    /// PostgreSQL: this process's claims and finishes, group-committed.
+    run_writes: Option<RunWrites>,
+    wakers: Wakers,
+}
+
+impl Distributed {
+    pub(super) fn new(db: Db, redis: RedisQueue, wakers: Wakers) -> Distributed {
+        let run_writes = match &db {
+            Db::Postgres(pool) => Some(RunWrites::start(pool.clone())),
+            Db::Sqlite(_) => None,
+        };
+        Distributed {
+            db,
+            redis,
+            run_writes,
+            wakers,
+        }
+    }
+
+    pub(super) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(super) fn wakers(&self) -> &Wakers {
+        &self.wakers
+    }
+
+    /// The Redis queue the apalis-redis workers fetch from.
+    pub(crate) fn redis(&self) -> &RedisQueue {
+        &self.redis
+    }
+
+    pub(super) async fn write_new(&self, jobs: &[&NewJob]) -> Result<(), StoreError> {
+        Ok(model::create_many(&self.db, jobs).await?)
+    }
+
+    pub(super) async fn announce_new(&self, jobs: &[&NewJob]) {
+        let written: Vec<(&str, String)> =
+            jobs.iter().map(|j| (j.queue, j.id.to_string())).collect();
+        self.redis.push_new_or_log(&written).await;
+        for job in jobs {
+            self.wakers.wake(job.queue);
+        }
+    }
+
+    pub(super) fn writers_and_linger(&self) -> (usize, Duration) {
+        (WRITERS, LINGER)
+    }
+
+    pub(super) async fn claim(&self, id: &str) -> Result<Option<Claimed>, StoreError> {
+        Ok(match &self.run_writes {
+            Some(writes) => writes.claim(id).await?,
+            None => model::claim_with_input(&self.db, id).await?,
+        })
+    }
+
+    pub(super) async fn finish(&self, run: Finish) -> Result<bool, StoreError> {
+        Ok(match &self.run_writes {
+            Some(writes) => writes.finish(run).await?,
+            None => {
+                model::finish(&self.db, &run.id, run.attempt, &run.report_json, &run.items).await?
+            }
+        })
+    }
+
+    pub(super) async fn requeue(
+        &self,
+        job: &JobRow,
+        delay: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        if !model::requeue(&self.db, &job.id, job.attempts).await? {
+            return Ok(false);
+        }
+        self.redis
+            .push_or_log(&job.queue, &job.id, job.attempts, delay)
+            .await;
+        Ok(true)
+    }
+
+    pub(super) async fn retry(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let job = model::retry(&self.db, id).await?;
+        if let Some(job) = &job {
+            self.redis
+                .push_or_log(&job.queue, &job.id, job.attempts, None)
+                .await;
+        }
+        Ok(job)
+    }
+
+    pub(super) async fn reconcile(&self, stale_before: &str) -> Result<Vec<StaleJob>, StoreError> {
+        let mut done = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = model::stale_candidates(
+                &self.db,
+                stale_before,
+                after.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+                RECONCILE_PAGE,
+            )
+            .await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.updated_at.clone(), last.id.clone()));
+            let live = self.redis.live_entries(&page).await?;
+            for (job, live) in page.iter().zip(live) {
+                // A running row past its lease is re-enqueued whatever Redis says: its worker
+                // stopped refreshing the lease, so it is presumed dead.
+                if job.status == "queued" && live {
+                    continue;
+                }
+                if model::reset_stale(&self.db, job, stale_before).await? {
+                    self.redis
+                        .push(&job.queue, &job.id, job.attempts, None)
+                        .await?;
+                    done.push(job.clone());
+                }
+            }
+            if (page.len() as i64) < RECONCILE_PAGE {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    pub(super) async fn vacuum(&self) -> Result<u64, StoreError> {
+        Ok(self.redis.vacuum().await?)
+    }
+
+    pub(super) fn vacuum_every(&self, reconcile_every: Duration) -> Duration {
+        VACUUM_EVERY.min(reconcile_every)
+    }
+
+    /// apalis-redis keeps a small hash per worker name forever, and names are unique per start.
+    pub(super) async fn forget_dead_workers(&self) -> Result<u64, StoreError> {
+        Ok(self.redis.remove_dead_worker_metadata().await?)
+    }
+
+    pub(super) async fn ping_queue(&self) -> Result<(), StoreError> {
+        Ok(self.redis.ping().await?)
+    }
+
+    pub(super) async fn entry_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(self.redis.entry_counts().await?)
+    }
+
+    pub(super) fn listen_for_wakes(&self, queues: Vec<String>) -> Option<JoinHandle<()>> {
+        Some(tokio::spawn(
+            self.redis
+                .clone()
+                .listen_for_wakes(queues, self.wakers.clone()),
+        ))
+    }
+}

@@ -1,0 +1,165 @@
+//! The embedded store: SQLite with the apalis-sqlite queue in the same file, one process.
+//!
+//! A state change that makes a job runnable and its queue entry go in one transaction (both
+//! commit or neither), under this process's SQLite write gate ([`crate::db::write_permit`]);
+//! idle workers are woken through in-process [`Wakers`].
+
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::task::JoinHandle;
+
+use super::StoreError;
+use crate::db::Db;
+use crate::jobs::model::{self, Claimed, Finish, JobRow, NewJob, StaleJob};
+use crate::jobs::queue::{self, QueueError, Wakers};
+
+#[derive(Clone, Debug)]
+pub struct Embedded {
+    pool: SqlitePool,
+    db: Db,
+    wakers: Wakers,
+}
+
+impl Embedded {
+    pub(super) fn new(pool: SqlitePool, wakers: Wakers) -> Embedded {
+        Embedded {
+            db: Db::Sqlite(pool.clone()),
+            pool,
+            wakers,
+        }
+    }
+
+    pub(super) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(super) fn wakers(&self) -> &Wakers {
+        &self.wakers
+    }
+
+    /// The SQLite pool the apalis-sqlite workers fetch from.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub(super) async fn write_new(&self, jobs: &[&NewJob]) -> Result<(), StoreError> {
+        let _write = crate::db::write_permit().await;
+        let mut tx = self.pool.begin().await?;
+        model::insert_many(&mut tx, jobs).await?;
+        for job in jobs {
+            enqueue(&mut tx, job.queue, &job.id.to_string(), None).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn announce_new(&self, jobs: &[&NewJob]) {
+        for job in jobs {
+            self.wakers.wake(job.queue);
+        }
+    }
+
+    /// SQLite has one writer: a second batch would only wait for the first, and batches
+    /// already gather while it writes; a linger would only add latency.
+    pub(super) fn writers_and_linger(&self) -> (usize, Duration) {
+        (1, Duration::ZERO)
+    }
+
+    pub(super) async fn claim(&self, id: &str) -> Result<Option<Claimed>, StoreError> {
+        Ok(model::claim_with_input(&self.db, id).await?)
+    }
+
+    pub(super) async fn finish(&self, run: Finish) -> Result<bool, StoreError> {
+        Ok(model::finish(&self.db, &run.id, run.attempt, &run.report_json, &run.items).await?)
+    }
+
+    pub(super) async fn requeue(
+        &self,
+        job: &JobRow,
+        delay: Option<Duration>,
+    ) -> Result<bool, StoreError> {
+        let _write = crate::db::write_permit().await;
+        let mut tx = self.pool.begin().await?;
+        if !model::requeue_in(&mut tx, &job.id, job.attempts).await? {
+            return Ok(false);
+        }
+        enqueue(&mut tx, &job.queue, &job.id, delay).await?;
+        tx.commit().await?;
+        if delay.is_none() {
+            self.wakers.wake(&job.queue);
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn retry(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let _write = crate::db::write_permit().await;
+        let mut tx = self.pool.begin().await?;
+        let Some(job) = model::retry_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        enqueue(&mut tx, &job.queue, &job.id, None).await?;
+        tx.commit().await?;
+        self.wakers.wake(&job.queue);
+        Ok(Some(job))
+    }
+
+    pub(super) async fn reconcile(&self, stale_before: &str) -> Result<Vec<StaleJob>, StoreError> {
+        let mut done = Vec::new();
+        for job in model::stale_embedded(&self.pool, stale_before).await? {
+            let _write = crate::db::write_permit().await;
+            let mut tx = self.pool.begin().await?;
+            if model::reset_stale_in(&mut tx, &job, stale_before).await? {
+                enqueue(&mut tx, &job.queue, &job.id, None).await?;
+                tx.commit().await?;
+                self.wakers.wake(&job.queue);
+                done.push(job);
+            }
+        }
+        Ok(done)
+    }
+
+    pub(super) async fn vacuum(&self) -> Result<u64, StoreError> {
+        Ok(queue::vacuum_embedded(&self.pool).await?)
+    }
+
+    /// The clean-up is one DELETE on the single SQLite writer: it keeps the reconciler's pace.
+    pub(super) fn vacuum_every(&self, reconcile_every: Duration) -> Duration {
+        reconcile_every
+    }
+
+    /// apalis-sqlite keeps nothing per worker name beyond its registration.
+    pub(super) async fn forget_dead_workers(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    pub(super) async fn ping_queue(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    pub(super) async fn entry_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT job_type, LOWER(status), COUNT(*) FROM Jobs \
+             GROUP BY job_type, status ORDER BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every push is made in this process, which wakes its workers itself.
+    pub(super) fn listen_for_wakes(&self, _queues: Vec<String>) -> Option<JoinHandle<()>> {
+        None
+    }
+}
+
+/// Push a job id onto `queue` inside the caller's transaction.
+async fn enqueue(
+    tx: &mut sqlx::SqliteConnection,
+    queue: &str,
+    job_id: &str,
+    delay: Option<Duration>,
+) -> Result<(), QueueError> {
+    queue::enqueue(tx, queue, job_id, delay)
+        .await
+        .map_err(QueueError::Embedded)
+}

@@ -1,0 +1,324 @@
+//! The job store: every change of a job's state, together with its queue side effect.
+//!
+//! The job row is the record and the queue entry only says "look at job X", so a state change
+//! that makes a job runnable (submit, retry, requeue, reconcile) must also give it a queue
+//! entry, and a change anyone may be waiting for must signal the event streams. How that is
+//! done depends on the topology, and only here:
+//!
+//! - [`Embedded`]: SQLite with the apalis-sqlite queue in the same file. The row and its queue
+//!   entry commit in one transaction; idle workers are woken in-process.
+//! - [`Distributed`]: PostgreSQL (or SQLite) with the apalis-redis queue. The row commits first,
+//!   then the entry is pushed (a lost push is the reconciler's); the worker's claims and
+//!   finishes are group-committed; wake-ups and change signals cross processes through Redis
+//!   pub/sub.
+//!
+//! Callers (web handlers, pages, admin, the worker) hold a [`JobStore`] and never see which one
+//! it is. The pair "embedded queue on PostgreSQL" cannot be built: [`Embedded`] takes a SQLite
+//! pool, and start-up refuses the configuration before any store exists.
+
+pub mod distributed;
+mod embedded;
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+pub use distributed::Distributed;
+pub use embedded::Embedded;
+
+use super::events::JobEvents;
+use super::model::{self, Cancel, Claimed, Finish, ItemRow, JobRow, NewJob, StaleJob};
+use super::queue::{QueueError, RedisQueue, Wakers};
+use super::submitter::Submitter;
+use crate::db::Db;
+
+/// Why a store operation failed: the database, or the queue. Neither hides inside the other,
+/// so a bug in enqueueing is never mistaken for an outage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        StoreError::Queue(QueueError::Redis(e))
+    }
+}
+
+impl StoreError {
+    /// The database or the queue is not reachable right now (worth a 503 and a retry), as
+    /// opposed to a bug or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => crate::db::is_unavailable(e),
+            StoreError::Queue(e) => e.is_unavailable(),
+        }
+    }
+}
+
+/// Where jobs live and how they are queued: one of the two topologies.
+#[derive(Clone, Debug)]
+pub struct JobStore {
+    topology: Topology,
+    events: JobEvents,
+    submitter: Submitter,
+}
+
+/// The implementation per topology; private, so callers cannot match on it.
+#[derive(Clone, Debug)]
+pub(crate) enum Topology {
+    Embedded(Embedded),
+    Distributed(Box<Distributed>),
+}
+
+/// Run the same method on whichever implementation `$topology` holds.
+macro_rules! on_topology {
+    ($topology:expr, |$store:ident| $body:expr) => {
+        match $topology {
+            Topology::Embedded($store) => $body,
+            Topology::Distributed($store) => $body,
+        }
+    };
+}
+
+impl JobStore {
+    /// The embedded store on a SQLite database (must be called inside a tokio runtime: the
+    /// submission writer starts here).
+    pub fn embedded(pool: sqlx::SqlitePool) -> JobStore {
+        let wakers = Wakers::default();
+        JobStore::start(
+            Topology::Embedded(Embedded::new(pool, wakers)),
+            JobEvents::default(),
+        )
+    }
+
+    /// The distributed store: `db` for the rows, Redis for the queue, the wake-ups and the
+    /// change signals (must be called inside a tokio runtime).
+    pub fn distributed(db: Db, redis: RedisQueue) -> JobStore {
+        let events = JobEvents::with_redis(redis.clone());
+        JobStore::start(
+            Topology::Distributed(Box::new(Distributed::new(db, redis, Wakers::default()))),
+            events,
+        )
+    }
+
+    fn start(topology: Topology, events: JobEvents) -> JobStore {
+        let submitter = Submitter::start(topology.clone());
+        JobStore {
+            topology,
+            events,
+            submitter,
+        }
+    }
+
+    /// The database, for reads (the row layer, [`model`], takes it).
+    pub fn db(&self) -> &Db {
+        on_topology!(&self.topology, |s| s.db())
+    }
+
+    /// The change signals of the event streams.
+    pub fn events(&self) -> &JobEvents {
+        &self.events
+    }
+
+    /// The per-queue wake-ups of this process's idle workers.
+    pub fn wakers(&self) -> &Wakers {
+        on_topology!(&self.topology, |s| s.wakers())
+    }
+
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Write a new job: row, input and queue entry, group-committed with the submissions that
+    /// arrive at the same time ([`crate::jobs::submitter`]). Returns once they are committed
+    /// (and, with Redis, once the push has been answered or has failed: a lost push is the
+    /// reconciler's).
+    pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
+        self.submitter.submit(job).await
+    }
+
+    /// `queued → running` for one delivery of job `id`, with its input (a large input may be
+    /// left out, see [`model::CLAIMED_INPUT_MAX_BYTES`]). None when the job is not queued.
+    pub async fn claim(&self, id: &str) -> Result<Option<Claimed>, StoreError> {
+        let claimed = on_topology!(&self.topology, |s| s.claim(id).await)?;
+        if claimed.is_some() {
+            self.events.changed(id);
+        }
+        Ok(claimed)
+    }
+
+    /// Refresh the lease of run `attempt`. False when the run no longer owns the job.
+    pub async fn touch(&self, id: &str, attempt: i64) -> Result<bool, StoreError> {
+        Ok(model::touch(self.db(), id, attempt).await?)
+    }
+
+    /// Record run `attempt`'s progress. False when the run no longer owns the job.
+    pub async fn progress(
+        &self,
+        id: &str,
+        attempt: i64,
+        done: u64,
+        total: u64,
+    ) -> Result<bool, StoreError> {
+        let written = model::set_progress(self.db(), id, attempt, done, total).await?;
+        if written {
+            self.events.changed(id);
+        }
+        Ok(written)
+    }
+
+    /// Store a batch of run `attempt`'s items. False when the run no longer owns the job.
+    pub async fn store_items(
+        &self,
+        id: &str,
+        attempt: i64,
+        items: &[ItemRow],
+    ) -> Result<bool, StoreError> {
+        Ok(model::insert_items(self.db(), id, attempt, items).await?)
+    }
+
+    /// How many items a run should hand to [`JobStore::store_items`] at once.
+    pub fn items_per_write(&self) -> usize {
+        model::items_per_transaction(self.db())
+    }
+
+    /// Remove the items of job `id` unless a run other than `attempt` owns it now.
+    pub async fn delete_items(&self, id: &str, attempt: i64) -> Result<(), StoreError> {
+        Ok(model::delete_items(self.db(), id, attempt).await?)
+    }
+
+    /// `running → succeeded` for run `run.attempt`, with its report and last items. False when
+    /// the run no longer owns the job (cancelled or taken over meanwhile).
+    pub async fn finish(&self, run: Finish) -> Result<bool, StoreError> {
+        let id = run.id.clone();
+        let finished = on_topology!(&self.topology, |s| s.finish(run).await)?;
+        self.events.changed(&id);
+        Ok(finished)
+    }
+
+    /// `running → failed` for run `attempt`, with a code and a message a person understands.
+    /// False when the run no longer owns the job.
+    pub async fn fail(
+        &self,
+        id: &str,
+        attempt: i64,
+        code: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let failed = model::fail(self.db(), id, attempt, code, message).await?;
+        self.events.changed(id);
+        Ok(failed)
+    }
+
+    /// `running → queued` for run `job.attempts`, with a new queue entry after `delay` (a retry
+    /// after a transient error, or a job handed back at shutdown). False when the run no longer
+    /// owned the job.
+    pub async fn requeue(&self, job: &JobRow, delay: Option<Duration>) -> Result<bool, StoreError> {
+        let requeued = on_topology!(&self.topology, |s| s.requeue(job, delay).await)?;
+        self.events.changed(&job.id);
+        Ok(requeued)
+    }
+
+    /// `queued | running → cancelled`. A run of it stops at its next chunk (this process's is
+    /// told by the caller; others find out from their fenced writes and their lease).
+    pub async fn cancel(&self, id: &str) -> Result<Cancel, StoreError> {
+        let cancel = model::cancel(self.db(), id).await?;
+        if let Cancel::Cancelled(_) = &cancel {
+            self.events.changed(id);
+        }
+        Ok(cancel)
+    }
+
+    /// `failed | cancelled → queued` with a new queue entry and the full attempt budget (an
+    /// operator's retry). None when the job is not retryable (unknown, or in another state).
+    pub async fn retry(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let job = on_topology!(&self.topology, |s| s.retry(id).await)?;
+        if let Some(job) = &job {
+            self.events.changed(&job.id);
+        }
+        Ok(job)
+    }
+
+    /// Give every stale job a new queue entry: running jobs untouched for a `lease` (their
+    /// worker died) and queued jobs as old whose queue entry is gone (the push failed, or Redis
+    /// lost its data). Every reset is conditional, so concurrent reconcilers in several
+    /// processes re-enqueue a job once. Returns the jobs re-enqueued.
+    pub async fn reconcile(&self, lease: Duration) -> Result<Vec<StaleJob>, StoreError> {
+        let stale_before = stale_before(lease);
+        let jobs = on_topology!(&self.topology, |s| s.reconcile(&stale_before).await)?;
+        for job in &jobs {
+            self.events.changed(&job.id);
+        }
+        Ok(jobs)
+    }
+
+    /// Remove finished queue entries (nothing expires by itself). Returns how many.
+    pub async fn vacuum(&self) -> Result<u64, StoreError> {
+        on_topology!(&self.topology, |s| s.vacuum().await)
+    }
+
+    /// How often [`JobStore::vacuum`] should run, given the reconciler's interval.
+    pub fn vacuum_every(&self, reconcile_every: Duration) -> Duration {
+        on_topology!(&self.topology, |s| s.vacuum_every(reconcile_every))
+    }
+
+    /// Forget what the queue keeps about workers that are gone. Returns how many.
+    pub async fn forget_dead_workers(&self) -> Result<u64, StoreError> {
+        on_topology!(&self.topology, |s| s.forget_dead_workers().await)
+    }
+
+    /// Does the queue answer? (The embedded queue is the database.)
+    pub async fn ping_queue(&self) -> Result<(), StoreError> {
+        on_topology!(&self.topology, |s| s.ping_queue().await)
+    }
+
+    /// Queue entries by queue and state, for `/metrics` and the dashboard.
+    pub async fn entry_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        on_topology!(&self.topology, |s| s.entry_counts().await)
+    }
+
+    /// Wake this process's idle workers of `queues` whenever a job is pushed onto one, from any
+    /// process (Redis pub/sub); None where pushes are made in this process only (embedded).
+    pub fn listen_for_wakes(&self, queues: Vec<String>) -> Option<JoinHandle<()>> {
+        on_topology!(&self.topology, |s| s.listen_for_wakes(queues))
+    }
+
+    /// Whether change signals reach this process from every process (else event streams must
+    /// poll the row to see changes made elsewhere).
+    pub fn events_cross_processes(&self) -> bool {
+        self.events.crosses_processes()
+    }
+
+    /// Close the database pool.
+    pub async fn close(&self) {
+        self.db().close().await
+    }
+}
+
+impl Topology {
+    /// Write new jobs (rows, inputs and, on the embedded queue, their entries) in one
+    /// transaction.
+    pub(crate) async fn write_new(&self, jobs: &[&NewJob]) -> Result<(), StoreError> {
+        on_topology!(self, |s| s.write_new(jobs).await)
+    }
+
+    /// After new jobs are committed: push their entries (Redis) and wake the local workers.
+    pub(crate) async fn announce_new(&self, jobs: &[&NewJob]) {
+        on_topology!(self, |s| s.announce_new(jobs).await)
+    }
+
+    /// Batches of new jobs written at once, and how long a busy writer waits for more.
+    pub(crate) fn writers_and_linger(&self) -> (usize, Duration) {
+        on_topology!(self, |s| s.writers_and_linger())
+    }
+}
+
+/// The cut-off of stale rows: untouched for a lease.
+fn stale_before(lease: Duration) -> String {
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(15));
+    (chrono::Utc::now() - lease).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
