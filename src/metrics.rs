@@ -9,6 +9,7 @@
 //!
 //! The registry belongs to the application (tests start many in one process), not to a global.
 
+use crate::jobs::store::StoreError;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -166,6 +167,37 @@ fn status_str(status: u16) -> &'static str {
         s if s < 500 => "4xx",
         _ => "5xx",
     }
+}
+
+/// The Prometheus text of `/metrics`: cluster-wide gauges read from the database and the
+/// queue, then this process's counters and histograms ([`Metrics`]).
+pub async fn text(deps: &crate::deps::Deps) -> Result<String, StoreError> {
+    use std::fmt::Write;
+    let jobs = crate::jobs::model::counts(deps.db()).await?;
+    let entries = deps.store.entry_counts().await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP sentiq_jobs Jobs by queue and status.");
+    let _ = writeln!(out, "# TYPE sentiq_jobs gauge");
+    for (queue, status, n) in &jobs {
+        let _ = writeln!(
+            out,
+            "sentiq_jobs{{queue=\"{queue}\",status=\"{status}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sentiq_queue_entries Queue entries by queue and state."
+    );
+    let _ = writeln!(out, "# TYPE sentiq_queue_entries gauge");
+    for (queue, status, n) in &entries {
+        let status = status.to_ascii_lowercase();
+        let _ = writeln!(
+            out,
+            "sentiq_queue_entries{{queue=\"{queue}\",state=\"{status}\"}} {n}"
+        );
+    }
+    deps.metrics.render(&mut out);
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ impl Application {
         let heartbeat = self
             .config
             .run_worker
-            .then(|| crate::jobs::workers::Heartbeat::start(&self.config, &self.deps, "serve"));
+            .then(|| crate::jobs::registry::Heartbeat::start(&self.config, &self.deps, "serve"));
         let served = self.server.await;
         signals.abort();
         events.abort();
@@ -300,7 +300,7 @@ fn serve_worker_metrics(
     ) -> Result<actix_web::HttpResponse, crate::web::errors::ApiError> {
         Ok(actix_web::HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(crate::web::api::metrics_text(&deps).await?))
+            .body(crate::metrics::text(&deps).await?))
     }
     let deps = web::Data::new(deps.clone());
     let listener = TcpListener::bind((host, port))?;
@@ -333,7 +333,7 @@ pub async fn run_worker_until(
         in_flight = config.worker_in_flight,
         queue = if config.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
     let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
-    let heartbeat = crate::jobs::workers::Heartbeat::start(&config, &deps, "worker");
+    let heartbeat = crate::jobs::registry::Heartbeat::start(&config, &deps, "worker");
     let metrics_server = match config.metrics_port {
         Some(port) => Some(serve_worker_metrics(&config.host, port, &deps)?),
         None => None,

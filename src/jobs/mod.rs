@@ -3,15 +3,15 @@
 //! topology ([`store`]); the queues themselves ([`queue`]); the group commit of new jobs
 //! ([`submitter`]) and of a worker's claims and finishes on PostgreSQL ([`batch`]); the worker
 //! ([`worker`]); the change signals of the event streams ([`events`]); and, for the operator
-//! dashboard, the registry of live workers ([`workers`]) and the figures of the queues
+//! dashboard, the registry of live workers ([`registry`]) and the figures of the queues
 //! ([`stats`]).
 
 pub mod batch;
 pub mod events;
 pub mod model;
 pub mod queue;
+pub mod registry;
 pub mod stats;
 pub mod store;
 pub mod submitter;
 pub mod worker;
-pub mod workers;

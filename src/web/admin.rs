@@ -29,8 +29,8 @@ use super::errors::ApiError;
 use super::{AppState, api, pages, parse_id};
 use crate::config::{BULK, QUICK};
 use crate::jobs::model::{self, JobRow};
+use crate::jobs::registry::{self, ALIVE_BEATS, BEAT, WorkerRow};
 use crate::jobs::stats::{self, Minute};
-use crate::jobs::workers::{self, ALIVE_BEATS, BEAT, WorkerRow};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -597,7 +597,7 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
     let (depths, minutes, workers, failures, cancelled_jobs, open, entries) = tokio::join!(
         stats::depths(db, &[QUICK, BULK]),
         stats::throughput(db, MINUTES),
-        workers::list(db, WORKERS_LIST),
+        registry::list(db, WORKERS_LIST),
         stats::latest(db, "failed", LIST),
         stats::latest(db, "cancelled", CANCELLED_LIST),
         stats::open_jobs(db, LIST),

@@ -384,38 +384,7 @@ pub async fn job_events(
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics_text(&state.deps).await?))
-}
-
-/// The Prometheus text of `/metrics`: cluster-wide gauges read from the database and the
-/// queue, then this process's counters and histograms ([`crate::metrics`]).
-pub async fn metrics_text(deps: &crate::deps::Deps) -> Result<String, ApiError> {
-    use std::fmt::Write;
-    let jobs = model::counts(deps.db()).await?;
-    let entries = deps.store.entry_counts().await?;
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP sentiq_jobs Jobs by queue and status.");
-    let _ = writeln!(out, "# TYPE sentiq_jobs gauge");
-    for (queue, status, n) in &jobs {
-        let _ = writeln!(
-            out,
-            "sentiq_jobs{{queue=\"{queue}\",status=\"{status}\"}} {n}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP sentiq_queue_entries Queue entries by queue and state."
-    );
-    let _ = writeln!(out, "# TYPE sentiq_queue_entries gauge");
-    for (queue, status, n) in &entries {
-        let status = status.to_ascii_lowercase();
-        let _ = writeln!(
-            out,
-            "sentiq_queue_entries{{queue=\"{queue}\",state=\"{status}\"}} {n}"
-        );
-    }
-    deps.metrics.render(&mut out);
-    Ok(out)
+        .body(crate::metrics::text(&state.deps).await?))
 }
 
 /// `GET /healthz`: the process answers.

@@ -142,64 +142,90 @@ pub fn histogram(report: &Report) -> Histogram {
     }
 }
 
-pub fn arc(report: &Report) -> Arc {
-    let n = report.arc.len();
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let y_of = |v: f64| TOP + plot_h / 2.0 - v.clamp(-1.0, 1.0) * plot_h / 2.0;
-    let x_of = |i: usize| {
-        if n <= 1 {
+/// Where segment `i` of `n` and a compound `v` fall on the arc's plot.
+#[derive(Clone, Copy)]
+struct ArcScale {
+    n: usize,
+}
+
+impl ArcScale {
+    fn x(self, i: usize) -> f64 {
+        let plot_w = WIDTH - LEFT - RIGHT;
+        if self.n <= 1 {
             LEFT + plot_w / 2.0
         } else {
-            LEFT + plot_w * i as f64 / (n - 1) as f64
+            LEFT + plot_w * i as f64 / (self.n - 1) as f64
         }
-    };
+    }
+
+    fn y(self, v: f64) -> f64 {
+        let plot_h = HEIGHT - TOP - BOTTOM;
+        TOP + plot_h / 2.0 - v.clamp(-1.0, 1.0) * plot_h / 2.0
+    }
+}
+
+pub fn arc(report: &Report) -> Arc {
+    let n = report.arc.len();
+    let scale = ArcScale { n };
     let pts: Vec<(f64, f64)> = report
         .arc
         .iter()
         .enumerate()
-        .map(|(i, &v)| (x_of(i), y_of(v)))
+        .map(|(i, &v)| (scale.x(i), scale.y(v)))
         .collect();
     let points = pts
         .iter()
         .map(|(x, y)| format!("{x:.1},{y:.1}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let zero = y_of(0.0);
-    let area = if pts.is_empty() {
-        String::new()
-    } else {
-        let mut s = format!("{:.1},{zero:.1} ", pts[0].0);
-        s.push_str(&points);
-        s.push_str(&format!(" {:.1},{zero:.1}", pts[pts.len() - 1].0));
-        s
+    let zero = scale.y(0.0);
+    let area = match (pts.first(), pts.last()) {
+        (Some(first), Some(last)) => {
+            format!("{:.1},{zero:.1} {points} {:.1},{zero:.1}", first.0, last.0)
+        }
+        _ => String::new(),
     };
-    let dots = if n <= 40 {
-        report
-            .arc
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| Dot {
-                x: f(x_of(i)),
-                y: f(y_of(v)),
-                class: if v >= 0.05 {
-                    "pos"
-                } else if v <= -0.05 {
-                    "neg"
-                } else {
-                    "neu"
-                },
-                title: format!("segment {} of {n}: {v:.3}", i + 1),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let y_ticks = [1.0, 0.0, -1.0]
+    Arc {
+        points,
+        area,
+        zero_y: f(zero),
+        left: f(LEFT),
+        right: f(WIDTH - RIGHT),
+        y_ticks: arc_y_ticks(scale),
+        x_ticks: arc_x_ticks(),
+        dots: arc_dots(&report.arc, scale),
+    }
+}
+
+/// A dot per segment with its value as a tooltip, when there are few enough to tell apart.
+fn arc_dots(arc: &[f64], scale: ArcScale) -> Vec<Dot> {
+    let n = arc.len();
+    if n > 40 {
+        return Vec::new();
+    }
+    arc.iter()
+        .enumerate()
+        .map(|(i, &v)| Dot {
+            x: f(scale.x(i)),
+            y: f(scale.y(v)),
+            class: if v >= 0.05 {
+                "pos"
+            } else if v <= -0.05 {
+                "neg"
+            } else {
+                "neu"
+            },
+            title: format!("segment {} of {n}: {v:.3}", i + 1),
+        })
+        .collect()
+}
+
+fn arc_y_ticks(scale: ArcScale) -> Vec<Tick> {
+    [1.0, 0.0, -1.0]
         .iter()
         .map(|&v: &f64| Tick {
             x: f(LEFT - 6.0),
-            y: f(y_of(v) + 4.0),
+            y: f(scale.y(v) + 4.0),
             label: if v == 0.0 {
                 "0".into()
             } else {
@@ -207,8 +233,11 @@ pub fn arc(report: &Report) -> Arc {
             },
             anchor: "end",
         })
-        .collect();
-    let x_ticks = vec![
+        .collect()
+}
+
+fn arc_x_ticks() -> Vec<Tick> {
+    vec![
         Tick {
             x: f(LEFT),
             y: f(HEIGHT - 10.0),
@@ -221,17 +250,7 @@ pub fn arc(report: &Report) -> Arc {
             label: "end".into(),
             anchor: "end",
         },
-    ];
-    Arc {
-        points,
-        area,
-        zero_y: f(zero),
-        left: f(LEFT),
-        right: f(WIDTH - RIGHT),
-        y_ticks,
-        x_ticks,
-        dots,
-    }
+    ]
 }
 
 #[cfg(test)]

@@ -168,64 +168,76 @@ pub fn from_json(body: &[u8]) -> Result<Submission, ApiError> {
         });
     }
     if let Some(docs) = map.get("documents") {
-        let Value::Array(docs) = docs else {
-            return Err(ApiError::InvalidJson(
-                "\"documents\" must be an array".into(),
-            ));
-        };
-        let mut out = Vec::with_capacity(docs.len());
-        for (i, d) in docs.iter().enumerate() {
-            let Some(obj) = d.as_object() else {
-                return Err(ApiError::InvalidJson(format!(
-                    "documents[{i}] must be an object with a \"text\" field"
-                )));
-            };
-            let text = match obj.get("text") {
-                Some(Value::String(s)) => s,
-                Some(_) => {
-                    return Err(ApiError::InvalidJson(format!(
-                        "documents[{i}].text must be a string"
-                    )));
-                }
-                None => {
-                    return Err(ApiError::MissingField(format!(
-                        "documents[{i}] has no \"text\" field"
-                    )));
-                }
-            };
-            let id = match obj.get("id") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                Some(_) => {
-                    return Err(ApiError::InvalidJson(format!(
-                        "documents[{i}].id must be a string or a number"
-                    )));
-                }
-            };
-            out.push(serde_json::json!({"id": id, "text": text}));
-        }
-        if out.iter().all(|d| {
-            d["text"]
-                .as_str()
-                .is_none_or(|t| pytext::strip(t).is_empty())
-        }) {
-            return Err(ApiError::EmptyInput(
-                "nothing to analyse: the documents have no text".into(),
-            ));
-        }
-        let n = out.len();
-        let input = serde_json::to_vec(&out).map_err(ApiError::unexpected)?;
-        return Ok(Submission {
-            format: Format::Documents,
-            column: None,
-            title: format!("{n} document{}", if n == 1 { "" } else { "s" }),
-            input,
-        });
+        return documents(docs);
     }
     Err(ApiError::MissingField(
         "the body needs a \"text\" field (one document) or a \"documents\" field (a batch)".into(),
     ))
+}
+
+/// The `documents` of a batch, each checked, stored as `[{"id", "text"}]`.
+fn documents(docs: &Value) -> Result<Submission, ApiError> {
+    let Value::Array(docs) = docs else {
+        return Err(ApiError::InvalidJson(
+            "\"documents\" must be an array".into(),
+        ));
+    };
+    let out = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| document(i, d))
+        .collect::<Result<Vec<Value>, ApiError>>()?;
+    if out.iter().all(|d| {
+        d["text"]
+            .as_str()
+            .is_none_or(|t| pytext::strip(t).is_empty())
+    }) {
+        return Err(ApiError::EmptyInput(
+            "nothing to analyse: the documents have no text".into(),
+        ));
+    }
+    let n = out.len();
+    let input = serde_json::to_vec(&out).map_err(ApiError::unexpected)?;
+    Ok(Submission {
+        format: Format::Documents,
+        column: None,
+        title: format!("{n} document{}", if n == 1 { "" } else { "s" }),
+        input,
+    })
+}
+
+/// Document `i` of a batch: an object with a string `text` and an optional string or number
+/// `id`.
+fn document(i: usize, d: &Value) -> Result<Value, ApiError> {
+    let Some(obj) = d.as_object() else {
+        return Err(ApiError::InvalidJson(format!(
+            "documents[{i}] must be an object with a \"text\" field"
+        )));
+    };
+    let text = match obj.get("text") {
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(ApiError::InvalidJson(format!(
+                "documents[{i}].text must be a string"
+            )));
+        }
+        None => {
+            return Err(ApiError::MissingField(format!(
+                "documents[{i}] has no \"text\" field"
+            )));
+        }
+    };
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => {
+            return Err(ApiError::InvalidJson(format!(
+                "documents[{i}].id must be a string or a number"
+            )));
+        }
+    };
+    Ok(serde_json::json!({"id": id, "text": text}))
 }
 
 #[cfg(test)]

@@ -402,47 +402,15 @@ async fn read_multipart(
 ) -> Result<FormParts, FormError> {
     let mut payload = payload;
     let drain_limit = input::form_drain_limit(limit);
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64 + 64 * 1024
-    {
-        if len <= drain_limit {
-            input::drain(&mut payload, drain_limit).await;
-        }
-        return Err(ApiError::PayloadTooLarge { limit }.into());
-    }
+    refuse_declared_oversize(req, &mut payload, limit, drain_limit).await?;
     let mut mp = Multipart::new(req.headers(), payload);
-    let mut total = 0usize;
-    let mut text = Vec::new();
-    let mut file: Option<(String, Vec<u8>)> = None;
-    let mut column = None;
-    let mut token_checked = false;
+    let (mut total, mut token_checked) = (0usize, false);
+    let (mut text, mut file, mut column) = (Vec::new(), None, None);
     while let Some(field) = mp.next().await {
-        let mut field =
-            field.map_err(|e| ApiError::BadRequest(format!("the form could not be read: {e}")))?;
+        let mut field = field.map_err(unreadable_form)?;
         let name = field.name().unwrap_or("").to_owned();
         if !token_checked {
-            let mut token = Vec::new();
-            let mut ended = false;
-            if name == csrf::FIELD {
-                loop {
-                    let Some(chunk) = field.next().await else {
-                        ended = true;
-                        break;
-                    };
-                    let chunk = chunk.map_err(|e| {
-                        ApiError::BadRequest(format!("the form could not be read: {e}"))
-                    })?;
-                    total += chunk.len();
-                    token.extend_from_slice(&chunk);
-                    if token.len() > MAX_TOKEN_PART {
-                        break;
-                    }
-                }
-            }
+            let (token, ended) = read_token_part(&mut field, &name, &mut total).await?;
             let submitted = (name == csrf::FIELD).then_some(token.as_slice());
             if let Err(why) = csrf::verify(req, submitted) {
                 let rest = (!ended).then_some(field);
@@ -456,23 +424,10 @@ async fn read_multipart(
             .content_disposition()
             .and_then(|cd| cd.get_filename())
             .map(str::to_owned);
-        let mut buf = Vec::new();
-        let mut overflow = false;
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::BadRequest(format!("the form could not be read: {e}")))?;
-            total += chunk.len();
-            if total > limit {
-                overflow = true;
-                break;
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        if overflow {
-            drop(buf);
+        let Some(buf) = read_part(&mut field, &mut total, limit).await? else {
             drain_multipart(Some(field), mp, total as u64, drain_limit).await;
             return Err(ApiError::PayloadTooLarge { limit }.into());
-        }
+        };
         match name.as_str() {
             "text" => text = buf,
             "file" => file = Some((filename.unwrap_or_default(), buf)),
@@ -490,6 +445,73 @@ async fn read_multipart(
         return Err(FormError::Forged(csrf::Rejection::NoToken));
     }
     Ok((text, file, column))
+}
+
+fn unreadable_form(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("the form could not be read: {e}"))
+}
+
+/// Refuse a form whose declared length is already over the limit, before reading any of it
+/// (draining a moderately larger body, so the client sees the answer rather than a reset).
+async fn refuse_declared_oversize(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    limit: usize,
+    drain_limit: u64,
+) -> Result<(), FormError> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64 + 64 * 1024
+    {
+        if len <= drain_limit {
+            input::drain(payload, drain_limit).await;
+        }
+        return Err(ApiError::PayloadTooLarge { limit }.into());
+    }
+    Ok(())
+}
+
+/// The first part's bytes when it is the CSRF token (at most [`MAX_TOKEN_PART`] and a chunk),
+/// and whether the part was read to its end.
+async fn read_token_part(
+    field: &mut actix_multipart::Field,
+    name: &str,
+    total: &mut usize,
+) -> Result<(Vec<u8>, bool), ApiError> {
+    let mut token = Vec::new();
+    if name != csrf::FIELD {
+        return Ok((token, false));
+    }
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(unreadable_form)?;
+        *total += chunk.len();
+        token.extend_from_slice(&chunk);
+        if token.len() > MAX_TOKEN_PART {
+            return Ok((token, false));
+        }
+    }
+    Ok((token, true))
+}
+
+/// A whole part, or None once the form's `total` passes `limit` (the rest is not read).
+async fn read_part(
+    field: &mut actix_multipart::Field,
+    total: &mut usize,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(unreadable_form)?;
+        *total += chunk.len();
+        if *total > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf))
 }
 
 pub struct Chip {

@@ -291,7 +291,7 @@ async fn the_page_shows_queued_and_running_jobs_per_queue_from_the_rows() {
 async fn the_in_process_worker_shows_as_alive_and_keeps_beating_and_a_silent_one_as_dead() {
     let app = spawn_app_with(with_token).await;
     // Rows of other workers: one silent for a minute, one that stopped cleanly.
-    let long_ago = sentiq::jobs::workers::stored_time_ago(Duration::from_secs(60));
+    let long_ago = sentiq::jobs::registry::stored_time_ago(Duration::from_secs(60));
     for (name, stopped) in [("gone:1:dead", None), ("gone:2:stopped", Some(&long_ago))] {
         sqlx::query(
             "INSERT INTO sentiq_workers (name, role, host, pid, queues, concurrency, \
@@ -338,7 +338,7 @@ async fn the_in_process_worker_shows_as_alive_and_keeps_beating_and_a_silent_one
     assert!(page.find(&name).unwrap() < page.find("gone:1:dead").unwrap());
 
     // It keeps beating.
-    tokio::time::sleep(sentiq::jobs::workers::BEAT + Duration::from_millis(500)).await;
+    tokio::time::sleep(sentiq::jobs::registry::BEAT + Duration::from_millis(500)).await;
     let seen_again: String =
         sqlx::query_scalar("SELECT last_seen FROM sentiq_workers WHERE name = $1")
             .bind(&name)
