@@ -25,6 +25,52 @@ macro_rules! on_db {
     };
 }
 
+/// Read a type stored as TEXT (in both dialects) through its `FromStr`: a stored value the type
+/// does not know is a decoding error, never a default.
+#[macro_export]
+macro_rules! text_column {
+    ($ty:ty) => {
+        impl sqlx::Type<sqlx::Sqlite> for $ty {
+            fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+                <str as sqlx::Type<sqlx::Sqlite>>::type_info()
+            }
+            fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+                <str as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+            }
+        }
+        impl sqlx::Type<sqlx::Postgres> for $ty {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+        impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $ty {
+            fn decode(
+                value: sqlx::sqlite::SqliteValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<&str as sqlx::Decode<sqlx::Sqlite>>::decode(value)?.parse::<$ty>()?)
+            }
+        }
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?.parse::<$ty>()?)
+            }
+        }
+    };
+}
+
+/// A stored value that its type does not know (a row written by a newer version, or by hand).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {kind} {value:?} in the database")]
+pub struct UnknownValue {
+    pub kind: &'static str,
+    pub value: String,
+}
+
 /// The one permit our writers take in turn.
 ///
 /// SQLite has one writer at a time; when writers collide, its busy handler makes the loser sleep

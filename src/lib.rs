@@ -16,4 +16,5 @@ pub mod jobs;
 pub mod metrics;
 pub mod startup;
 pub mod telemetry;
+pub mod timestamp;
 pub mod web;

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::db::{Db, Plans};
 use crate::deps::Deps;
-use crate::jobs::queue::RedisQueue;
+use crate::jobs::queue::{QueueName, RedisQueue};
 use crate::jobs::store::JobStore;
 use crate::jobs::worker;
 use crate::web::{AppState, routes};
@@ -220,15 +220,27 @@ pub fn spawn_workers(
     let queues: Vec<_> = config
         .queues
         .iter()
-        .map(|queue| run_queue(config.clone(), deps.clone(), queue.clone(), stop.clone()))
+        .map(|queue| {
+            run_queue(
+                config.clone(),
+                deps.clone(),
+                queue_name(queue),
+                stop.clone(),
+            )
+        })
         .collect();
     tokio::spawn(async move {
         futures_util::future::join_all(queues).await;
     })
 }
 
+/// A queue of the configuration (checked when it was parsed).
+fn queue_name(name: &str) -> QueueName {
+    name.parse().expect("the configuration names known queues")
+}
+
 /// One queue's worker under [`spawn_workers`].
-async fn run_queue(config: Config, deps: Deps, queue: String, mut stop: watch::Receiver<bool>) {
+async fn run_queue(config: Config, deps: Deps, queue: QueueName, mut stop: watch::Receiver<bool>) {
     let mut failures = 0;
     loop {
         let monitor = Monitor::new()
@@ -240,7 +252,7 @@ async fn run_queue(config: Config, deps: Deps, queue: String, mut stop: watch::R
         let monitor = worker::register_jobs(
             monitor,
             &deps,
-            &queue,
+            queue,
             config.worker_concurrency,
             config.worker_in_flight,
             config.poll_interval,
@@ -338,7 +350,9 @@ pub async fn run_worker_until(
         Some(port) => Some(serve_worker_metrics(&config.host, port, &deps)?),
         None => None,
     };
-    let listener = deps.store.listen_for_wakes(config.queues.clone());
+    let listener = deps
+        .store
+        .listen_for_wakes(config.queues.iter().map(|q| queue_name(q)).collect());
     let (stop_workers, stopped) = watch::channel(false);
     let mut workers = spawn_workers(&config, &deps, stopped);
     let outcome = tokio::select! {

@@ -47,7 +47,36 @@ pub enum Format {
     Documents,
 }
 
+/// A format name that is none of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown format {0:?}")]
+pub struct UnknownFormat(pub String);
+
+impl std::str::FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Format, UnknownFormat> {
+        Ok(match s {
+            "text" => Format::Text,
+            "csv" => Format::Csv,
+            "jsonl" => Format::Jsonl,
+            "documents" => Format::Documents,
+            _ => return Err(UnknownFormat(s.to_owned())),
+        })
+    }
+}
+
 impl Format {
+    /// The format's name, as stored and as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Documents => "documents",
+        }
+    }
+
     /// The format a file name suggests (`.csv`, `.jsonl`/`.ndjson`, anything else is text).
     pub fn from_file_name(name: &str) -> Format {
         let lower = name.to_ascii_lowercase();

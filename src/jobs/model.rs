@@ -12,7 +12,6 @@
 //! write gate first ([`Db::write_permit`]). Statements that must share a transaction with the
 //! embedded queue's push take a `SqliteConnection` (`*_in` functions).
 
-use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgPool, SqliteConnection, SqlitePool};
 
@@ -20,10 +19,15 @@ use crate::db::Db;
 use crate::on_db;
 use uuid::Uuid;
 
+use super::queue::QueueName;
 use crate::analysis::{Format, Report};
+use crate::timestamp::Timestamp;
+pub use crate::timestamp::now;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Where a job is in its life: `queued → running → succeeded | failed | cancelled`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = JobStatus)]
 pub enum Status {
     Queued,
     Running,
@@ -43,35 +47,48 @@ impl Status {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Status> {
-        Some(match s {
-            "queued" => Status::Queued,
-            "running" => Status::Running,
-            "succeeded" => Status::Succeeded,
-            "failed" => Status::Failed,
-            "cancelled" => Status::Cancelled,
-            _ => return None,
-        })
-    }
-
     pub fn is_final(self) -> bool {
         matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
     }
 }
 
-/// Current time as stored: RFC 3339 UTC with milliseconds (sorts as text).
-pub fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
+
+impl std::str::FromStr for Status {
+    type Err = crate::db::UnknownValue;
+
+    fn from_str(s: &str) -> Result<Status, Self::Err> {
+        Ok(match s {
+            "queued" => Status::Queued,
+            "running" => Status::Running,
+            "succeeded" => Status::Succeeded,
+            "failed" => Status::Failed,
+            "cancelled" => Status::Cancelled,
+            _ => {
+                return Err(crate::db::UnknownValue {
+                    kind: "status",
+                    value: s.to_owned(),
+                });
+            }
+        })
+    }
+}
+
+crate::text_column!(Status);
+crate::text_column!(Format);
 
 /// A job row without its input.
 #[derive(Clone, Debug, FromRow)]
 pub struct JobRow {
     pub id: String,
     pub visitor: Option<String>,
-    pub queue: String,
-    pub status: String,
-    pub format: String,
+    pub queue: QueueName,
+    pub status: Status,
+    pub format: Format,
     pub column_name: Option<String>,
     pub input_bytes: i64,
     pub title: String,
@@ -82,10 +99,10 @@ pub struct JobRow {
     /// round are `attempts - retry_base`.
     pub retry_base: i64,
     pub version: i64,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub result: Option<String>,
@@ -139,19 +156,6 @@ impl JobRow {
         self.attempts - self.retry_base
     }
 
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status).unwrap_or(Status::Failed)
-    }
-
-    pub fn format(&self) -> Format {
-        match self.format.as_str() {
-            "csv" => Format::Csv,
-            "jsonl" => Format::Jsonl,
-            "documents" => Format::Documents,
-            _ => Format::Text,
-        }
-    }
-
     /// The stored report of a succeeded job.
     pub fn report(&self) -> Option<Report> {
         self.result
@@ -168,16 +172,16 @@ impl JobRow {
     pub fn view(&self) -> JobView {
         JobView {
             id: self.id.clone(),
-            status: self.status(),
-            queue: self.queue.clone(),
+            status: self.status,
+            queue: self.queue,
             progress: Progress {
                 done: self.progress_done.max(0) as u64,
                 total: self.progress_total.max(0) as u64,
             },
             attempts: self.runs().max(0) as u64,
-            created_at: self.created_at.clone(),
-            started_at: self.started_at.clone(),
-            finished_at: self.finished_at.clone(),
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
             error: self.error_code.as_ref().map(|code| ErrorInfo {
                 code: code.clone(),
                 message: self.error_message.clone().unwrap_or_default(),
@@ -191,7 +195,7 @@ impl JobRow {
 
     /// Progress as a fraction in [0, 1].
     pub fn fraction(&self) -> f64 {
-        if self.status() == Status::Succeeded {
+        if self.status == Status::Succeeded {
             return 1.0;
         }
         if self.progress_total <= 0 {
@@ -201,30 +205,45 @@ impl JobRow {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Items scored so far out of the items found so far.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Progress {
     pub done: u64,
     pub total: u64,
 }
 
+/// Why a job failed or was cancelled.
 #[derive(Debug, Serialize)]
 pub struct ErrorInfo {
     pub code: String,
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A job as the API shows it: `GET /api/jobs/{id}`, `POST /api/jobs/{id}/cancel` and each
+/// event of the stream. The one definition of the job's JSON and of its OpenAPI schema.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Job)]
 pub struct JobView {
+    #[schema(format = "uuid")]
     pub id: String,
     pub status: Status,
-    pub queue: String,
+    pub queue: QueueName,
     pub progress: Progress,
-    /// Runs started since the job was submitted (or last retried by an operator).
+    /// Runs started so far (since submission, or an operator's last retry).
     pub attempts: u64,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub started_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub finished_at: Option<Timestamp>,
+    /// Why the job failed (or was cancelled), else null.
+    #[schema(value_type = Option<crate::web::errors::ErrorDetail<'static>>, required = true)]
     pub error: Option<ErrorInfo>,
+    /// The report of a succeeded job, else null.
+    #[schema(value_type = Option<Report>, required = true)]
     pub result: Option<serde_json::Value>,
 }
 
@@ -233,20 +252,11 @@ pub struct JobView {
 pub struct NewJob {
     pub id: Uuid,
     pub visitor: Option<String>,
-    pub queue: &'static str,
+    pub queue: QueueName,
     pub format: Format,
     pub column: Option<String>,
     pub title: String,
     pub input: Vec<u8>,
-}
-
-pub fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Text => "text",
-        Format::Csv => "csv",
-        Format::Jsonl => "jsonl",
-        Format::Documents => "documents",
-    }
 }
 
 /// Insert the row and its input inside the caller's SQLite transaction (the embedded queue's
@@ -270,9 +280,9 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
         rows.push_values(chunk, |mut b, job| {
             b.push_bind(job.id.to_string())
                 .push_bind(&job.visitor)
-                .push_bind(job.queue)
+                .push_bind(job.queue.as_str())
                 .push_bind("queued")
-                .push_bind(format_name(job.format))
+                .push_bind(job.format.as_str())
                 .push_bind(&job.column)
                 .push_bind(job.input.len() as i64)
                 .push_bind(&job.title)
@@ -308,8 +318,8 @@ pub async fn create_many(db: &Db, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
         (Db::Postgres(pool), _) => {
             let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
             let visitors: Vec<Option<&str>> = jobs.iter().map(|j| j.visitor.as_deref()).collect();
-            let queues: Vec<&str> = jobs.iter().map(|j| j.queue).collect();
-            let formats: Vec<&str> = jobs.iter().map(|j| format_name(j.format)).collect();
+            let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+            let formats: Vec<&str> = jobs.iter().map(|j| j.format.as_str()).collect();
             let columns: Vec<Option<&str>> = jobs.iter().map(|j| j.column.as_deref()).collect();
             let sizes: Vec<i64> = jobs.iter().map(|j| j.input.len() as i64).collect();
             let titles: Vec<&str> = jobs.iter().map(|j| j.title.as_str()).collect();
@@ -361,8 +371,8 @@ pub async fn create(db: &Db, job: &NewJob) -> Result<(), sqlx::Error> {
             )
             .bind(job.id.to_string())
             .bind(&job.visitor)
-            .bind(job.queue)
-            .bind(format_name(job.format))
+            .bind(job.queue.as_str())
+            .bind(job.format.as_str())
             .bind(&job.column)
             .bind(job.input.len() as i64)
             .bind(&job.title)
@@ -726,10 +736,10 @@ pub async fn requeue(db: &Db, id: &str, attempt: i64) -> Result<bool, sqlx::Erro
 #[derive(Clone, Debug, FromRow)]
 pub struct StaleJob {
     pub id: String,
-    pub queue: String,
-    pub status: String,
+    pub queue: QueueName,
+    pub status: Status,
     pub attempts: i64,
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 /// The statement of [`stale_embedded`]. The live queue entries are read once, into a list the

@@ -44,27 +44,76 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Interval, MissedTickBehavior, Sleep};
 
 use super::model::StaleJob;
-use crate::config::{BULK, QUICK};
 
 /// The queue payload: the job id.
 pub type JobArgs = String;
+
+/// Our queues: small inputs go to `quick`, large ones to `bulk`, so a flood of bulk work never
+/// starves quick jobs. The name is part of every Redis key and of the apalis queue name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Queue)]
+pub enum QueueName {
+    Quick,
+    Bulk,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 2] = [QueueName::Quick, QueueName::Bulk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Quick => "quick",
+            QueueName::Bulk => "bulk",
+        }
+    }
+}
+
+impl AsRef<str> for QueueName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for QueueName {
+    type Err = crate::db::UnknownValue;
+
+    fn from_str(s: &str) -> Result<QueueName, Self::Err> {
+        match s {
+            "quick" => Ok(QueueName::Quick),
+            "bulk" => Ok(QueueName::Bulk),
+            _ => Err(crate::db::UnknownValue {
+                kind: "queue",
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+crate::text_column!(QueueName);
 
 /// Push a job id onto the embedded `queue` using the caller's connection or transaction:
 /// committed together with the job row, or rolled back together with it.
 pub async fn enqueue(
     conn: &mut SqliteConnection,
-    queue: &str,
+    queue: QueueName,
     job_id: &str,
     delay: Option<Duration>,
 ) -> Result<(), apalis_sqlite::Error> {
-    let args = serde_json::to_vec(job_id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let args = serde_json::to_vec(job_id).map_err(apalis_sqlite::Error::JsonError)?;
     // One delivery attempt as far as apalis knows: retries are decided by the worker, counted in
     // the job row (the SQLite backend would otherwise re-fetch a failed task at once).
     let mut builder = TaskBuilder::new(args).max_attempts(1);
     if let Some(d) = delay {
         builder = builder.run_after(d);
     }
-    apalis_sqlite::queries::push_tasks(conn, queue, &[builder.build()]).await
+    apalis_sqlite::queries::push_tasks(conn, queue.as_str(), &[builder.build()]).await
 }
 
 /// Why a queue operation failed.
@@ -240,17 +289,17 @@ impl RedisQueue {
     }
 
     /// The apalis queue name of our queue `queue`.
-    pub fn queue_name(&self, queue: &str) -> String {
+    pub fn queue_name(&self, queue: QueueName) -> String {
         format!("{}:{queue}", self.namespace)
     }
 
     /// The apalis configuration of our queue `queue` (keys and timing).
-    pub fn config(&self, queue: &str) -> apalis_redis::Config {
+    pub fn config(&self, queue: QueueName) -> apalis_redis::Config {
         apalis_redis::Config::default().queue(self.queue_name(queue))
     }
 
     /// Our wake-up channel of `queue`.
-    pub fn wake_channel(&self, queue: &str) -> String {
+    pub fn wake_channel(&self, queue: QueueName) -> String {
         format!("{}:wake:{queue}", self.namespace)
     }
 
@@ -263,7 +312,7 @@ impl RedisQueue {
     /// try fails (a dropped connection fails the first command after it).
     pub async fn push(
         &self,
-        queue: &str,
+        queue: QueueName,
         job_id: &str,
         attempts: i64,
         delay: Option<Duration>,
@@ -280,8 +329,8 @@ impl RedisQueue {
     /// Push the first entries of new jobs (`(queue, job id)`, attempt counter 0): one round trip
     /// per queue, retried once like [`RedisQueue::push`]. A failure is logged (once) and left
     /// to the reconciler, as the rows are committed already.
-    pub async fn push_new_or_log(&self, jobs: &[(&str, String)]) {
-        for queue in [QUICK, BULK] {
+    pub async fn push_new_or_log(&self, jobs: &[(QueueName, String)]) {
+        for queue in QueueName::ALL {
             let ids: Vec<&str> = jobs
                 .iter()
                 .filter(|(q, _)| *q == queue)
@@ -298,12 +347,12 @@ impl RedisQueue {
                 }
             };
             if let Err(e) = pushed {
-                tracing::warn!(jobs = ids.len(), queue, error = %e, "queue push failed; the reconciler will enqueue the jobs");
+                tracing::warn!(jobs = ids.len(), queue = queue.as_str(), error = %e, "queue push failed; the reconciler will enqueue the jobs");
             }
         }
     }
 
-    async fn push_new_once(&self, queue: &str, ids: &[&str]) -> Result<(), redis::RedisError> {
+    async fn push_new_once(&self, queue: QueueName, ids: &[&str]) -> Result<(), redis::RedisError> {
         let config = self.config(queue);
         let mut invocation = self.push_many.prepare_invoke();
         invocation
@@ -325,19 +374,19 @@ impl RedisQueue {
     /// [`RedisQueue::push`]; a failure is logged (once) and left to the reconciler.
     pub async fn push_or_log(
         &self,
-        queue: &str,
+        queue: QueueName,
         job_id: &str,
         attempts: i64,
         delay: Option<Duration>,
     ) {
         if let Err(e) = self.push(queue, job_id, attempts, delay).await {
-            tracing::warn!(job_id, queue, error = %e, "queue push failed; the reconciler will enqueue the job");
+            tracing::warn!(job_id, queue = queue.as_str(), error = %e, "queue push failed; the reconciler will enqueue the job");
         }
     }
 
     async fn push_once(
         &self,
-        queue: &str,
+        queue: QueueName,
         job_id: &str,
         attempts: i64,
         delay: Option<Duration>,
@@ -380,7 +429,7 @@ impl RedisQueue {
         for job in jobs {
             let meta = format!(
                 "{}:{}",
-                self.config(&job.queue).job_meta_hash(),
+                self.config(job.queue).job_meta_hash(),
                 Self::task_id(&job.id, job.attempts)
             );
             pipe.hget(meta, "status");
@@ -397,7 +446,7 @@ impl RedisQueue {
     pub async fn vacuum(&self) -> Result<u64, redis::RedisError> {
         let mut removed = 0;
         let mut conn = self.conn.clone();
-        for queue in [QUICK, BULK] {
+        for queue in QueueName::ALL {
             let config = self.config(queue);
             loop {
                 let n: u64 = self
@@ -423,7 +472,7 @@ impl RedisQueue {
     pub async fn remove_dead_worker_metadata(&self) -> Result<u64, redis::RedisError> {
         let mut conn = self.conn.clone();
         let mut removed = 0;
-        for queue in [QUICK, BULK] {
+        for queue in QueueName::ALL {
             let config = self.config(queue);
             let prefix = format!("{}:metadata:", config.workers_set());
             let live: Vec<String> = conn.zrange(config.workers_set(), 0, -1).await?;
@@ -469,7 +518,7 @@ impl RedisQueue {
     /// Entries waiting and scheduled, by queue.
     pub async fn entry_counts(&self) -> Result<Vec<(String, String, i64)>, QueueError> {
         let mut pipe = redis::pipe();
-        for queue in [QUICK, BULK] {
+        for queue in QueueName::ALL {
             let config = self.config(queue);
             pipe.llen(config.active_jobs_list())
                 .zcard(config.scheduled_jobs_set());
@@ -477,21 +526,19 @@ impl RedisQueue {
         let mut conn = self.conn.clone();
         let n: Vec<i64> = pipe.query_async(&mut conn).await?;
         Ok(vec![
-            (BULK.into(), "pending".into(), n[2]),
-            (BULK.into(), "scheduled".into(), n[3]),
-            (QUICK.into(), "pending".into(), n[0]),
-            (QUICK.into(), "scheduled".into(), n[1]),
+            ("bulk".into(), "pending".into(), n[2]),
+            ("bulk".into(), "scheduled".into(), n[3]),
+            ("quick".into(), "pending".into(), n[0]),
+            ("quick".into(), "scheduled".into(), n[1]),
         ])
     }
 
     /// Subscribe to the wake-up channels of `queues` and wake this process's idle workers of a
     /// queue whenever something is pushed onto it, from any process; reconnects forever. After
     /// every (re)subscription all queues are woken once, in case a wake-up was missed meanwhile.
-    pub async fn listen_for_wakes(self, queues: Vec<String>, wakers: Wakers) {
-        let channels: HashMap<String, String> = queues
-            .iter()
-            .map(|q| (self.wake_channel(q), q.clone()))
-            .collect();
+    pub async fn listen_for_wakes(self, queues: Vec<QueueName>, wakers: Wakers) {
+        let channels: HashMap<String, QueueName> =
+            queues.iter().map(|&q| (self.wake_channel(q), q)).collect();
         let mut failures = 0u32;
         loop {
             match self.client.get_async_pubsub().await {
@@ -506,13 +553,13 @@ impl RedisQueue {
                     }
                     if ok {
                         failures = 0;
-                        for q in &queues {
+                        for &q in &queues {
                             wakers.wake(q);
                         }
                         let mut messages = pubsub.on_message();
                         while let Some(msg) = messages.next().await {
                             if let Some(q) = channels.get(msg.get_channel_name()) {
-                                wakers.wake(q);
+                                wakers.wake(*q);
                             }
                         }
                         tracing::warn!("wake-up subscription closed; reconnecting");
@@ -542,12 +589,12 @@ fn install_tls_provider() {
 /// reconciler, the Redis wake-up listener) and the workers that wait on it.
 #[derive(Clone, Debug)]
 pub struct Wakers {
-    by_queue: Arc<HashMap<&'static str, Arc<Notify>>>,
+    by_queue: Arc<HashMap<QueueName, Arc<Notify>>>,
 }
 
 impl Default for Wakers {
     fn default() -> Self {
-        let by_queue = [QUICK, BULK]
+        let by_queue = QueueName::ALL
             .into_iter()
             .map(|q| (q, Arc::new(Notify::new())))
             .collect();
@@ -558,16 +605,16 @@ impl Default for Wakers {
 }
 
 impl Wakers {
-    pub fn get(&self, queue: &str) -> Arc<Notify> {
+    pub fn get(&self, queue: QueueName) -> Arc<Notify> {
         self.by_queue
-            .get(queue)
+            .get(&queue)
             .cloned()
             .unwrap_or_else(|| Arc::new(Notify::new()))
     }
 
     /// Wake the idle workers of `queue` in this process.
-    pub fn wake(&self, queue: &str) {
-        if let Some(n) = self.by_queue.get(queue) {
+    pub fn wake(&self, queue: QueueName) {
+        if let Some(n) = self.by_queue.get(&queue) {
             n.notify_waiters();
         }
     }

@@ -11,14 +11,13 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::FromRow;
 
-use super::model::now;
 use crate::config::Config;
 use crate::db::Db;
 use crate::deps::Deps;
 use crate::on_db;
+use crate::timestamp::{Timestamp, now};
 
 /// How often a worker process writes its heartbeat.
 pub const BEAT: Duration = Duration::from_secs(5);
@@ -87,9 +86,9 @@ pub struct WorkerRow {
     pub pid: i64,
     pub queues: String,
     pub concurrency: i64,
-    pub started_at: String,
-    pub last_seen: String,
-    pub stopped_at: Option<String>,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub stopped_at: Option<Timestamp>,
 }
 
 /// Insert the row, or refresh its `last_seen` (and clear a stop mark: the process is beating,
@@ -158,8 +157,7 @@ pub async fn list(db: &Db, limit: i64) -> Result<Vec<WorkerRow>, sqlx::Error> {
 
 /// RFC 3339 (as stored) of `ago` before now.
 pub fn stored_time_ago(ago: Duration) -> String {
-    let ago = chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::zero());
-    (Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    Timestamp::ago(ago).to_string()
 }
 
 /// Beat every [`BEAT`] (the first at once) and now and then delete forgotten rows, until

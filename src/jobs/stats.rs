@@ -6,48 +6,43 @@
 //! range scans however many finished jobs the table holds; none reads the stored reports.
 
 use crate::db::Db;
-use crate::jobs::model::{self, JobRow};
+use crate::jobs::model::{self, JobRow, Status};
+use crate::jobs::queue::QueueName;
 use crate::on_db;
+use crate::timestamp::Timestamp;
 
 /// Queued and running jobs of one queue.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Depth {
-    pub queue: String,
+    pub queue: QueueName,
     pub queued: i64,
     pub running: i64,
     /// `updated_at` of the queued job that has waited longest (when it was queued last).
-    pub oldest_queued_at: Option<String>,
+    pub oldest_queued_at: Option<Timestamp>,
 }
 
 /// The statement of [`depths`]: open jobs by queue and status, through `jobs_open`.
 pub const DEPTHS: &str = "SELECT queue, status, COUNT(*), MIN(updated_at) FROM sentiq_jobs \
      WHERE status IN ('queued', 'running') AND finished_at IS NULL GROUP BY queue, status";
 
-/// Queued and running jobs per queue, for each of `queues` (zeros included) and any other
-/// queue that has open jobs.
-pub async fn depths(db: &Db, queues: &[&str]) -> Result<Vec<Depth>, sqlx::Error> {
-    let rows: Vec<(String, String, i64, Option<String>)> =
+/// Queued and running jobs of every queue (zeros included).
+pub async fn depths(db: &Db) -> Result<Vec<Depth>, sqlx::Error> {
+    let rows: Vec<(QueueName, Status, i64, Option<Timestamp>)> =
         on_db!(db, |pool| { sqlx::query_as(DEPTHS).fetch_all(pool).await? });
-    let mut out: Vec<Depth> = queues
-        .iter()
-        .map(|q| Depth {
-            queue: (*q).to_owned(),
-            ..Depth::default()
+    let mut out: Vec<Depth> = QueueName::ALL
+        .into_iter()
+        .map(|queue| Depth {
+            queue,
+            queued: 0,
+            running: 0,
+            oldest_queued_at: None,
         })
         .collect();
     for (queue, status, n, oldest) in rows {
-        let i = match out.iter().position(|d| d.queue == queue) {
-            Some(i) => i,
-            None => {
-                out.push(Depth {
-                    queue,
-                    ..Depth::default()
-                });
-                out.len() - 1
-            }
+        let Some(depth) = out.iter_mut().find(|d| d.queue == queue) else {
+            continue;
         };
-        let depth = &mut out[i];
-        if status == "queued" {
+        if status == Status::Queued {
             depth.queued = n;
             depth.oldest_queued_at = oldest;
         } else {

@@ -36,10 +36,11 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::model::{self, Claimed, Finish, ItemRow, JobRow};
-use super::queue::{JobArgs, WakeStrategy};
-use super::store::{JobStore, StoreError, Topology};
+use super::queue::{JobArgs, QueueName, RedisQueue, WakeStrategy};
+use super::store::{Backend, JobStore, StoreError};
 use crate::analysis::{self, AnalysisError, Format, Item, Observer, Options, Report};
 use crate::deps::Deps;
+use sqlx::SqlitePool;
 
 /// Most runs of one job (first run and retries after transient errors or dead workers).
 pub const MAX_ATTEMPTS: i64 = 3;
@@ -122,73 +123,98 @@ pub async fn handle(job_id: JobArgs, deps: Data<Deps>) -> Result<(), BoxDynError
 pub fn register_jobs(
     monitor: Monitor,
     deps: &Deps,
-    queue_name: &str,
+    queue: QueueName,
     concurrency: usize,
     in_flight: usize,
     poll_interval: Duration,
 ) -> Monitor {
     let mut deps = deps.clone();
-    let queue_name = queue_name.to_owned();
     let concurrency = concurrency.max(1);
-    let held = match deps.store.topology() {
-        Topology::Distributed(_) if queue_name == crate::config::QUICK => {
-            in_flight.max(concurrency)
-        }
-        _ => concurrency,
-    };
     deps.analysis_slots = Some(Arc::new(tokio::sync::Semaphore::new(concurrency)));
-    let name = format!(
-        "sentiq-{queue_name}-{}-{}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let wakers = deps.store.wakers().clone();
-    match deps.store.topology().clone() {
-        Topology::Distributed(store) => monitor.register(move |_restart| {
-            let redis = store.redis();
-            let config = redis
-                .config(&queue_name)
-                .batch_size(held)
-                .heartbeat_interval(HEARTBEAT)
-                .missed_heartbeats(MISSED_HEARTBEATS)
-                // We neither listen to apalis's `tasks:*` events nor need its task locks
-                // (the row is claimed with a conditional update): fewer commands per batch.
-                .emit_events(false)
-                .lock_tasks(false);
-            let backend = RedisStorage::<JobArgs, _>::new(redis.connection())
-                .with_config(config)
-                .poll_with_strategy(WakeStrategy::new(poll_interval, wakers.get(&queue_name)));
-            WorkerBuilder::new(name.as_str())
-                .backend(backend)
-                .concurrency(held)
-                .data(deps.clone())
-                .build(handle)
-        }),
-        Topology::Embedded(store) => {
-            let pool = store.pool().clone();
-            monitor.register(move |_restart| {
-                let config = apalis_sqlite::Config::default()
-                    .queue(&queue_name)
-                    .batch_size(concurrency)
-                    .heartbeat_interval(HEARTBEAT)
-                    .missed_heartbeats(6)
-                    // A fetched entry stays `Queued` under this worker's lock until its ack:
-                    // apalis's extra `Running` mark is one more SQLite write per job, which
-                    // the submissions then queue behind; the row is claimed with a
-                    // conditional update anyway, and orphaned `Queued` entries of a dead
-                    // worker are handed out again like `Running` ones.
-                    .lock_tasks(false);
-                let backend = SqliteStorage::<JobArgs>::new(&pool)
-                    .with_config(config)
-                    .poll_with_strategy(WakeStrategy::new(poll_interval, wakers.get(&queue_name)));
-                WorkerBuilder::new(name.as_str())
-                    .backend(backend)
-                    .concurrency(concurrency)
-                    .data(deps.clone())
-                    .build(handle)
-            })
+    let spec = WorkerSpec {
+        name: format!(
+            "sentiq-{queue}-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ),
+        queue,
+        concurrency,
+        poll_interval,
+        wake: deps.store.wakers().get(queue),
+    };
+    match deps.store.backend() {
+        Backend::Redis(redis) => {
+            let held = match queue {
+                QueueName::Quick => in_flight.max(concurrency),
+                QueueName::Bulk => concurrency,
+            };
+            register_redis(monitor, deps, *redis, spec, held)
         }
+        Backend::Sqlite(pool) => register_sqlite(monitor, deps, pool, spec),
     }
+}
+
+/// What a worker of one queue is, whichever backend it fetches from.
+struct WorkerSpec {
+    name: String,
+    queue: QueueName,
+    concurrency: usize,
+    poll_interval: Duration,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// An apalis-redis worker holding up to `held` jobs: its claims and finishes are
+/// group-committed, so many small jobs in flight make few statements.
+fn register_redis(
+    monitor: Monitor,
+    deps: Deps,
+    redis: RedisQueue,
+    spec: WorkerSpec,
+    held: usize,
+) -> Monitor {
+    monitor.register(move |_restart| {
+        let config = redis
+            .config(spec.queue)
+            .batch_size(held)
+            .heartbeat_interval(HEARTBEAT)
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            // We neither listen to apalis's `tasks:*` events nor need its task locks (the row
+            // is claimed with a conditional update): fewer commands per batch.
+            .emit_events(false)
+            .lock_tasks(false);
+        let backend = RedisStorage::<JobArgs, _>::new(redis.connection())
+            .with_config(config)
+            .poll_with_strategy(WakeStrategy::new(spec.poll_interval, spec.wake.clone()));
+        WorkerBuilder::new(spec.name.as_str())
+            .backend(backend)
+            .concurrency(held)
+            .data(deps.clone())
+            .build(handle)
+    })
+}
+
+/// An apalis-sqlite worker on the embedded queue.
+fn register_sqlite(monitor: Monitor, deps: Deps, pool: SqlitePool, spec: WorkerSpec) -> Monitor {
+    monitor.register(move |_restart| {
+        let config = apalis_sqlite::Config::default()
+            .queue(spec.queue.as_str())
+            .batch_size(spec.concurrency)
+            .heartbeat_interval(HEARTBEAT)
+            .missed_heartbeats(6)
+            // A fetched entry stays `Queued` under this worker's lock until its ack: apalis's
+            // extra `Running` mark is one more SQLite write per job, which the submissions then
+            // queue behind; the row is claimed with a conditional update anyway, and orphaned
+            // `Queued` entries of a dead worker are handed out again like `Running` ones.
+            .lock_tasks(false);
+        let backend = SqliteStorage::<JobArgs>::new(&pool)
+            .with_config(config)
+            .poll_with_strategy(WakeStrategy::new(spec.poll_interval, spec.wake.clone()));
+        WorkerBuilder::new(spec.name.as_str())
+            .backend(backend)
+            .concurrency(spec.concurrency)
+            .data(deps.clone())
+            .build(handle)
+    })
 }
 
 /// A batch of documents as stored in `job_inputs`.
@@ -289,15 +315,15 @@ async fn run(deps: &Deps, run: &Run) -> Result<Ending, StoreError> {
     let metrics = &deps.metrics;
     metrics
         .jobs_started
-        .with_label_values(&[&run.job.queue])
+        .with_label_values(&[run.job.queue.as_str()])
         .inc();
     if attempt == 1
-        && let Some(wait) = seconds_between(&run.job.created_at, run.job.started_at.as_deref())
+        && let Some(started) = run.job.started_at
     {
         metrics
             .queue_wait
-            .with_label_values(&[&run.job.queue])
-            .observe(wait);
+            .with_label_values(&[run.job.queue.as_str()])
+            .observe(run.job.created_at.seconds_until(started));
     }
     if attempt > 1 {
         deps.store.delete_items(id, attempt).await?;
@@ -494,13 +520,6 @@ fn record(deps: &Deps, run: &Run, settled: &Settled) {
     }
 }
 
-/// Seconds from one stored timestamp to another, if both are there and readable.
-fn seconds_between(from: &str, to: Option<&str>) -> Option<f64> {
-    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
-    let (from, to) = (parse(from)?, parse(to?)?);
-    Some(((to - from).num_milliseconds().max(0)) as f64 / 1000.0)
-}
-
 /// `90 s`, `2 min`, `1.5 h`: a limit as a person reads it.
 fn human_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
@@ -648,7 +667,7 @@ async fn run_analysis(
         cancelled,
         last_progress: Instant::now(),
     };
-    let format = job.format();
+    let format = job.format;
     let options = Options {
         format,
         column: job.column_name.clone(),
@@ -730,7 +749,7 @@ fn analyse_inline(
         }
     }
     let options = Options {
-        format: job.format(),
+        format: job.format,
         column: job.column_name.clone(),
         total_bytes: Some(input.len() as u64),
     };

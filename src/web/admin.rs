@@ -27,10 +27,10 @@ use sha2::Sha256;
 use super::charts::{LEFT, TOP, Tick, count_ticks, f};
 use super::errors::ApiError;
 use super::{AppState, api, pages, parse_id};
-use crate::config::{BULK, QUICK};
-use crate::jobs::model::{self, JobRow};
+use crate::jobs::model::{self, JobRow, Status};
 use crate::jobs::registry::{self, ALIVE_BEATS, BEAT, WorkerRow};
 use crate::jobs::stats::{self, Minute};
+use crate::timestamp::Timestamp;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -273,7 +273,7 @@ async fn cancel(
                     .await
                     .ok()
                     .flatten()
-                    .map(|j| j.status),
+                    .map(|j| j.status.as_str()),
                 Err(_) => None,
             };
             action_error(ApiError::Conflict {
@@ -281,7 +281,7 @@ async fn cancel(
                 message: format!(
                     "The job has already finished ({}); only queued or running jobs can be \
                      cancelled.",
-                    status.as_deref().unwrap_or("finished")
+                    status.unwrap_or("finished")
                 ),
             })
         }
@@ -325,35 +325,6 @@ pub async fn retry_job(state: &AppState, raw_id: &str) -> Result<JobRow, ApiErro
                 ),
             }),
         },
-    }
-}
-
-/// Seconds since a stored time (0 for a time in the future or unreadable).
-fn seconds_since(stored: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(stored)
-        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
-        .unwrap_or(0)
-        .max(0)
-}
-
-/// "just now", "42 s ago", "5 min ago", "3 h ago", "2 days ago".
-fn ago(stored: &str) -> String {
-    let s = seconds_since(stored);
-    match s {
-        0 => "just now".into(),
-        1..=119 => format!("{s} s ago"),
-        120..=7199 => format!("{} min ago", s / 60),
-        7200..=172_799 => format!("{} h ago", s / 3600),
-        _ => format!("{} days ago", s / 86_400),
-    }
-}
-
-/// "2026-11-22 04:50:07" (UTC) of a stored time.
-fn clock(stored: &str) -> String {
-    if stored.len() >= 19 {
-        format!("{} {}", &stored[..10], &stored[11..19])
-    } else {
-        stored.to_owned()
     }
 }
 
@@ -402,7 +373,7 @@ struct JobView {
 
 impl JobView {
     fn new(j: JobRow) -> JobView {
-        let progress = if j.status == "running" && j.progress_total > 0 {
+        let progress = if j.status == Status::Running && j.progress_total > 0 {
             format!(
                 "{}%",
                 (100 * j.progress_done.max(0) / j.progress_total).min(100)
@@ -411,22 +382,17 @@ impl JobView {
             String::new()
         };
         let attempts = j.runs();
-        let finished_at = j.finished_at.unwrap_or_default();
         JobView {
-            created: ago(&j.created_at),
-            finished: if finished_at.is_empty() {
-                String::new()
-            } else {
-                clock(&finished_at)
-            },
+            created: j.created_at.relative(),
+            finished: j.finished_at.map(Timestamp::clock).unwrap_or_default(),
             id: j.id,
             title: j.title,
-            queue: j.queue,
-            status: j.status,
+            queue: j.queue.to_string(),
+            status: j.status.to_string(),
             attempts,
             progress,
-            created_at: j.created_at,
-            finished_at,
+            created_at: j.created_at.to_string(),
+            finished_at: j.finished_at.map(|t| t.to_string()).unwrap_or_default(),
             error_code: j.error_code.unwrap_or_default(),
             error_message: j.error_message.unwrap_or_default(),
         }
@@ -564,22 +530,22 @@ fn worker_view(w: WorkerRow) -> WorkerView {
     let alive_for = (BEAT * ALIVE_BEATS).as_secs() as i64;
     let state = if w.stopped_at.is_some() {
         "stopped"
-    } else if seconds_since(&w.last_seen) <= alive_for {
+    } else if w.last_seen.seconds_ago() <= alive_for {
         "alive"
     } else {
         "dead"
     };
     WorkerView {
-        started: ago(&w.started_at),
-        last_seen_ago: ago(&w.last_seen),
+        started: w.started_at.relative(),
+        last_seen_ago: w.last_seen.relative(),
         name: w.name,
         role: w.role,
         host: w.host,
         pid: w.pid,
         queues: w.queues,
         concurrency: w.concurrency,
-        started_at: w.started_at,
-        last_seen: w.last_seen,
+        started_at: w.started_at.to_string(),
+        last_seen: w.last_seen.to_string(),
         state,
     }
 }
@@ -595,7 +561,7 @@ async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
 async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
     let db = state.db();
     let (depths, minutes, workers, failures, cancelled_jobs, open, entries) = tokio::join!(
-        stats::depths(db, &[QUICK, BULK]),
+        stats::depths(db),
         stats::throughput(db, MINUTES),
         registry::list(db, WORKERS_LIST),
         stats::latest(db, "failed", LIST),
@@ -624,13 +590,16 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
     Ok(Dashboard {
         csrf: csrf_token(admin_token(state)),
         refresh_secs: REFRESH_SECS,
-        generated_at: clock(&model::now()),
+        generated_at: Timestamp::now().clock(),
         queued_total: depths.iter().map(|d| d.queued).sum(),
         depths: depths
             .into_iter()
             .map(|d| DepthView {
-                longest_wait: d.oldest_queued_at.as_deref().map(ago).unwrap_or_default(),
-                queue: d.queue,
+                longest_wait: d
+                    .oldest_queued_at
+                    .map(Timestamp::relative)
+                    .unwrap_or_default(),
+                queue: d.queue.to_string(),
                 queued: d.queued,
                 running: d.running,
             })

@@ -5,13 +5,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{AnyOfBuilder, Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
 
 use super::errors::{ApiError, ErrorBody};
 use super::input::{self, Submission};
-use super::openapi::{Job, StatusEvent, SubmissionBody};
 use super::{AppState, parse_id, submit};
 use crate::analysis::Format;
-use crate::jobs::model::{self, Cancel, ItemRow, Status};
+use crate::jobs::model::{self, Cancel, ItemRow, JobView, Status};
 
 /// The answer to a submission.
 #[derive(Serialize, ToSchema)]
@@ -167,7 +168,7 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
             description = "An ETag of an earlier answer: 304 while the job has not changed."),
     ),
     responses(
-        (status = 200, description = "The job.", body = Job,
+        (status = 200, description = "The job.", body = JobView,
             headers(
                 ("ETag" = String, description = "Changes whenever the job does."),
                 ("Cache-Control" = String, description = "`no-cache`."),
@@ -210,7 +211,7 @@ pub async fn get_job(
     description = "A queued job never starts; a running one stops at its next chunk.",
     params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
     responses(
-        (status = 200, description = "Cancelled: the job.", body = Job,
+        (status = 200, description = "Cancelled: the job.", body = JobView,
             headers(("ETag" = String, description = "The job's new ETag."))),
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
         (status = 409, description = "The job is already final (`already_final`).",
@@ -327,7 +328,7 @@ pub async fn job_events(
             {
                 st.last_version = job.version;
                 st.last_sent = std::time::Instant::now();
-                st.finished = job.status().is_final();
+                st.finished = job.status.is_final();
                 let data = serde_json::to_string(&job.view()).unwrap_or_default();
                 let frame = format!("event: status\nid: {}\ndata: {data}\n\n", job.version);
                 return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), st));
@@ -450,7 +451,7 @@ async fn items(
     let job = model::get(state.db(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if job.status() != Status::Succeeded {
+    if job.status != Status::Succeeded {
         return Err(ApiError::Conflict {
             code: "not_succeeded",
             message: format!(
@@ -592,4 +593,105 @@ pub async fn items_jsonl(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     items(state, path, ItemsFormat::Jsonl).await
+}
+
+// Schema-only types: bodies that are not (de)serialised through one type.
+
+/// One document: `{"text": "..."}`. Other fields are ignored.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TextSubmission {
+    /// The document; it is split into sentences. Must not be blank.
+    text: String,
+}
+
+/// A batch: `{"documents": [{"id": "...", "text": "..."}]}`, one item per document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BatchSubmission {
+    /// At least one document must have text that is not blank.
+    documents: Vec<Document>,
+}
+
+/// One document of a batch.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Document {
+    /// The caller's id for the document, echoed in the results (a number is kept as text).
+    #[schema(schema_with = document_id)]
+    id: Option<String>,
+    text: String,
+}
+
+fn document_id() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![
+            Type::String,
+            Type::Number,
+            Type::Null,
+        ]))
+        .description(Some(
+            "The caller's id for the document, echoed in the results (a number is kept as text).",
+        ))
+        .build()
+}
+
+/// The JSON body of `POST /api/jobs`: one document or a batch. A body with a `text` field is one
+/// document, whatever else it holds, so both may match: `anyOf`, not `oneOf`.
+pub struct SubmissionBody;
+
+impl utoipa::PartialSchema for SubmissionBody {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name(TextSubmission::name()))
+            .item(Ref::from_schema_name(BatchSubmission::name()))
+            .description(Some(
+                "One document (`text`) or a batch (`documents`); a body with a `text` field is \
+                 one document, whatever else it holds.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for SubmissionBody {}
+
+/// One Server-Sent Event of `GET /api/jobs/{id}/events` (keep-alive comments aside).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StatusEvent {
+    /// Always `status`.
+    #[schema(pattern = "^status$")]
+    event: String,
+    /// The job's version: it grows with every change.
+    #[schema(pattern = "^[0-9]+$")]
+    id: String,
+    /// The job, as JSON.
+    #[schema(schema_with = job_json)]
+    data: String,
+}
+
+fn job_json() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .content_media_type("application/json")
+        .content_schema(Some(Ref::from_schema_name(JobView::name())))
+        .description(Some("The job, as JSON: what `GET /api/jobs/{id}` answers."))
+        .build()
+}
+
+/// One scored item, as each line of `items.jsonl` holds it.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Item {
+    /// 0-based position of the item in the input.
+    position: u64,
+    /// The item's own id (batch documents and JSONL lines that carry one), else null.
+    #[schema(required = true)]
+    id: Option<String>,
+    text: String,
+    neg: f64,
+    neu: f64,
+    pos: f64,
+    compound: f64,
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::db::Db;
 use crate::deps::Deps;
-use crate::jobs::model::{self, NewJob};
+use crate::jobs::model::NewJob;
 use errors::ApiError;
 use input::Submission;
 
@@ -46,7 +46,11 @@ pub async fn submit(
     let job = NewJob {
         id: Uuid::new_v4(),
         visitor,
-        queue: state.config.queue_for(submission.input.len()),
+        queue: state
+            .config
+            .queue_for(submission.input.len())
+            .parse()
+            .expect("queue_for names a known queue"),
         format: submission.format,
         column: submission.column,
         title: submission.title,
@@ -58,9 +62,9 @@ pub async fn submit(
         .deps
         .metrics
         .jobs_submitted
-        .with_label_values(&[queue])
+        .with_label_values(&[queue.as_str()])
         .inc();
-    tracing::info!(job_id = %id, queue, input_bytes, format = model::format_name(format), "job queued");
+    tracing::info!(job_id = %id, queue = queue.as_str(), input_bytes, format = format.as_str(), "job queued");
     Ok(id)
 }
 

@@ -66,15 +66,6 @@ fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse
     }
 }
 
-fn short_time(rfc3339: &str) -> String {
-    // "2026-11-22T04:50:00.123Z" → "2026-11-22 04:50 UTC"
-    if rfc3339.len() >= 16 {
-        format!("{} {} UTC", &rfc3339[..10], &rfc3339[11..16])
-    } else {
-        rfc3339.to_owned()
-    }
-}
-
 pub struct RecentJob {
     pub id: String,
     pub title: String,
@@ -148,15 +139,15 @@ async fn index_page(
         Ok(rows) => rows
             .into_iter()
             .map(|j| RecentJob {
-                created_short: short_time(&j.created_at),
+                created_short: j.created_at.minute_utc(),
                 id: j.id,
                 title: if j.title.is_empty() {
                     "Untitled".into()
                 } else {
                     j.title
                 },
-                status: j.status,
-                created_at: j.created_at,
+                status: j.status.to_string(),
+                created_at: j.created_at.to_string(),
             })
             .collect(),
         Err(e) => {
@@ -640,7 +631,7 @@ fn empty_report() -> Report {
 }
 
 fn status_page(job: &JobRow, csrf: String) -> StatusPage {
-    let status = job.status();
+    let status = job.status;
     let report = if status == Status::Succeeded {
         job.report()
     } else {
@@ -661,17 +652,17 @@ fn status_page(job: &JobRow, csrf: String) -> StatusPage {
         } else {
             job.title.clone()
         },
-        status: job.status.clone(),
+        status: job.status.to_string(),
         is_final: status.is_final(),
-        format_label: match job.format() {
+        format_label: match job.format {
             Format::Text => "Text",
             Format::Csv => "CSV",
             Format::Jsonl => "JSONL",
             Format::Documents => "Documents",
         },
         size_label: size_label(job.input_bytes),
-        created_at: job.created_at.clone(),
-        created_short: short_time(&job.created_at),
+        created_at: job.created_at.to_string(),
+        created_short: job.created_at.minute_utc(),
         percent,
         progress_label,
         error: match status {
@@ -683,7 +674,7 @@ fn status_page(job: &JobRow, csrf: String) -> StatusPage {
             }),
             _ => None,
         },
-        report: report.as_ref().map(|r| report_view(r, job.format())),
+        report: report.as_ref().map(|r| report_view(r, job.format)),
         hist: charts::histogram(&chart_source),
         arc: charts::arc(&chart_source),
         chart_w: charts::WIDTH,
@@ -703,7 +694,7 @@ pub async fn status(
     match model::get(state.db(), &id).await {
         Ok(Some(job)) => {
             // A final page has no Cancel form, so it hands out no token.
-            let (token, cookie) = if job.status().is_final() {
+            let (token, cookie) = if job.status.is_final() {
                 (String::new(), None)
             } else {
                 csrf::token(&req)

@@ -98,7 +98,7 @@ fn csrf_field(page: &str) -> &str {
 async fn snapshot(app: &TestApp, id: &str) -> (String, i64, i64, Vec<model::Transition>) {
     let job = model::get(&app.db, id).await.unwrap().unwrap();
     let path = model::transitions(&app.db, id).await.unwrap();
-    (job.status, job.version, job.attempts, path)
+    (job.status.to_string(), job.version, job.attempts, path)
 }
 
 fn step(from: &str, to: &str, attempt: i64) -> model::Transition {
@@ -256,7 +256,7 @@ async fn the_page_shows_queued_and_running_jobs_per_queue_from_the_rows() {
     assert_eq!(app.job(&bulk[0]).await["queue"], "bulk");
     // One quick job starts running, as a worker's claim would make it.
     let running = model::claim(&app.db, &quick[0]).await.unwrap().unwrap();
-    assert_eq!(running.status, "running");
+    assert_eq!(running.status, sentiq::jobs::model::Status::Running);
 
     let page = dashboard(&app.client, &app.address).await;
     let quick_row = row(&page, "queue-quick");

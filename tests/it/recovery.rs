@@ -181,7 +181,7 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
     let job = |text: &str| NewJob {
         id: uuid::Uuid::new_v4(),
         visitor: None,
-        queue: "quick",
+        queue: sentiq::jobs::queue::QueueName::Quick,
         format: Format::Text,
         column: None,
         title: String::new(),
@@ -190,9 +190,14 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
     let rolled_back = job("Never committed.");
     let mut tx = app.pool.begin().await.unwrap();
     model::insert(&mut tx, &rolled_back).await.unwrap();
-    queue::enqueue(&mut tx, "quick", &rolled_back.id.to_string(), None)
-        .await
-        .unwrap();
+    queue::enqueue(
+        &mut tx,
+        sentiq::jobs::queue::QueueName::Quick,
+        &rolled_back.id.to_string(),
+        None,
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(app.job_rows().await, 0);
     assert_eq!(app.queue_rows().await, 0);
@@ -200,9 +205,14 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
     let committed = job("Committed.");
     let mut tx = app.pool.begin().await.unwrap();
     model::insert(&mut tx, &committed).await.unwrap();
-    queue::enqueue(&mut tx, "quick", &committed.id.to_string(), None)
-        .await
-        .unwrap();
+    queue::enqueue(
+        &mut tx,
+        sentiq::jobs::queue::QueueName::Quick,
+        &committed.id.to_string(),
+        None,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(app.job_rows().await, 1);
     assert_eq!(app.queue_rows().await, 1);
@@ -281,7 +291,7 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
     let job = |id: uuid::Uuid| NewJob {
         id,
         visitor: None,
-        queue: "quick",
+        queue: sentiq::jobs::queue::QueueName::Quick,
         format: Format::Text,
         column: None,
         title: String::new(),

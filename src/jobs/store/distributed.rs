@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use super::StoreError;
 use crate::db::Db;
 use crate::jobs::batch::RunWrites;
-use crate::jobs::model::{self, Claimed, Finish, JobRow, NewJob, StaleJob};
-use crate::jobs::queue::{RedisQueue, Wakers};
+use crate::jobs::model::{self, Claimed, Finish, JobRow, NewJob, StaleJob, Status};
+use crate::jobs::queue::{QueueName, RedisQueue, Wakers};
 
 /// Batches of new jobs in flight at once (each holds one database connection while it writes):
 /// while one waits for its commit to reach the disk, the next one is being sent.
@@ -61,7 +61,7 @@ impl Distributed {
     }
 
     /// The Redis queue the apalis-redis workers fetch from.
-    pub(crate) fn redis(&self) -> &RedisQueue {
+    pub(super) fn redis(&self) -> &RedisQueue {
         &self.redis
     }
 
@@ -70,7 +70,7 @@ impl Distributed {
     }
 
     pub(super) async fn announce_new(&self, jobs: &[&NewJob]) {
-        let written: Vec<(&str, String)> =
+        let written: Vec<(QueueName, String)> =
             jobs.iter().map(|j| (j.queue, j.id.to_string())).collect();
         self.redis.push_new_or_log(&written).await;
         for job in jobs {
@@ -107,7 +107,7 @@ impl Distributed {
             return Ok(false);
         }
         self.redis
-            .push_or_log(&job.queue, &job.id, job.attempts, delay)
+            .push_or_log(job.queue, &job.id, job.attempts, delay)
             .await;
         Ok(true)
     }
@@ -116,7 +116,7 @@ impl Distributed {
         let job = model::retry(&self.db, id).await?;
         if let Some(job) = &job {
             self.redis
-                .push_or_log(&job.queue, &job.id, job.attempts, None)
+                .push_or_log(job.queue, &job.id, job.attempts, None)
                 .await;
         }
         Ok(job)
@@ -134,17 +134,17 @@ impl Distributed {
             )
             .await?;
             let Some(last) = page.last() else { break };
-            after = Some((last.updated_at.clone(), last.id.clone()));
+            after = Some((last.updated_at.to_string(), last.id.clone()));
             let live = self.redis.live_entries(&page).await?;
             for (job, live) in page.iter().zip(live) {
                 // A running row past its lease is re-enqueued whatever Redis says: its worker
                 // stopped refreshing the lease, so it is presumed dead.
-                if job.status == "queued" && live {
+                if job.status == Status::Queued && live {
                     continue;
                 }
                 if model::reset_stale(&self.db, job, stale_before).await? {
                     self.redis
-                        .push(&job.queue, &job.id, job.attempts, None)
+                        .push(job.queue, &job.id, job.attempts, None)
                         .await?;
                     done.push(job.clone());
                 }
@@ -177,7 +177,7 @@ impl Distributed {
         Ok(self.redis.entry_counts().await?)
     }
 
-    pub(super) fn listen_for_wakes(&self, queues: Vec<String>) -> Option<JoinHandle<()>> {
+    pub(super) fn listen_for_wakes(&self, queues: Vec<QueueName>) -> Option<JoinHandle<()>> {
         Some(tokio::spawn(
             self.redis
                 .clone()

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::StoreError;
 use crate::db::Db;
 use crate::jobs::model::{self, Claimed, Finish, JobRow, NewJob, StaleJob};
-use crate::jobs::queue::{self, QueueError, Wakers};
+use crate::jobs::queue::{self, QueueError, QueueName, Wakers};
 
 #[derive(Clone, Debug)]
 pub struct Embedded {
@@ -39,7 +39,7 @@ impl Embedded {
     }
 
     /// The SQLite pool the apalis-sqlite workers fetch from.
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(super) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
@@ -84,10 +84,10 @@ impl Embedded {
         if !model::requeue_in(&mut tx, &job.id, job.attempts).await? {
             return Ok(false);
         }
-        enqueue(&mut tx, &job.queue, &job.id, delay).await?;
+        enqueue(&mut tx, job.queue, &job.id, delay).await?;
         tx.commit().await?;
         if delay.is_none() {
-            self.wakers.wake(&job.queue);
+            self.wakers.wake(job.queue);
         }
         Ok(true)
     }
@@ -98,9 +98,9 @@ impl Embedded {
         let Some(job) = model::retry_in(&mut tx, id).await? else {
             return Ok(None);
         };
-        enqueue(&mut tx, &job.queue, &job.id, None).await?;
+        enqueue(&mut tx, job.queue, &job.id, None).await?;
         tx.commit().await?;
-        self.wakers.wake(&job.queue);
+        self.wakers.wake(job.queue);
         Ok(Some(job))
     }
 
@@ -110,9 +110,9 @@ impl Embedded {
             let _write = crate::db::write_permit().await;
             let mut tx = self.pool.begin().await?;
             if model::reset_stale_in(&mut tx, &job, stale_before).await? {
-                enqueue(&mut tx, &job.queue, &job.id, None).await?;
+                enqueue(&mut tx, job.queue, &job.id, None).await?;
                 tx.commit().await?;
-                self.wakers.wake(&job.queue);
+                self.wakers.wake(job.queue);
                 done.push(job);
             }
         }
@@ -147,7 +147,7 @@ impl Embedded {
     }
 
     /// Every push is made in this process, which wakes its workers itself.
-    pub(super) fn listen_for_wakes(&self, _queues: Vec<String>) -> Option<JoinHandle<()>> {
+    pub(super) fn listen_for_wakes(&self, _queues: Vec<QueueName>) -> Option<JoinHandle<()>> {
         None
     }
 }
@@ -155,7 +155,7 @@ impl Embedded {
 /// Push a job id onto `queue` inside the caller's transaction.
 async fn enqueue(
     tx: &mut sqlx::SqliteConnection,
-    queue: &str,
+    queue: QueueName,
     job_id: &str,
     delay: Option<Duration>,
 ) -> Result<(), QueueError> {

@@ -28,7 +28,7 @@ pub use embedded::Embedded;
 
 use super::events::JobEvents;
 use super::model::{self, Cancel, Claimed, Finish, ItemRow, JobRow, NewJob, StaleJob};
-use super::queue::{QueueError, RedisQueue, Wakers};
+use super::queue::{QueueError, QueueName, RedisQueue, Wakers};
 use super::submitter::Submitter;
 use crate::db::Db;
 
@@ -67,7 +67,14 @@ pub struct JobStore {
     submitter: Submitter,
 }
 
-/// The implementation per topology; private, so callers cannot match on it.
+/// The queue backend the apalis workers fetch from: apalis builds a different worker type for
+/// each, so the worker's registration needs the concrete one.
+pub enum Backend {
+    Sqlite(sqlx::SqlitePool),
+    Redis(Box<RedisQueue>),
+}
+
+/// The implementation per topology (only the submitter, a part of the store, sees it).
 #[derive(Clone, Debug)]
 pub(crate) enum Topology {
     Embedded(Embedded),
@@ -129,8 +136,12 @@ impl JobStore {
         on_topology!(&self.topology, |s| s.wakers())
     }
 
-    pub(crate) fn topology(&self) -> &Topology {
-        &self.topology
+    /// Where this process's apalis workers fetch from.
+    pub fn backend(&self) -> Backend {
+        match &self.topology {
+            Topology::Embedded(s) => Backend::Sqlite(s.pool().clone()),
+            Topology::Distributed(s) => Backend::Redis(Box::new(s.redis().clone())),
+        }
     }
 
     /// Write a new job: row, input and queue entry, group-committed with the submissions that
@@ -283,7 +294,7 @@ impl JobStore {
 
     /// Wake this process's idle workers of `queues` whenever a job is pushed onto one, from any
     /// process (Redis pub/sub); None where pushes are made in this process only (embedded).
-    pub fn listen_for_wakes(&self, queues: Vec<String>) -> Option<JoinHandle<()>> {
+    pub fn listen_for_wakes(&self, queues: Vec<QueueName>) -> Option<JoinHandle<()>> {
         on_topology!(&self.topology, |s| s.listen_for_wakes(queues))
     }
 
