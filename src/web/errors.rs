@@ -103,6 +103,23 @@ impl From<AnalysisError> for ApiError {
 }
 
 /// Every error answer of the JSON API.
+/// An error and every cause under it, `outer: inner: innermost`, for the one log line of a
+/// failed request (the client sees only the opaque message).
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // thiserror's `#[error("...: {0}")]` already shows its source; do not say it twice.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody<'a> {
@@ -142,9 +159,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            ApiError::Unexpected(cause) => tracing::error!(error = %cause, "request failed"),
+            ApiError::Unexpected(cause) => {
+                tracing::error!(error = %cause_chain(cause.as_ref()), "request failed")
+            }
             ApiError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "request refused: unavailable")
+                tracing::warn!(error = %cause_chain(cause.as_ref()), "request refused: unavailable")
             }
             _ => {}
         }
@@ -170,5 +189,26 @@ impl ResponseError for ApiError {
                     message: &message,
                 },
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the job")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_logged_cause_names_every_layer_once() {
+        let inner = std::io::Error::other("connection reset");
+        assert_eq!(
+            cause_chain(&Outer(inner)),
+            "reading the job: connection reset"
+        );
+        let store = crate::jobs::store::StoreError::Db(sqlx::Error::PoolTimedOut);
+        let text = cause_chain(&store);
+        assert_eq!(text.matches("pool timed out").count(), 1, "{text}");
     }
 }
