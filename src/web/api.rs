@@ -1,7 +1,8 @@
 //! The JSON API.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, Responder, web};
+use actix_web_lab::sse;
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -284,6 +285,7 @@ const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15)
     ),
 )]
 pub async fn job_events(
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -294,17 +296,7 @@ pub async fn job_events(
     let job = model::get(state.db(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    struct St {
-        db: crate::db::Db,
-        id: String,
-        watch: crate::jobs::events::Watch,
-        poll: std::time::Duration,
-        pending: Option<model::JobRow>,
-        last_version: i64,
-        last_sent: std::time::Instant,
-        finished: bool,
-    }
-    let start = St {
+    let start = EventsState {
         db: state.db().clone(),
         id,
         watch,
@@ -315,51 +307,67 @@ pub async fn job_events(
         },
         pending: Some(job),
         last_version: -1,
-        last_sent: std::time::Instant::now(),
         finished: false,
     };
     let events = stream::unfold(start, |mut st| async move {
-        if st.finished {
+        let event = st.next_event().await?;
+        Some((Ok::<_, std::convert::Infallible>(event), st))
+    });
+    Ok(sse::Sse::from_stream(events)
+        .with_keep_alive(EVENTS_KEEPALIVE)
+        .customize()
+        .insert_header(("X-Accel-Buffering", "no"))
+        .respond_to(&req)
+        .map_into_boxed_body())
+}
+
+/// Where one event stream is: the row to send next, the last version sent.
+struct EventsState {
+    db: crate::db::Db,
+    id: String,
+    watch: crate::jobs::events::Watch,
+    poll: std::time::Duration,
+    pending: Option<model::JobRow>,
+    last_version: i64,
+    finished: bool,
+}
+
+impl EventsState {
+    /// The next `status` event: the row once its version has moved, read again on each change
+    /// signal or slow poll, whichever comes first. None ends the stream (after the final
+    /// state, or when the job is gone or cannot be read).
+    async fn next_event(&mut self) -> Option<sse::Event> {
+        if self.finished {
             return None;
         }
         loop {
-            if let Some(job) = st.pending.take()
-                && job.version != st.last_version
+            if let Some(job) = self.pending.take()
+                && job.version != self.last_version
             {
-                st.last_version = job.version;
-                st.last_sent = std::time::Instant::now();
-                st.finished = job.status.is_final();
+                self.last_version = job.version;
+                self.finished = job.status.is_final();
                 let data = serde_json::to_string(&job.view()).unwrap_or_default();
-                let frame = format!("event: status\nid: {}\ndata: {data}\n\n", job.version);
-                return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), st));
+                let event = sse::Data::new(data)
+                    .event("status")
+                    .id(job.version.to_string());
+                return Some(event.into());
             }
-            let keepalive_in = EVENTS_KEEPALIVE.saturating_sub(st.last_sent.elapsed());
-            if keepalive_in.is_zero() {
-                st.last_sent = std::time::Instant::now();
-                return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), st));
-            }
-            // A signal, the slow poll or the keep-alive, whichever comes first; a signal that
-            // came since the last read resolves at once.
+            // A signal that came since the last read resolves at once.
             tokio::select! {
-                _ = st.watch.changed() => {}
-                _ = tokio::time::sleep(st.poll.min(keepalive_in)) => {}
+                _ = self.watch.changed() => {}
+                _ = tokio::time::sleep(self.poll) => {}
             }
-            st.watch.mark_seen();
-            match model::get(&st.db, &st.id).await {
-                Ok(Some(job)) => st.pending = Some(job),
+            self.watch.mark_seen();
+            match model::get(&self.db, &self.id).await {
+                Ok(Some(job)) => self.pending = Some(job),
                 Ok(None) => return None,
                 Err(e) => {
-                    tracing::warn!(job_id = %st.id, error = %e, "event stream stopped");
+                    tracing::warn!(job_id = %self.id, error = %e, "event stream stopped");
                     return None;
                 }
             }
         }
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(events))
+    }
 }
 
 /// `GET /metrics`: Prometheus text of the job rows and the queue entries.

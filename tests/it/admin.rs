@@ -689,7 +689,7 @@ async fn on_postgres_and_redis_a_worker_process_reports_and_a_retried_job_runs_a
     assert_eq!(roles, ["worker"]);
 
     let r = app
-        .post_raw("text/csv", BROKEN_CSV.as_bytes().to_vec())
+        .post_raw("/api/jobs", "text/csv", BROKEN_CSV.as_bytes().to_vec())
         .await;
     assert_eq!(r.status(), 202);
     let id = r.json::<Value>().await.unwrap()["id"]

@@ -96,7 +96,11 @@ async fn batches_csv_and_ndjson_uploads_succeed_on_postgres() {
         ]}))
         .await;
     let r = app
-        .post_raw("text/csv", b"id,review\n1,Lovely\n2,Dreadful\n".to_vec())
+        .post_raw(
+            "/api/jobs",
+            "text/csv",
+            b"id,review\n1,Lovely\n2,Dreadful\n".to_vec(),
+        )
         .await;
     assert_eq!(r.status(), 202);
     let csv = r.json::<Value>().await.unwrap()["id"]
@@ -105,6 +109,7 @@ async fn batches_csv_and_ndjson_uploads_succeed_on_postgres() {
         .to_owned();
     let r = app
         .post_raw(
+            "/api/jobs",
             "application/x-ndjson",
             b"{\"text\": \"Great!\"}\n{\"text\": \"Bad.\"}\n{\"text\": \"Fine.\"}\n".to_vec(),
         )
@@ -132,7 +137,7 @@ async fn bad_input_is_a_4xx_and_never_a_row_on_postgres() {
     )
     .await;
     assert_error(
-        app.post_raw("application/json", b"{\"text\": ".to_vec())
+        app.post_raw("/api/jobs", "application/json", b"{\"text\": ".to_vec())
             .await,
         400,
         "invalid_json",
@@ -145,19 +150,21 @@ async fn bad_input_is_a_4xx_and_never_a_row_on_postgres() {
     )
     .await;
     assert_error(
-        app.post_raw("image/png", b"x".to_vec()).await,
+        app.post_raw("/api/jobs", "image/png", b"x".to_vec()).await,
         415,
         "unsupported_media_type",
     )
     .await;
     assert_error(
-        app.post_raw("text/plain", vec![b'a'; 2000]).await,
+        app.post_raw("/api/jobs", "text/plain", vec![b'a'; 2000])
+            .await,
         413,
         "payload_too_large",
     )
     .await;
     assert_error(
-        app.post_raw("text/plain", vec![b'a', 0xff, b'b']).await,
+        app.post_raw("/api/jobs", "text/plain", vec![b'a', 0xff, b'b'])
+            .await,
         400,
         "invalid_utf8",
     )
@@ -1120,4 +1127,42 @@ async fn a_worker_started_on_an_empty_table_still_claims_and_finishes_by_key_whe
         scanned < HISTORY,
         "{scanned} rows of sentiq_jobs were read by sequential scans for 40 jobs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_duplicate_fails_alone()
+ {
+    use sentiq::analysis::Format;
+    use sentiq::jobs::model::NewJob;
+    use sentiq::jobs::queue::QueueName;
+    let app = spawn_prod(|_| {}).await;
+    let job = |id: uuid::Uuid| NewJob {
+        id,
+        visitor: None,
+        queue: QueueName::Quick,
+        format: Format::Text,
+        column: None,
+        title: String::new(),
+        input: b"Together is better.".to_vec(),
+    };
+    // Two of them share an id: written in one batch, that batch fails and its jobs are written
+    // one by one, so only the second twin may fail.
+    let twin = uuid::Uuid::new_v4();
+    let mut ids: Vec<uuid::Uuid> = (0..198).map(|_| uuid::Uuid::new_v4()).collect();
+    ids.push(twin);
+    ids.push(twin);
+    let results = futures_util::future::join_all(ids.iter().map(|id| {
+        let store = app.deps.store.clone();
+        let job = job(*id);
+        async move { store.submit(job).await }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+    assert_eq!(app.job_rows().await, 199);
+    let mut conn = app.redis.connection();
+    let waiting: i64 = conn
+        .llen(app.redis.config(QueueName::Quick).active_jobs_list())
+        .await
+        .unwrap();
+    assert_eq!(waiting, 199, "every committed job has its queue entry");
 }

@@ -14,11 +14,18 @@ use sentiq::startup::Application;
 use serde_json::Value;
 use sqlx::SqlitePool;
 
-pub struct TestApp {
+/// The HTTP side of a test app, the same for both topologies: requests and polling.
+pub struct Api {
     pub address: String,
-    pub port: u16,
     /// Keeps cookies (the visitor cookie), never follows redirects.
     pub client: reqwest::Client,
+}
+
+/// An app on the embedded default (SQLite, in-process worker); its requests and polling are
+/// [`Api`]'s.
+pub struct TestApp {
+    pub api: Api,
+    pub port: u16,
     pub pool: SqlitePool,
     pub db: Db,
     pub deps: Deps,
@@ -65,9 +72,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let deps = app.deps().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        api: Api::new(port),
         port,
-        client: client(),
         pool,
         db,
         deps,
@@ -75,7 +81,22 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
-impl TestApp {
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
+    pub fn new(port: u16) -> Api {
+        Api {
+            address: format!("http://127.0.0.1:{port}"),
+            client: client(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -138,25 +159,42 @@ impl TestApp {
 
     /// Poll the status endpoint until the job is final (at most 60 s).
     pub async fn wait_final(&self, id: &str) -> Value {
-        self.wait_for(id, |s| matches!(s, "succeeded" | "failed" | "cancelled"))
+        self.wait_final_within(id, Duration::from_secs(60)).await
+    }
+
+    /// Poll the status endpoint until the job is final (at most `within`).
+    pub async fn wait_final_within(&self, id: &str, within: Duration) -> Value {
+        self.wait_for_within(id, within, |s| {
+            matches!(s, "succeeded" | "failed" | "cancelled")
+        })
+        .await
+    }
+
+    /// Poll the status endpoint until `done` holds for the job's status (at most 60 s).
+    pub async fn wait_for(&self, id: &str, done: impl Fn(&str) -> bool) -> Value {
+        self.wait_for_within(id, Duration::from_secs(60), done)
             .await
     }
 
-    pub async fn wait_for(&self, id: &str, done: impl Fn(&str) -> bool) -> Value {
+    async fn wait_for_within(
+        &self,
+        id: &str,
+        within: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let job = self.job(id).await;
             if done(job["status"].as_str().unwrap()) {
                 return job;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "job {id} stuck: {job}"
-            );
+            assert!(start.elapsed() < within, "job {id} stuck: {job}");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
 
+impl TestApp {
     /// Rows in the jobs table.
     pub async fn job_rows(&self) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM sentiq_jobs")

@@ -8,15 +8,14 @@
 
 use std::time::{Duration, Instant};
 
+use super::Api;
 use redis::AsyncCommands;
-use reqwest::header::CONTENT_TYPE;
 use sentiq::config::Config;
 use sentiq::db::Db;
 use sentiq::deps::Deps;
 use sentiq::jobs::model;
 use sentiq::jobs::queue::RedisQueue;
 use sentiq::startup::{Application, run_worker_until};
-use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
 
@@ -65,9 +64,9 @@ impl WorkerHandle {
     }
 }
 
+/// The production topology in-process; its requests and polling are [`Api`]'s.
 pub struct ProdApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    pub api: Api,
     pub config: Config,
     pub db: Db,
     pub pg: PgPool,
@@ -140,8 +139,7 @@ pub async fn spawn_prod_with(config: Config) -> ProdApp {
         .unwrap()
         .to_owned();
     ProdApp {
-        address: format!("http://127.0.0.1:{port}"),
-        client: super::client(),
+        api: Api::new(port),
         config,
         db,
         pg,
@@ -167,73 +165,17 @@ pub fn start_worker(config: &Config, change: impl FnOnce(&mut Config)) -> Worker
     }
 }
 
-impl ProdApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.address, path)
-    }
+impl std::ops::Deref for ProdApp {
+    type Target = Api;
 
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl ProdApp {
     pub fn worker(&self) -> WorkerHandle {
         start_worker(&self.config, |_| {})
-    }
-
-    pub async fn post_json(&self, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/jobs"))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    pub async fn post_raw(&self, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/jobs"))
-            .header(CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// Submit and return the job id (asserting 202).
-    pub async fn submit(&self, body: &Value) -> String {
-        let r = self.post_json(body).await;
-        assert_eq!(r.status(), 202, "{:?}", r.text().await);
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    pub async fn job(&self, id: &str) -> Value {
-        let r = self
-            .client
-            .get(self.url(&format!("/api/jobs/{id}")))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(r.status(), 200);
-        r.json().await.unwrap()
-    }
-
-    /// Poll until the job is final (at most `within`).
-    pub async fn wait_final_within(&self, id: &str, within: Duration) -> Value {
-        let start = Instant::now();
-        loop {
-            let job = self.job(id).await;
-            if matches!(
-                job["status"].as_str().unwrap(),
-                "succeeded" | "failed" | "cancelled"
-            ) {
-                return job;
-            }
-            assert!(start.elapsed() < within, "job {id} stuck: {job}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    pub async fn wait_final(&self, id: &str) -> Value {
-        self.wait_final_within(id, Duration::from_secs(60)).await
     }
 
     /// Until every job is final (at most `within`), straight from the table.
