@@ -11,6 +11,7 @@ use utoipa::openapi::{Ref, RefOr};
 
 use super::errors::{ApiError, ErrorBody};
 use super::input::{self, Submission};
+use super::respond::media_type;
 use super::{AppState, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, Cancel, ItemRow, JobView, Status};
@@ -40,18 +41,6 @@ pub struct Health {
 #[derive(Deserialize)]
 pub struct UploadQuery {
     pub column: Option<String>,
-}
-
-fn media_type(req: &HttpRequest) -> String {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 /// `POST /api/jobs` → 202 with `Location` and `Retry-After`.

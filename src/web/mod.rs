@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod pages;
 pub mod rate_limit;
 pub mod request_log;
+pub mod respond;
 
 use actix_web::{HttpResponse, web};
 use uuid::Uuid;

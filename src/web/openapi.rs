@@ -115,11 +115,5 @@ impl Modify for RequiredHeaders {
         body = Object, content_type = "application/json")),
 )]
 pub async fn openapi_json() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type("application/json")
-        .insert_header((
-            actix_web::http::header::CACHE_CONTROL,
-            "public, max-age=3600",
-        ))
-        .body(OPENAPI_JSON.as_str())
+    super::respond::asset("application/json", "public, max-age=3600", &OPENAPI_JSON)
 }

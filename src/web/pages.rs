@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use super::charts::{self, Arc as ArcChart, Histogram};
 use super::errors::ApiError;
 use super::input::{self, Submission};
+use super::respond::{self, html, media_type};
 use super::{AppState, api, csrf, parse_id, submit};
 use crate::analysis::{Format, Report};
 use crate::jobs::model::{self, JobRow, Status};
@@ -21,17 +22,11 @@ const RECENT: i64 = 12;
 static CSS: &str = include_str!("../../static/app.css");
 static JS: &str = include_str!("../../static/app.js");
 pub async fn css() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(CSS)
+    respond::asset("text/css; charset=utf-8", "public, max-age=3600", CSS)
 }
 
 pub async fn js() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/javascript; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(JS)
+    respond::asset("text/javascript; charset=utf-8", "public, max-age=3600", JS)
 }
 
 /// The visitor id from the cookie, or a new one with the cookie to set.
@@ -49,21 +44,6 @@ fn visitor(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
         .max_age(CookieDuration::days(365))
         .finish();
     (id, Some(cookie))
-}
-
-fn html(status: StatusCode, body: Result<String, askama::Error>) -> HttpResponse {
-    match body {
-        Ok(b) => HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body(b),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            HttpResponse::InternalServerError()
-                .content_type("text/plain; charset=utf-8")
-                .body("Something went wrong on our side; please try again.")
-        }
-    }
 }
 
 pub struct RecentJob {
@@ -300,14 +280,6 @@ fn form_message(e: &ApiError, limit: usize) -> String {
     }
 }
 
-fn content_type(req: &HttpRequest) -> String {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase()
-}
-
 async fn read_form(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -318,7 +290,7 @@ async fn read_form(
     refuse_cross_site(req, &mut payload, input::form_drain_limit(limit))
         .await
         .map_err(FormError::Forged)?;
-    let ct = content_type(req);
+    let ct = media_type(req);
     let (text, file, column) = if ct.starts_with("application/x-www-form-urlencoded") {
         let body = input::read_body(req, payload, limit, input::form_drain_limit(limit)).await?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
@@ -727,7 +699,7 @@ pub async fn cancel(
         return forbidden_page(&req, why, back, "Back to the analysis");
     }
     // Only the page's own urlencoded form carries a token; any other body has none.
-    let token = if content_type(&req).starts_with("application/x-www-form-urlencoded") {
+    let token = if media_type(&req).starts_with("application/x-www-form-urlencoded") {
         input::read_body(&req, payload, CANCEL_BODY_LIMIT, CANCEL_DRAIN_LIMIT)
             .await
             .ok()
