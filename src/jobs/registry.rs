@@ -56,8 +56,8 @@ impl Registration {
             role,
             host,
             pid: i64::from(pid),
-            queues: config.queues.join(","),
-            concurrency: config.worker_concurrency as i64,
+            queues: config.worker.queues.join(","),
+            concurrency: config.worker.concurrency as i64,
             started_at: now(),
         }
     }
