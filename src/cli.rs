@@ -1,20 +1,27 @@
 //! The `sentiq` command line.
 //!
+//! Service commands (`serve`, the default; `worker`; `migrate`) are configured by environment
+//! variables, each of which an option of the same meaning can replace (see [`ServiceArgs`]).
+//!
 //! Offline commands work on files and need nothing else: `score` gives the reference VADER numbers
 //! for each input line, `analyze` runs the same analysis a job runs and prints the report. Neither
 //! prints anything to stdout unless the whole input was good, so a failed run never leaves half an
 //! output behind.
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Parser, Subcommand};
 use rayon::prelude::*;
 
 use crate::analysis::input::{Utf8Reader, read_error};
 use crate::analysis::{self, AnalysisError, Format, Observer, Options};
+use crate::config::{self, Config};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,22 +41,11 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the web app on $PORT (default 8080), with an in-process worker (embedded queue).
-    Serve,
+    Serve(ServiceArgs),
     /// Run workers only.
-    Worker {
-        /// Queues to consume, comma-separated (default: $WORKER_QUEUES or quick,bulk).
-        #[arg(long, value_delimiter = ',')]
-        queues: Option<Vec<String>>,
-        /// Analyses run at once per queue (default: $WORKER_CONCURRENCY or 2).
-        #[arg(long)]
-        concurrency: Option<usize>,
-        /// Most jobs of queue quick held at once with Redis, claimed or waiting for an
-        /// analysis slot or their writes (default: $WORKER_IN_FLIGHT or 512).
-        #[arg(long)]
-        in_flight: Option<usize>,
-    },
+    Worker(ServiceArgs),
     /// Create the database if needed and apply the migrations.
-    Migrate,
+    Migrate(ServiceArgs),
     /// Score each input line: one JSON line {"neg","neu","pos","compound"} per line, same order,
     /// blank lines included, exactly as vaderSentiment 3.3.2 scores them.
     Score {
@@ -87,20 +83,14 @@ pub fn main() -> ExitCode {
         eprintln!("error: could not start {n} threads: {e}");
         return ExitCode::FAILURE;
     }
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => return service(Service::Serve),
-        Command::Worker {
-            queues,
-            concurrency,
-            in_flight,
-        } => {
-            return service(Service::Worker {
-                queues,
-                concurrency,
-                in_flight,
-            });
-        }
-        Command::Migrate => return service(Service::Migrate),
+    // Without a command, `serve` as the environment says (options need the command's name).
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServiceArgs::default()));
+    let outcome = match command {
+        Command::Serve(args) => return service(Service::Serve, &args),
+        Command::Worker(args) => return service(Service::Worker, &args),
+        Command::Migrate(args) => return service(Service::Migrate, &args),
         Command::Score { file, bench: false } => score(file),
         Command::Score { file, bench: true } => score_bench(file),
         Command::Analyze {
@@ -126,18 +116,107 @@ pub fn main() -> ExitCode {
 
 enum Service {
     Serve,
-    Worker {
-        queues: Option<Vec<String>>,
-        concurrency: Option<usize>,
-        in_flight: Option<usize>,
-    },
+    Worker,
     Migrate,
 }
 
-/// The long-running commands: configuration from the environment, logs on stderr.
-fn service(what: Service) -> ExitCode {
+/// The options of `serve`, `worker` and `migrate`: one per variable of [`config::SECTIONS`],
+/// under its section's heading, each showing its variable and default in `--help`.
+///
+/// Only the options given on the command line are kept: clap's reading of the variables serves
+/// `--help`, while the values are left to [`Config::from_lookup`], whose rules (trimming, blank
+/// means unset, lenient yes/no, errors naming the variable) clap's parsers do not follow.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceArgs {
+    options: BTreeMap<&'static str, String>,
+}
+
+impl ServiceArgs {
+    /// The configuration: each option given, else its variable as `env` answers it. An unusable
+    /// option is named as the user wrote it.
+    pub fn config(&self, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::from_lookup(|name| self.options.get(name).cloned().or_else(|| env(name))).map_err(
+            |e| match config::vars().find(|v| v.name == e.name) {
+                Some(var) if self.options.contains_key(e.name) => {
+                    format!("option --{}={:?}: {}", var.flag, e.value, e.reason)
+                }
+                _ => e.to_string(),
+            },
+        )
+    }
+}
+
+/// The option standing in for `var`. Values stay text (see [`ServiceArgs`]); the variables'
+/// values are hidden from `--help`, as some hold passwords.
+fn option(var: &'static config::Var) -> Arg {
+    let arg = Arg::new(var.name)
+        .long(var.flag)
+        .env(var.name)
+        .hide_env_values(true)
+        .value_name(var.value_name)
+        .help(var.help)
+        .value_parser(clap::value_parser!(OsString));
+    let arg = match var.default {
+        Some(text) => arg.default_value(text),
+        None => arg,
+    };
+    if var.name == config::WORKER_QUEUES.name {
+        // `--queues quick --queues bulk` as well as `--queues quick,bulk`, as before.
+        arg.value_delimiter(',').action(ArgAction::Append)
+    } else {
+        arg
+    }
+}
+
+impl clap::Args for ServiceArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        config::SECTIONS
+            .iter()
+            .fold(cmd, |cmd, section| {
+                let cmd = cmd.next_help_heading(section.heading);
+                section
+                    .vars
+                    .iter()
+                    .fold(cmd, |cmd, var| cmd.arg(option(var)))
+            })
+            .next_help_heading(None::<&str>)
+            .after_help(config::VALUE_NOTES)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for ServiceArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ServiceArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for var in config::vars() {
+            if matches.value_source(var.name) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            let values: Vec<String> = matches
+                .get_many::<OsString>(var.name)
+                .into_iter()
+                .flatten()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            self.options.insert(var.name, values.join(","));
+        }
+        Ok(())
+    }
+}
+
+/// The long-running commands: configuration from the options and the environment, logs on
+/// stderr.
+fn service(what: Service, args: &ServiceArgs) -> ExitCode {
     crate::telemetry::init();
-    let mut config = match crate::config::Config::from_env() {
+    let config = match args.config(|name| std::env::var(name).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -160,35 +239,20 @@ fn service(what: Service) -> ExitCode {
                 let app = crate::startup::Application::build(config.clone()).await?;
                 tracing::info!(
                     port = app.port(),
-                    database = %redact(&config.database_url),
-                    queue = %config.redis_url.as_deref().map_or("embedded (SQLite)".to_owned(), redact),
-                    worker = config.run_worker && config.redis_url.is_none(),
+                    database = %redact(&config.database.url),
+                    queue = %config.queue.redis_url.as_deref().map_or("embedded (SQLite)".to_owned(), redact),
+                    worker = config.worker.run_in_process && config.queue.redis_url.is_none(),
                     "sentiq listening on http://localhost:{}",
                     app.port()
                 );
                 app.run_until_stopped().await?;
             }
-            Service::Worker {
-                queues,
-                concurrency,
-                in_flight,
-            } => {
-                if let Some(queues) = queues {
-                    config.queues = crate::config::parse_queues(&queues.join(","))?;
-                }
-                if let Some(n) = concurrency {
-                    config.worker_concurrency = n.max(1);
-                }
-                if let Some(n) = in_flight {
-                    config.worker_in_flight = n.max(1);
-                }
-                crate::startup::run_worker(config).await?;
-            }
+            Service::Worker => crate::startup::run_worker(config).await?,
             Service::Migrate => {
-                let db = crate::db::Db::open(&config.database_url, 2, crate::db::Plans::Cached).await?;
+                let db = crate::db::Db::open(&config.database.url, 2, crate::db::Plans::Cached).await?;
                 db.migrate().await?;
                 db.close().await;
-                tracing::info!(database = %redact(&config.database_url), "migrations applied");
+                tracing::info!(database = %redact(&config.database.url), "migrations applied");
             }
         }
         Ok(())
@@ -464,7 +528,121 @@ fn analyze(path: PathBuf, format: Option<Format>, column: Option<String>) -> Res
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    /// What `sentiq <command> --help` prints.
+    fn help(command: &str) -> String {
+        let shown = Cli::try_parse_from(["sentiq", command, "--help"]).unwrap_err();
+        assert_eq!(shown.kind(), clap::error::ErrorKind::DisplayHelp);
+        shown.render().to_string()
+    }
+
+    fn service_args(argv: &[&str]) -> ServiceArgs {
+        match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Serve(args) | Command::Worker(args) | Command::Migrate(args)) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn service_help_lists_every_variable_with_its_option_and_default() {
+        let readme = crate::config::tests::readme_rows();
+        for command in ["serve", "worker", "migrate"] {
+            let help = help(command);
+            for var in config::vars() {
+                let option = format!("--{} <{}>", var.flag, var.value_name);
+                assert!(
+                    help.contains(&option),
+                    "{command} --help lacks {option}:\n{help}"
+                );
+                let shown = match var.default {
+                    Some(d) => format!("[env: {}] [default: {d}]", var.name),
+                    None => format!("[env: {}]\n", var.name),
+                };
+                assert!(
+                    help.contains(&shown),
+                    "{command} --help lacks {shown}:\n{help}"
+                );
+            }
+            for (name, _) in &readme {
+                assert!(
+                    help.contains(name.as_str()),
+                    "{command} --help never names {name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn offline_commands_take_no_service_options() {
+        let cli = Cli::command();
+        for command in ["score", "analyze", "licenses"] {
+            let sub = cli.find_subcommand(command).unwrap();
+            let envs: Vec<_> = sub.get_arguments().filter_map(Arg::get_env).collect();
+            assert!(envs.is_empty(), "{command} reads {envs:?}");
+        }
+        assert!(Cli::try_parse_from(["sentiq", "licenses", "--port", "1"]).is_err());
+    }
+
+    #[test]
+    fn options_win_over_their_variables_and_the_rest_comes_from_the_environment() {
+        let args = service_args(&[
+            "sentiq",
+            "worker",
+            "--queues",
+            "bulk",
+            "--queues",
+            "quick",
+            "--concurrency",
+            "0",
+            "--port=9",
+        ]);
+        let env = |name: &str| match name {
+            "WORKER_QUEUES" => Some("slow".to_owned()),
+            "PORT" => Some("1".to_owned()),
+            "HOST" => Some("127.0.0.9".to_owned()),
+            _ => None,
+        };
+        let c = args.config(env).unwrap();
+        assert_eq!(
+            c.worker.queues,
+            [
+                crate::jobs::queue::QueueName::Bulk,
+                crate::jobs::queue::QueueName::Quick
+            ]
+        );
+        assert_eq!(c.worker.concurrency, 1);
+        assert_eq!(c.http.port, 9);
+        assert_eq!(c.http.host, "127.0.0.9");
+        let c = service_args(&["sentiq", "worker", "--queues", "bulk,quick"])
+            .config(|_| None)
+            .unwrap();
+        assert_eq!(
+            c.worker.queues,
+            [
+                crate::jobs::queue::QueueName::Bulk,
+                crate::jobs::queue::QueueName::Quick
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unusable_value_is_named_as_the_user_gave_it() {
+        let args = service_args(&["sentiq", "serve", "--port", "lots"]);
+        assert_eq!(
+            args.config(|_| None).unwrap_err(),
+            "option --port=\"lots\": invalid digit found in string"
+        );
+        let from_env = service_args(&["sentiq", "serve"])
+            .config(|name| (name == "PORT").then(|| "lots".to_owned()))
+            .unwrap_err();
+        assert_eq!(
+            from_env,
+            "environment variable PORT=\"lots\": invalid digit found in string"
+        );
+    }
 
     #[test]
     fn decimals_are_written_as_the_shortest_round_trip_text() {

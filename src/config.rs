@@ -1,18 +1,281 @@
-//! Configuration from the environment, with defaults that need nothing installed.
+//! Configuration of `serve`, `worker` and `migrate`: environment variables (or the matching
+//! command-line options, see [`crate::cli`]) read into [`Config`], one section per concern.
+//!
+//! [`SECTIONS`] lists every variable once, with its option, default and one line of help:
+//! `--help` is generated from it and [`Config::from_lookup`] reads through it, so a variable
+//! cannot be documented by one and read differently by the other. The rules every variable
+//! shares live in `Reader`: values are trimmed, a blank one counts as unset, and a value that
+//! cannot be used is a [`ConfigError`] naming the variable and the value.
 
 use std::time::Duration;
 
-/// Default lease: how long a running job may go without any update before the reconciler hands
-/// it to another worker (its worker is then presumed dead). Running jobs refresh it every
-/// `lease / 4`. With the default reconcile interval a SIGKILLed worker's job is running again
-/// elsewhere within lease + interval = 20 s.
-pub const LEASE: Duration = Duration::from_secs(15);
-/// Default interval of the reconciler.
-pub const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-/// Default first retry delay after a transient error (then doubled per attempt, with jitter).
-pub const RETRY_BASE: Duration = Duration::from_secs(1);
-/// Default longest analysis of one run (`JOB_TIMEOUT`).
-pub const JOB_TIMEOUT: Duration = Duration::from_secs(3600);
+use crate::jobs::queue::QueueName;
+
+/// One setting: an environment variable and the long option that can stand in for it.
+#[derive(Debug)]
+pub struct Var {
+    /// The environment variable (also the option's id in clap).
+    pub name: &'static str,
+    /// The long option of the service commands, without `--`.
+    pub flag: &'static str,
+    /// The text an unset or blank variable stands for; None: unset means none (or off).
+    pub default: Option<&'static str>,
+    /// What kind of value it takes, as `--help` shows it: `<N>`, `<MS>`, `<BOOL>`...
+    pub value_name: &'static str,
+    /// One line for `--help`.
+    pub help: &'static str,
+}
+
+/// The variables of one section of [`Config`], under one heading of `--help`.
+#[derive(Debug)]
+pub struct Section {
+    pub heading: &'static str,
+    pub vars: &'static [&'static Var],
+}
+
+pub const HOST: Var = Var {
+    name: "HOST",
+    flag: "host",
+    default: Some("0.0.0.0"),
+    value_name: "ADDRESS",
+    help: "Address to bind (the web server, and a worker's /metrics)",
+};
+pub const PORT: Var = Var {
+    name: "PORT",
+    flag: "port",
+    default: Some("8080"),
+    value_name: "PORT",
+    help: "HTTP port; 0 picks a free one",
+};
+pub const MAX_BODY_BYTES: Var = Var {
+    name: "MAX_BODY_BYTES",
+    flag: "max-body-bytes",
+    default: Some("67108864"),
+    value_name: "BYTES",
+    help: "Largest accepted submission (64 MiB); larger gets 413",
+};
+pub const WEB_CONCURRENCY: Var = Var {
+    name: "WEB_CONCURRENCY",
+    flag: "web-concurrency",
+    default: Some("0"),
+    value_name: "N",
+    help: "Threads of serve that handle HTTP; 0: one per CPU core",
+};
+pub const TRUST_FORWARDED_FOR: Var = Var {
+    name: "TRUST_FORWARDED_FOR",
+    flag: "trust-forwarded-for",
+    default: Some("false"),
+    value_name: "BOOL",
+    help: "Tell clients apart by the last X-Forwarded-For address \
+         (behind a router that appends it)",
+};
+
+pub const DATABASE_URL: Var = Var {
+    name: "DATABASE_URL",
+    flag: "database-url",
+    default: Some("sqlite://sentiq.db?mode=rwc"),
+    value_name: "URL",
+    help: "sqlite://... (a file) or postgres://... / postgresql://...",
+};
+pub const DATABASE_MAX_CONNECTIONS: Var = Var {
+    name: "DATABASE_MAX_CONNECTIONS",
+    flag: "database-max-connections",
+    default: Some("16"),
+    value_name: "N",
+    help: "PostgreSQL pool size of serve, at least 2 (a worker sizes its own from its concurrency)",
+};
+
+pub const REDIS_URL: Var = Var {
+    name: "REDIS_URL",
+    flag: "redis-url",
+    default: None,
+    value_name: "URL",
+    help: "redis://... or rediss://... (TLS): the Redis queue, and serve is web only; \
+         unset: the embedded queue in the SQLite file",
+};
+pub const REDIS_TLS_INSECURE: Var = Var {
+    name: "REDIS_TLS_INSECURE",
+    flag: "redis-tls-insecure",
+    default: Some("false"),
+    value_name: "BOOL",
+    help: "Do not verify the certificate of a rediss:// server \
+         (Heroku Redis presents a self-signed one)",
+};
+pub const REDIS_NAMESPACE: Var = Var {
+    name: "REDIS_NAMESPACE",
+    flag: "redis-namespace",
+    default: Some("sentiq"),
+    value_name: "PREFIX",
+    help: "Prefix of every Redis key and channel, so deployments can share one Redis",
+};
+pub const BULK_THRESHOLD_BYTES: Var = Var {
+    name: "BULK_THRESHOLD_BYTES",
+    flag: "bulk-threshold-bytes",
+    default: Some("1048576"),
+    value_name: "BYTES",
+    help: "Inputs this large go to queue bulk, smaller ones to quick",
+};
+pub const POLL_INTERVAL_MS: Var = Var {
+    name: "POLL_INTERVAL_MS",
+    flag: "poll-interval-ms",
+    default: Some("100"),
+    value_name: "MS",
+    help: "Fallback poll of idle workers, at least 5 (pushes wake them at once)",
+};
+
+pub const RUN_WORKER: Var = Var {
+    name: "RUN_WORKER",
+    flag: "run-worker",
+    default: Some("true"),
+    value_name: "BOOL",
+    help: "false: serve is web only with the embedded queue (run sentiq worker beside it)",
+};
+pub const WORKER_QUEUES: Var = Var {
+    name: "WORKER_QUEUES",
+    flag: "queues",
+    default: Some("quick,bulk"),
+    value_name: "QUEUES",
+    help: "Queues a worker consumes, comma-separated: quick and/or bulk",
+};
+pub const WORKER_CONCURRENCY: Var = Var {
+    name: "WORKER_CONCURRENCY",
+    flag: "concurrency",
+    default: Some("2"),
+    value_name: "N",
+    help: "Analyses run at once per queue",
+};
+pub const WORKER_IN_FLIGHT: Var = Var {
+    name: "WORKER_IN_FLIGHT",
+    flag: "in-flight",
+    default: Some("512"),
+    value_name: "N",
+    help: "With Redis, most jobs of queue quick a worker holds at once: claimed, or waiting for an \
+         analysis slot or for their writes",
+};
+pub const METRICS_PORT: Var = Var {
+    name: "METRICS_PORT",
+    flag: "metrics-port",
+    default: None,
+    value_name: "PORT",
+    help: "sentiq worker serves its own /metrics on this port",
+};
+pub const JOB_LEASE_MS: Var = Var {
+    name: "JOB_LEASE_MS",
+    flag: "job-lease-ms",
+    default: Some("15000"),
+    value_name: "MS",
+    help: "A running job not refreshed for this long is presumed dead and re-enqueued",
+};
+pub const RECONCILE_INTERVAL_MS: Var = Var {
+    name: "RECONCILE_INTERVAL_MS",
+    flag: "reconcile-interval-ms",
+    default: Some("5000"),
+    value_name: "MS",
+    help: "How often a worker looks for stale jobs and lost queue entries",
+};
+pub const RETRY_BASE_MS: Var = Var {
+    name: "RETRY_BASE_MS",
+    flag: "retry-base-ms",
+    default: Some("1000"),
+    value_name: "MS",
+    help: "First retry delay after a transient error; doubled per attempt, with jitter",
+};
+pub const JOB_TIMEOUT: Var = Var {
+    name: "JOB_TIMEOUT",
+    flag: "job-timeout",
+    default: Some("3600"),
+    value_name: "SECONDS",
+    help: "Seconds a run may analyse (fractions allowed) before it fails with code timeout; \
+         0: no limit",
+};
+
+pub const SUBMIT_RATE_PER_MINUTE: Var = Var {
+    name: "SUBMIT_RATE_PER_MINUTE",
+    flag: "submit-rate-per-minute",
+    default: Some("600"),
+    value_name: "N",
+    help: "Submissions a client may make per minute, per web process; 0: no limit",
+};
+pub const SUBMIT_BURST: Var = Var {
+    name: "SUBMIT_BURST",
+    flag: "submit-burst",
+    default: Some("100"),
+    value_name: "N",
+    help: "Submissions a client may make at once before the per-minute rate applies",
+};
+
+pub const ADMIN_TOKEN: Var = Var {
+    name: "ADMIN_TOKEN",
+    flag: "admin-token",
+    default: None,
+    value_name: "TOKEN",
+    help: "Password of the operator dashboard at /admin (prefer the variable: options show in ps); \
+         unset: /admin answers 404",
+};
+
+/// Every variable [`Config::from_lookup`] reads, by section, in the order `--help` lists them.
+pub const SECTIONS: &[Section] = &[
+    Section {
+        heading: "HTTP",
+        vars: &[
+            &HOST,
+            &PORT,
+            &MAX_BODY_BYTES,
+            &WEB_CONCURRENCY,
+            &TRUST_FORWARDED_FOR,
+        ],
+    },
+    Section {
+        heading: "Database",
+        vars: &[&DATABASE_URL, &DATABASE_MAX_CONNECTIONS],
+    },
+    Section {
+        heading: "Queue",
+        vars: &[
+            &REDIS_URL,
+            &REDIS_TLS_INSECURE,
+            &REDIS_NAMESPACE,
+            &BULK_THRESHOLD_BYTES,
+            &POLL_INTERVAL_MS,
+        ],
+    },
+    Section {
+        heading: "Worker",
+        vars: &[
+            &RUN_WORKER,
+            &WORKER_QUEUES,
+            &WORKER_CONCURRENCY,
+            &WORKER_IN_FLIGHT,
+            &METRICS_PORT,
+            &JOB_LEASE_MS,
+            &RECONCILE_INTERVAL_MS,
+            &RETRY_BASE_MS,
+            &JOB_TIMEOUT,
+        ],
+    },
+    Section {
+        heading: "Limits",
+        vars: &[&SUBMIT_RATE_PER_MINUTE, &SUBMIT_BURST],
+    },
+    Section {
+        heading: "Security",
+        vars: &[&ADMIN_TOKEN],
+    },
+];
+
+/// Every variable of [`SECTIONS`].
+pub fn vars() -> impl Iterator<Item = &'static Var> {
+    SECTIONS.iter().flat_map(|s| s.vars.iter().copied())
+}
+
+/// How the service commands read values, for `--help` (after the list of options).
+pub const VALUE_NOTES: &str = "\
+Every option can be set by its environment variable instead; an option wins over its variable. \
+A blank variable counts as unset. BOOL: 1, true, yes or on; 0, false, no or off (any other value \
+is the default).
+
+Logging: RUST_LOG filters the log lines [default: info]; RUST_LOG_FORMAT=json (or LOG_FORMAT=json) \
+writes one JSON object per line.";
 
 /// A value that must never be printed: its `Debug` says only that it is set, so a logged or
 /// printed configuration never shows it.
@@ -36,104 +299,113 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Lease, retry and time-out timing (shortened by tests through the environment).
-#[derive(Clone, Copy, Debug)]
+/// Everything the web process and the worker need to start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub worker: WorkerConfig,
+    pub limits: LimitsConfig,
+    pub security: SecurityConfig,
+}
+
+/// The web server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    /// Address to bind (`0.0.0.0` by default).
+    pub host: String,
+    /// Port to bind; 0 picks a free port (tests).
+    pub port: u16,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads of `serve` (`WEB_CONCURRENCY`, the variable Heroku's buildpacks use
+    /// for a web process's concurrency); 0: one per CPU core.
+    pub web_concurrency: usize,
+    /// Key clients by the last address of `X-Forwarded-For` (behind a router that appends the
+    /// address it saw, as Heroku's does) instead of the connection's peer address.
+    pub trust_forwarded_for: bool,
+}
+
+/// The database holding jobs and reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatabaseConfig {
+    /// sqlx URL, `sqlite://sentiq.db?mode=rwc` by default.
+    pub url: String,
+    /// Most PostgreSQL connections of `serve` (a worker sizes its own pool).
+    pub max_connections: u32,
+}
+
+/// Where jobs wait for a worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueConfig {
+    /// `redis://` or `rediss://` URL of the production queue; None: the embedded SQLite queue.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (several deployments can share one Redis).
+    pub redis_namespace: String,
+    /// Inputs at least this large go to the `bulk` queue, smaller ones to `quick`.
+    pub bulk_threshold_bytes: usize,
+    /// Fallback poll interval of idle workers (pushes in the same process wake them at once).
+    pub poll_interval: Duration,
+}
+
+/// The workers, in `serve` or in `sentiq worker`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerConfig {
+    /// Whether `serve` runs the in-process worker (tests turn it off to keep jobs queued).
+    pub run_in_process: bool,
+    /// Queues a worker consumes.
+    pub queues: Vec<QueueName>,
+    /// Analyses a worker runs at once, per queue.
+    pub concurrency: usize,
+    /// Most jobs of queue `quick` a worker holds at once with Redis: fetched, claimed, waiting
+    /// for an analysis slot or for their writes (their claims and finishes are group-committed,
+    /// so many in flight make few statements). Queue `bulk` holds `concurrency`.
+    pub in_flight: usize,
+    /// `sentiq worker` serves its `/metrics` on this port (None: it serves nothing).
+    pub metrics_port: Option<u16>,
+    /// Lease, reconcile interval, retry base delay and time-out of runs.
+    pub timing: Timing,
+}
+
+/// Lease, retry and time-out timing (shortened by tests).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timing {
+    /// How long a running job may go without any update before the reconciler hands it to
+    /// another worker (its worker is then presumed dead). Running jobs refresh it every
+    /// `lease / 4`. With the default reconcile interval a SIGKILLed worker's job is running
+    /// again elsewhere within lease + interval = 20 s.
     pub lease: Duration,
+    /// Interval of the reconciler.
     pub reconcile_every: Duration,
+    /// First retry delay after a transient error (then doubled per attempt, with jitter).
     pub retry_base: Duration,
     /// Longest a run may analyse before it is stopped and the job fails with code `timeout`
     /// (None: no limit).
     pub job_timeout: Option<Duration>,
 }
 
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            lease: LEASE,
-            reconcile_every: RECONCILE_EVERY,
-            retry_base: RETRY_BASE,
-            job_timeout: Some(JOB_TIMEOUT),
-        }
-    }
-}
-
-/// Everything the web process and the worker need to start.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Address to bind (`0.0.0.0` by default).
-    pub host: String,
-    /// Port to bind; 0 picks a free port (tests).
-    pub port: u16,
-    /// sqlx SQLite URL, `sqlite://sentiq.db?mode=rwc` by default.
-    pub database_url: String,
-    /// Largest accepted request body in bytes.
-    pub max_body_bytes: usize,
-    /// Analyses a worker runs at once, per queue.
-    pub worker_concurrency: usize,
-    /// Most jobs of queue `quick` a worker holds at once with Redis: fetched, claimed, waiting
-    /// for an analysis slot or for their writes (their claims and finishes are group-committed,
-    /// so many in flight make few statements). Queue `bulk` holds `worker_concurrency`.
-    pub worker_in_flight: usize,
-    /// Inputs at least this large go to the `bulk` queue, smaller ones to `quick`.
-    pub bulk_threshold_bytes: usize,
-    /// Whether `serve` runs the in-process worker (tests turn it off to keep jobs queued).
-    pub run_worker: bool,
-    /// Fallback poll interval of idle workers (pushes in the same process wake them at once).
-    pub poll_interval: Duration,
-    /// Queues a worker consumes.
-    pub queues: Vec<String>,
-    /// `redis://` or `rediss://` URL of the production queue; None: the embedded SQLite queue.
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key and channel (several deployments can share one Redis).
-    pub redis_namespace: String,
-    /// Lease, reconcile interval and retry base delay.
-    pub timing: Timing,
-    /// Most PostgreSQL connections of this process.
-    pub database_max_connections: u32,
-    /// `sentiq worker` serves its `/metrics` on this port (None: it serves nothing).
-    pub metrics_port: Option<u16>,
-    /// The operator dashboard's token; None: `/admin` does not exist (404).
-    pub admin_token: Option<Secret>,
+/// What one client may submit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitsConfig {
     /// Submissions a client may make per minute (`POST /api/jobs`, `POST /analyses`); 0: no limit.
     pub submit_rate_per_minute: u32,
     /// Submissions a client may make at once before the per-minute rate applies.
     pub submit_burst: u32,
-    /// Key clients by the last address of `X-Forwarded-For` (behind a router that appends the
-    /// address it saw, as Heroku's does) instead of the connection's peer address.
-    pub trust_forwarded_for: bool,
-    /// HTTP worker threads of `serve` (`WEB_CONCURRENCY`, the variable Heroku's buildpacks use
-    /// for a web process's concurrency); 0: one per CPU core.
-    pub web_concurrency: usize,
 }
 
-pub const QUICK: &str = "quick";
-pub const BULK: &str = "bulk";
+/// Who may see what.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecurityConfig {
+    /// The operator dashboard's token; None: `/admin` does not exist (404).
+    pub admin_token: Option<Secret>,
+}
 
 impl Default for Config {
+    /// What an empty environment gives: the defaults of [`SECTIONS`], which need nothing
+    /// installed.
     fn default() -> Self {
-        Config {
-            host: "0.0.0.0".into(),
-            port: 8080,
-            database_url: "sqlite://sentiq.db?mode=rwc".into(),
-            max_body_bytes: 64 << 20,
-            worker_concurrency: 2,
-            worker_in_flight: 512,
-            bulk_threshold_bytes: 1 << 20,
-            run_worker: true,
-            poll_interval: Duration::from_millis(100),
-            queues: vec![QUICK.into(), BULK.into()],
-            redis_url: None,
-            redis_namespace: "sentiq".into(),
-            timing: Timing::default(),
-            database_max_connections: 16,
-            admin_token: None,
-            metrics_port: None,
-            submit_rate_per_minute: 600,
-            submit_burst: 100,
-            trust_forwarded_for: false,
-            web_concurrency: 0,
-        }
+        Config::from_lookup(|_| None).expect("the defaults in config::SECTIONS parse")
     }
 }
 
@@ -146,67 +418,111 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn parsed<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e: T::Err| ConfigError {
-            name,
-            value: v,
-            reason: e.to_string(),
-        }),
-        _ => Ok(default),
+/// Reads variables through a lookup function, with the rules every variable shares.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Reader<'_> {
+    /// The value as set (untrimmed, as error messages quote it), unless blank.
+    fn set(&self, var: &Var) -> Option<String> {
+        (self.lookup)(var.name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The trimmed value, or the default's text when unset.
+    fn text(&self, var: &Var) -> Option<String> {
+        self.set(var)
+            .map(|v| v.trim().to_owned())
+            .or_else(|| var.default.map(str::to_owned))
+    }
+
+    /// The value (or default) turned into a `T` by `parse`, whose refusal names the variable.
+    fn parse_with<T>(
+        &self,
+        var: &Var,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let set = self.set(var);
+        let Some(text) = set.as_deref().map(str::trim).or(var.default) else {
+            return Ok(None);
+        };
+        parse(text).map(Some).map_err(|reason| ConfigError {
+            name: var.name,
+            value: set.clone().unwrap_or_else(|| text.to_owned()),
+            reason,
+        })
+    }
+
+    fn optional<T: std::str::FromStr>(&self, var: &Var) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.parse_with(var, |text| text.parse().map_err(|e: T::Err| e.to_string()))
+    }
+
+    fn required<T: std::str::FromStr>(&self, var: &Var) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.optional(var)?.ok_or_else(|| ConfigError {
+            name: var.name,
+            value: String::new(),
+            reason: "must be set".into(),
+        })
+    }
+
+    /// Milliseconds, at least 1 (tokio's intervals refuse a zero period).
+    fn millis(&self, var: &Var) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.required::<u64>(var)?.max(1)))
+    }
+
+    /// A yes/no variable; a spelling that is neither counts as unset, as it always has.
+    fn flag(&self, var: &Var) -> bool {
+        self.set(var)
+            .and_then(|v| yes_or_no(&v))
+            .or_else(|| var.default.and_then(yes_or_no))
+            .unwrap_or(false)
     }
 }
 
-fn millis(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    Ok(Duration::from_millis(
-        parsed(name, default.as_millis() as u64)?.max(1),
-    ))
+/// `1`, `true`, `yes`, `on` are yes; `0`, `false`, `no`, `off` are no (any case).
+fn yes_or_no(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
 }
 
 /// `JOB_TIMEOUT` in seconds (fractions allowed); `0` means no limit.
-fn job_timeout(default: Option<Duration>) -> Result<Option<Duration>, ConfigError> {
-    let secs: f64 = parsed("JOB_TIMEOUT", default.map_or(0.0, |t| t.as_secs_f64()))?;
+fn job_timeout(text: &str) -> Result<Option<Duration>, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|e: std::num::ParseFloatError| e.to_string())?;
     if secs == 0.0 {
         Ok(None)
     } else if secs > 0.0 && secs < 1e9 {
         Ok(Some(Duration::from_secs_f64(secs)))
     } else {
-        Err(ConfigError {
-            name: "JOB_TIMEOUT",
-            value: secs.to_string(),
-            reason: "seconds must be 0 (no limit) or a positive number".into(),
-        })
+        Err("seconds must be 0 (no limit) or a positive number".into())
     }
 }
 
 /// `quick,bulk` → the known queue names, in order, without repeats.
-pub fn parse_queues(list: &str) -> Result<Vec<String>, String> {
-    let mut queues: Vec<String> = Vec::new();
+pub fn parse_queues(list: &str) -> Result<Vec<QueueName>, String> {
+    let mut queues: Vec<QueueName> = Vec::new();
     for q in list.split(',').map(str::trim).filter(|q| !q.is_empty()) {
-        if q != QUICK && q != BULK {
+        let Ok(queue) = q.parse::<QueueName>() else {
             return Err(format!("unknown queue {q:?}: use quick and/or bulk"));
-        }
-        if !queues.iter().any(|x| x == q) {
-            queues.push(q.to_owned());
+        };
+        if !queues.contains(&queue) {
+            queues.push(queue);
         }
     }
     if queues.is_empty() {
         return Err("no queue named: use quick and/or bulk".into());
     }
     Ok(queues)
-}
-
-/// A yes/no variable: `0`, `false`, `no`, `off` are no, `1`, `true`, `yes`, `on` are yes,
-/// anything else (or unset) is `default`.
-fn flag(name: &str, default: bool) -> bool {
-    match std::env::var(name).map(|v| v.trim().to_ascii_lowercase()) {
-        Ok(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
-        Ok(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
-        _ => default,
-    }
 }
 
 /// A `rediss://` URL whose server certificate is not verified (Heroku Redis presents a
@@ -219,85 +535,102 @@ pub fn insecure_tls(url: String) -> String {
     }
 }
 
-impl Config {
-    /// Read `PORT`, `HOST`, `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`, `REDIS_URL`,
-    /// `REDIS_NAMESPACE`, `MAX_BODY_BYTES`, `WORKER_CONCURRENCY`, `WORKER_IN_FLIGHT`, `WORKER_QUEUES`,
-    /// `BULK_THRESHOLD_BYTES`, `POLL_INTERVAL_MS`, `RUN_WORKER`, `JOB_LEASE_MS`,
-    /// `RECONCILE_INTERVAL_MS`, `RETRY_BASE_MS`, `REDIS_TLS_INSECURE`, `ADMIN_TOKEN`, `JOB_TIMEOUT`,
-    /// `SUBMIT_RATE_PER_MINUTE`, `SUBMIT_BURST`, `TRUST_FORWARDED_FOR`, `WEB_CONCURRENCY` and
-    /// `METRICS_PORT`.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        let d = Config::default();
-        let run_worker = flag("RUN_WORKER", true);
-        Ok(Config {
-            host: std::env::var("HOST").unwrap_or(d.host),
-            port: parsed("PORT", d.port)?,
-            database_url: std::env::var("DATABASE_URL")
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or(d.database_url),
-            max_body_bytes: parsed("MAX_BODY_BYTES", d.max_body_bytes)?,
-            worker_concurrency: parsed("WORKER_CONCURRENCY", d.worker_concurrency)?.max(1),
-            worker_in_flight: parsed("WORKER_IN_FLIGHT", d.worker_in_flight)?.max(1),
-            bulk_threshold_bytes: parsed("BULK_THRESHOLD_BYTES", d.bulk_threshold_bytes)?,
-            run_worker,
-            poll_interval: Duration::from_millis(parsed("POLL_INTERVAL_MS", 100u64)?.max(5)),
-            queues: match std::env::var("WORKER_QUEUES") {
-                Ok(v) if !v.trim().is_empty() => {
-                    parse_queues(&v).map_err(|reason| ConfigError {
-                        name: "WORKER_QUEUES",
-                        value: v.clone(),
-                        reason,
-                    })?
-                }
-                _ => d.queues,
-            },
-            redis_url: std::env::var("REDIS_URL")
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .map(|v| {
-                    if flag("REDIS_TLS_INSECURE", false) {
-                        insecure_tls(v)
-                    } else {
-                        v
-                    }
-                }),
-            redis_namespace: match std::env::var("REDIS_NAMESPACE") {
-                Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
-                _ => d.redis_namespace,
-            },
+impl HttpConfig {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        Ok(HttpConfig {
+            host: r.text(&HOST).unwrap_or_default(),
+            port: r.required(&PORT)?,
+            max_body_bytes: r.required(&MAX_BODY_BYTES)?,
+            web_concurrency: r.required(&WEB_CONCURRENCY)?,
+            trust_forwarded_for: r.flag(&TRUST_FORWARDED_FOR),
+        })
+    }
+}
+
+impl DatabaseConfig {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        Ok(DatabaseConfig {
+            url: r.text(&DATABASE_URL).unwrap_or_default(),
+            max_connections: r.required::<u32>(&DATABASE_MAX_CONNECTIONS)?.max(2),
+        })
+    }
+}
+
+impl QueueConfig {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        let insecure = r.flag(&REDIS_TLS_INSECURE);
+        Ok(QueueConfig {
+            redis_url: r
+                .text(&REDIS_URL)
+                .map(|url| if insecure { insecure_tls(url) } else { url }),
+            redis_namespace: r.text(&REDIS_NAMESPACE).unwrap_or_default(),
+            bulk_threshold_bytes: r.required(&BULK_THRESHOLD_BYTES)?,
+            poll_interval: Duration::from_millis(r.required::<u64>(&POLL_INTERVAL_MS)?.max(5)),
+        })
+    }
+}
+
+impl WorkerConfig {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        Ok(WorkerConfig {
+            run_in_process: r.flag(&RUN_WORKER),
+            queues: r
+                .parse_with(&WORKER_QUEUES, parse_queues)?
+                .unwrap_or_default(),
+            concurrency: r.required::<usize>(&WORKER_CONCURRENCY)?.max(1),
+            in_flight: r.required::<usize>(&WORKER_IN_FLIGHT)?.max(1),
+            metrics_port: r.optional(&METRICS_PORT)?,
             timing: Timing {
-                lease: millis("JOB_LEASE_MS", d.timing.lease)?,
-                reconcile_every: millis("RECONCILE_INTERVAL_MS", d.timing.reconcile_every)?,
-                retry_base: millis("RETRY_BASE_MS", d.timing.retry_base)?,
-                job_timeout: job_timeout(d.timing.job_timeout)?,
+                lease: r.millis(&JOB_LEASE_MS)?,
+                reconcile_every: r.millis(&RECONCILE_INTERVAL_MS)?,
+                retry_base: r.millis(&RETRY_BASE_MS)?,
+                job_timeout: r.parse_with(&JOB_TIMEOUT, job_timeout)?.flatten(),
             },
-            database_max_connections: parsed(
-                "DATABASE_MAX_CONNECTIONS",
-                d.database_max_connections,
-            )?
-            .max(2),
-            metrics_port: match std::env::var("METRICS_PORT") {
-                Ok(v) if !v.trim().is_empty() => Some(parsed("METRICS_PORT", 0u16)?),
-                _ => None,
-            },
-            admin_token: std::env::var("ADMIN_TOKEN")
-                .ok()
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .map(Secret),
-            submit_rate_per_minute: parsed("SUBMIT_RATE_PER_MINUTE", d.submit_rate_per_minute)?,
-            submit_burst: parsed("SUBMIT_BURST", d.submit_burst)?.max(1),
-            trust_forwarded_for: flag("TRUST_FORWARDED_FOR", d.trust_forwarded_for),
-            web_concurrency: parsed("WEB_CONCURRENCY", d.web_concurrency)?,
+        })
+    }
+}
+
+impl LimitsConfig {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        Ok(LimitsConfig {
+            submit_rate_per_minute: r.required(&SUBMIT_RATE_PER_MINUTE)?,
+            submit_burst: r.required::<u32>(&SUBMIT_BURST)?.max(1),
+        })
+    }
+}
+
+impl SecurityConfig {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        Ok(SecurityConfig {
+            admin_token: r.text(&ADMIN_TOKEN).map(Secret),
+        })
+    }
+}
+
+impl Config {
+    /// The configuration the environment describes (see [`SECTIONS`]).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The configuration `lookup` describes: it is asked for each variable of [`SECTIONS`] by
+    /// name and answers its value, or None when it is unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let r = Reader { lookup: &lookup };
+        Ok(Config {
+            http: HttpConfig::read(&r)?,
+            database: DatabaseConfig::read(&r)?,
+            queue: QueueConfig::read(&r)?,
+            worker: WorkerConfig::read(&r)?,
+            limits: LimitsConfig::read(&r)?,
+            security: SecurityConfig::read(&r)?,
         })
     }
 
     /// Why this configuration cannot run, if it cannot: the embedded queue lives in the SQLite
     /// file, so PostgreSQL needs Redis; Redis URLs must be `redis://` or `rediss://`.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(url) = &self.redis_url
+        if let Some(url) = &self.queue.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             return Err(format!(
@@ -305,7 +638,7 @@ impl Config {
                 crate::db::redact(url)
             ));
         }
-        if self.redis_url.is_none() && crate::db::is_postgres_url(&self.database_url) {
+        if self.queue.redis_url.is_none() && crate::db::is_postgres_url(&self.database.url) {
             return Err(
                 "DATABASE_URL names PostgreSQL but REDIS_URL is not set: the embedded \
                  queue lives in a SQLite database, so PostgreSQL needs the Redis queue \
@@ -317,81 +650,14 @@ impl Config {
     }
 
     /// The queue a job of `input_bytes` goes to.
-    pub fn queue_for(&self, input_bytes: usize) -> &'static str {
-        if input_bytes >= self.bulk_threshold_bytes {
-            BULK
+    pub fn queue_for(&self, input_bytes: usize) -> QueueName {
+        if input_bytes >= self.queue.bulk_threshold_bytes {
+            QueueName::Bulk
         } else {
-            QUICK
+            QueueName::Quick
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn insecure_tls_marks_only_tls_urls_without_a_fragment() {
-        assert_eq!(
-            insecure_tls("rediss://:pw@h:6380".into()),
-            "rediss://:pw@h:6380#insecure"
-        );
-        assert_eq!(insecure_tls("redis://h:6379".into()), "redis://h:6379");
-        assert_eq!(
-            insecure_tls("rediss://h:6380#insecure".into()),
-            "rediss://h:6380#insecure"
-        );
-    }
-
-    #[test]
-    fn the_admin_token_never_appears_in_debug_output() {
-        let c = Config {
-            admin_token: Some(Secret::new("hunter2-very-secret")),
-            ..Config::default()
-        };
-        let printed = format!("{c:?} {c:#?}");
-        assert!(!printed.contains("hunter2"), "{printed}");
-        assert!(printed.contains("Secret(***)"));
-        assert_eq!(c.admin_token.unwrap().expose(), "hunter2-very-secret");
-    }
-
-    #[test]
-    fn defaults_need_nothing() {
-        let c = Config::default();
-        assert_eq!(c.port, 8080);
-        assert_eq!(c.database_url, "sqlite://sentiq.db?mode=rwc");
-        assert_eq!(c.max_body_bytes, 64 << 20);
-        assert_eq!(c.worker_concurrency, 2);
-        assert_eq!(c.queues, ["quick", "bulk"]);
-    }
-
-    #[test]
-    fn queue_lists_accept_known_names_only() {
-        assert_eq!(parse_queues("bulk, quick,bulk").unwrap(), ["bulk", "quick"]);
-        assert!(parse_queues("quick,slow").is_err());
-        assert!(parse_queues(" , ").is_err());
-    }
-
-    #[test]
-    fn postgres_without_redis_is_refused_with_a_reason() {
-        let c = Config {
-            database_url: "postgres://postgres@127.0.0.1/x".into(),
-            ..Config::default()
-        };
-        assert!(c.check().unwrap_err().contains("REDIS_URL"));
-        let c = Config {
-            redis_url: Some("redis://127.0.0.1".into()),
-            ..c
-        };
-        assert!(c.check().is_ok());
-        assert!(Config::default().check().is_ok());
-    }
-
-    #[test]
-    fn inputs_are_routed_by_size() {
-        let c = Config::default();
-        assert_eq!(c.queue_for(10), QUICK);
-        assert_eq!(c.queue_for((1 << 20) - 1), QUICK);
-        assert_eq!(c.queue_for(1 << 20), BULK);
-    }
-}
+pub(crate) mod tests;

@@ -48,18 +48,18 @@ pub async fn open(
 ) -> Result<Deps, StartupError> {
     // Refuses the embedded queue on PostgreSQL, before any store exists.
     config.check().map_err(StartupError::Config)?;
-    let db = Db::open(&config.database_url, pg_connections, plans).await?;
+    let db = Db::open(&config.database.url, pg_connections, plans).await?;
     db.migrate().await?;
-    let store = match (db, &config.redis_url) {
+    let store = match (db, &config.queue.redis_url) {
         (db, Some(url)) => {
-            JobStore::distributed(db, RedisQueue::connect(url, &config.redis_namespace)?)
+            JobStore::distributed(db, RedisQueue::connect(url, &config.queue.redis_namespace)?)
         }
         (Db::Sqlite(pool), None) => JobStore::embedded(pool),
         (Db::Postgres(_), None) => {
             unreachable!("Config::check refuses PostgreSQL without Redis")
         }
     };
-    Ok(Deps::new(store, config.timing))
+    Ok(Deps::new(store, config.worker.timing))
 }
 
 /// A built, bound, not yet running application.
@@ -72,16 +72,17 @@ pub struct Application {
 
 impl Application {
     /// Open and migrate the database, bind the listener (port 0 picks a free one) and build
-    /// the server. Workers start in [`Application::run_until_stopped`] when `config.run_worker`.
+    /// the server. Workers start in [`Application::run_until_stopped`] when
+    /// `config.worker.run_in_process`.
     pub async fn build(mut config: Config) -> Result<Application, StartupError> {
         // With Redis, `serve` is web only: workers are separate processes.
-        if config.redis_url.is_some() {
-            config.run_worker = false;
+        if config.queue.redis_url.is_some() {
+            config.worker.run_in_process = false;
         }
         // The web's statements insert rows or look one up by key: their cached plans stay right
         // as the table grows (the worker's do not, see `Plans::PerRun`).
-        let deps = open(&config, config.database_max_connections, Plans::Cached).await?;
-        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let deps = open(&config, config.database.max_connections, Plans::Cached).await?;
+        let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             submit_limit: Arc::new(crate::web::rate_limit::SubmitLimit::new(&config)),
@@ -97,8 +98,8 @@ impl Application {
                 ))
                 .configure(routes)
         });
-        if config.web_concurrency > 0 {
-            server = server.workers(config.web_concurrency);
+        if config.http.web_concurrency > 0 {
+            server = server.workers(config.http.web_concurrency);
         }
         let server = server
             .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
@@ -145,17 +146,19 @@ impl Application {
         let (stop, stopped) = watch::channel(false);
         let workers = self
             .config
-            .run_worker
+            .worker
+            .run_in_process
             .then(|| spawn_workers(&self.config, &self.deps, stopped));
         let reconciler = self
             .config
-            .run_worker
+            .worker
+            .run_in_process
             .then(|| tokio::spawn(worker::reconcile_forever(self.deps.clone())));
         // The worker registry of the dashboard: this process runs workers, so it beats.
-        let heartbeat = self
-            .config
-            .run_worker
-            .then(|| crate::jobs::registry::Heartbeat::start(&self.config, &self.deps, "serve"));
+        let heartbeat =
+            self.config.worker.run_in_process.then(|| {
+                crate::jobs::registry::Heartbeat::start(&self.config, &self.deps, "serve")
+            });
         let served = self.server.await;
         signals.abort();
         events.abort();
@@ -204,7 +207,7 @@ const RESTART_PAUSE: Duration = Duration::from_millis(250);
 /// A worker that ran this long before it failed restarts after the shortest pause again.
 const RAN_WELL: Duration = Duration::from_secs(30);
 
-/// Run the workers of `config.queues` until `stop` turns true (or its sender is dropped); the
+/// Run the workers of `config.worker.queues` until `stop` turns true (or its sender is dropped); the
 /// task ends when every queue's worker has stopped.
 ///
 /// Each queue has a monitor of its own, rebuilt here (new worker names) after an async pause
@@ -218,25 +221,14 @@ pub fn spawn_workers(
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let queues: Vec<_> = config
+        .worker
         .queues
         .iter()
-        .map(|queue| {
-            run_queue(
-                config.clone(),
-                deps.clone(),
-                queue_name(queue),
-                stop.clone(),
-            )
-        })
+        .map(|queue| run_queue(config.clone(), deps.clone(), *queue, stop.clone()))
         .collect();
     tokio::spawn(async move {
         futures_util::future::join_all(queues).await;
     })
-}
-
-/// A queue of the configuration (checked when it was parsed).
-fn queue_name(name: &str) -> QueueName {
-    name.parse().expect("the configuration names known queues")
 }
 
 /// One queue's worker under [`spawn_workers`].
@@ -253,9 +245,9 @@ async fn run_queue(config: Config, deps: Deps, queue: QueueName, mut stop: watch
             monitor,
             &deps,
             queue,
-            config.worker_concurrency,
-            config.worker_in_flight,
-            config.poll_interval,
+            config.worker.concurrency,
+            config.worker.in_flight,
+            config.queue.poll_interval,
         );
         let mut signal = stop.clone();
         let started = std::time::Instant::now();
@@ -296,7 +288,7 @@ pub async fn run_worker(config: Config) -> Result<(), StartupError> {
 /// grow with the concurrency beyond a point: the rest is for item inserts of large jobs, lease
 /// refreshes, progress and the reconciler, each holding a connection for one short statement.
 fn worker_connections(config: &Config) -> u32 {
-    let runs = config.worker_concurrency * config.queues.len();
+    let runs = config.worker.concurrency * config.worker.queues.len();
     (2 * crate::jobs::batch::WRITERS + runs.min(12) + 2) as u32
 }
 
@@ -334,25 +326,23 @@ fn serve_worker_metrics(
     Ok(handle)
 }
 
-/// Run workers of `config.queues` and the reconciler until `stop` resolves; then stop fetching,
+/// Run workers of `config.worker.queues` and the reconciler until `stop` resolves; then stop fetching,
 /// let running jobs finish (handing back those still running after [`HAND_BACK_AFTER`]).
 pub async fn run_worker_until(
     config: Config,
     stop: impl std::future::Future<Output = std::io::Result<()>> + Send + 'static,
 ) -> Result<(), StartupError> {
     let deps = open(&config, worker_connections(&config), Plans::PerRun).await?;
-    tracing::info!(queues = ?config.queues, concurrency = config.worker_concurrency,
-        in_flight = config.worker_in_flight,
-        queue = if config.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
+    tracing::info!(queues = ?config.worker.queues, concurrency = config.worker.concurrency,
+        in_flight = config.worker.in_flight,
+        queue = if config.queue.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
     let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
     let heartbeat = crate::jobs::registry::Heartbeat::start(&config, &deps, "worker");
-    let metrics_server = match config.metrics_port {
-        Some(port) => Some(serve_worker_metrics(&config.host, port, &deps)?),
+    let metrics_server = match config.worker.metrics_port {
+        Some(port) => Some(serve_worker_metrics(&config.http.host, port, &deps)?),
         None => None,
     };
-    let listener = deps
-        .store
-        .listen_for_wakes(config.queues.iter().map(|q| queue_name(q)).collect());
+    let listener = deps.store.listen_for_wakes(config.worker.queues.clone());
     let (stop_workers, stopped) = watch::channel(false);
     let mut workers = spawn_workers(&config, &deps, stopped);
     let outcome = tokio::select! {

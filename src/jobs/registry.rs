@@ -55,8 +55,14 @@ impl Registration {
             role,
             host,
             pid: i64::from(pid),
-            queues: config.queues.join(","),
-            concurrency: config.worker_concurrency as i64,
+            queues: config
+                .worker
+                .queues
+                .iter()
+                .map(|q| q.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            concurrency: config.worker.concurrency as i64,
             started_at: now(),
         }
     }

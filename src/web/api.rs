@@ -118,7 +118,7 @@ pub async fn create_job(
             if media.is_empty() { "(none)" } else { &media }
         )));
     }
-    let body = input::read_body(&req, payload, state.config.max_body_bytes, 0).await?;
+    let body = input::read_body(&req, payload, state.config.http.max_body_bytes, 0).await?;
     let submission: Submission = match raw_format {
         Some(format) => input::from_raw(body, format, query.into_inner().column, None)?,
         None => input::from_json(&body)?,

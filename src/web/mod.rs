@@ -47,11 +47,7 @@ pub async fn submit(
     let job = NewJob {
         id: Uuid::new_v4(),
         visitor,
-        queue: state
-            .config
-            .queue_for(submission.input.len())
-            .parse()
-            .expect("queue_for names a known queue"),
+        queue: state.config.queue_for(submission.input.len()),
         format: submission.format,
         column: submission.column,
         title: submission.title,

@@ -135,7 +135,10 @@ async fn index_page(
             Vec::new()
         }
     };
-    let max_mb = format!("{}", state.config.max_body_bytes as f64 / (1 << 20) as f64);
+    let max_mb = format!(
+        "{}",
+        state.config.http.max_body_bytes as f64 / (1 << 20) as f64
+    );
     html(
         status,
         IndexPage {
@@ -209,7 +212,7 @@ pub async fn create(
             if let ApiError::Unexpected(cause) = &e {
                 tracing::error!(error = %cause, "form submission failed");
             }
-            let message = form_message(&e, state.config.max_body_bytes);
+            let message = form_message(&e, state.config.http.max_body_bytes);
             // The form may be refused before its token was read (too large, unreadable), so the
             // re-rendered form sets the token cookie when it is missing, as `GET /` does.
             let (token, token_cookie) = csrf::token(&req);
@@ -286,7 +289,7 @@ async fn read_form(
     state: &AppState,
     kept: &mut String,
 ) -> Result<Submission, FormError> {
-    let limit = state.config.max_body_bytes;
+    let limit = state.config.http.max_body_bytes;
     refuse_cross_site(req, &mut payload, input::form_drain_limit(limit))
         .await
         .map_err(FormError::Forged)?;

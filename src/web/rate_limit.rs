@@ -33,13 +33,13 @@ pub struct SubmitLimit {
 
 impl SubmitLimit {
     pub fn new(config: &Config) -> SubmitLimit {
-        let buckets = NonZeroU32::new(config.submit_rate_per_minute).map(|rate| {
-            let burst = NonZeroU32::new(config.submit_burst).unwrap_or(NonZeroU32::MIN);
+        let buckets = NonZeroU32::new(config.limits.submit_rate_per_minute).map(|rate| {
+            let burst = NonZeroU32::new(config.limits.submit_burst).unwrap_or(NonZeroU32::MIN);
             RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))
         });
         SubmitLimit {
             buckets,
-            trust_forwarded_for: config.trust_forwarded_for,
+            trust_forwarded_for: config.http.trust_forwarded_for,
             checks: AtomicU64::new(0),
         }
     }
@@ -99,12 +99,11 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn limit(rate: u32, burst: u32, trust: bool) -> SubmitLimit {
-        SubmitLimit::new(&Config {
-            submit_rate_per_minute: rate,
-            submit_burst: burst,
-            trust_forwarded_for: trust,
-            ..Config::default()
-        })
+        let mut config = Config::default();
+        config.limits.submit_rate_per_minute = rate;
+        config.limits.submit_burst = burst;
+        config.http.trust_forwarded_for = trust;
+        SubmitLimit::new(&config)
     }
 
     fn from(peer: &str, forwarded: Option<&str>) -> HttpRequest {

@@ -20,7 +20,7 @@ const TOKEN: &str = "s3cret-admin-token";
 const BROKEN_CSV: &str = "id,stars,review\n1,5,Lovely\n2\n3,1,Dreadful\n";
 
 fn with_token(c: &mut sentiq::config::Config) {
-    c.admin_token = Some(sentiq::config::Secret::new(TOKEN));
+    c.security.admin_token = Some(sentiq::config::Secret::new(TOKEN));
 }
 
 /// The CSRF token as specified: hex HMAC-SHA256(key = admin token, "sentiq admin csrf").
@@ -233,8 +233,8 @@ async fn a_missing_or_wrong_token_gets_401_and_the_right_one_as_bearer_or_basic_
 async fn the_page_shows_queued_and_running_jobs_per_queue_from_the_rows() {
     let app = spawn_app_with(|c| {
         with_token(c);
-        c.run_worker = false;
-        c.bulk_threshold_bytes = 1000;
+        c.worker.run_in_process = false;
+        c.queue.bulk_threshold_bytes = 1000;
     })
     .await;
     let page = dashboard(&app.client, &app.address).await;
@@ -508,7 +508,7 @@ async fn a_retry_without_the_csrf_token_or_from_another_site_is_refused_and_chan
 async fn cancel_stops_a_queued_job_and_the_cancelled_job_can_be_retried() {
     let app = spawn_app_with(|c| {
         with_token(c);
-        c.run_worker = false;
+        c.worker.run_in_process = false;
     })
     .await;
     let id = app.submit(&json!({"text": "Waiting patiently."})).await;
@@ -563,8 +563,8 @@ async fn cancel_stops_a_queued_job_and_the_cancelled_job_can_be_retried() {
 async fn a_job_cancelled_while_running_can_be_retried_at_once_and_reruns_under_a_higher_attempt() {
     let app = spawn_app_with(|c| {
         with_token(c);
-        c.worker_concurrency = 2;
-        c.bulk_threshold_bytes = 0;
+        c.worker.concurrency = 2;
+        c.queue.bulk_threshold_bytes = 0;
     })
     .await;
     let csrf = csrf_for(TOKEN);
@@ -650,7 +650,7 @@ async fn the_throughput_chart_counts_a_succeeded_job_in_the_minute_it_finished()
 async fn what_visitors_submitted_is_shown_escaped() {
     let app = spawn_app_with(|c| {
         with_token(c);
-        c.run_worker = false;
+        c.worker.run_in_process = false;
     })
     .await;
     let id = app

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submitting_a_text_answers_202_with_location_retry_after_and_the_contract_body() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = app.post_json(&json!({"text": "What a lovely day."})).await;
     assert_eq!(r.status(), 202);
     let location = r.headers()[LOCATION].to_str().unwrap().to_owned();
@@ -136,8 +136,8 @@ async fn the_csv_column_query_parameter_picks_the_text_column() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_body_is_413_and_creates_no_job() {
     let app = spawn_app_with(|c| {
-        c.max_body_bytes = 1024;
-        c.run_worker = false;
+        c.http.max_body_bytes = 1024;
+        c.worker.run_in_process = false;
     })
     .await;
     let big = "a".repeat(2000);
@@ -165,7 +165,7 @@ async fn an_oversize_body_is_413_and_creates_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blank_text_is_422_and_creates_no_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     for body in [
         json!({"text": ""}),
         json!({"text": "  \n\t "}),
@@ -186,7 +186,7 @@ async fn blank_text_is_422_and_creates_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_400_and_creates_no_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     for body in [
         "{\"text\": ",
         "not json",
@@ -205,7 +205,7 @@ async fn malformed_json_is_400_and_creates_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_field_is_400_and_creates_no_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     for body in [
         json!({}),
         json!({"txt": "hello"}),
@@ -220,7 +220,7 @@ async fn a_missing_field_is_400_and_creates_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsupported_content_type_is_415_and_creates_no_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     for ct in ["application/xml", "image/png", "application/octet-stream"] {
         let r = app.post_raw("/api/jobs", ct, b"hello".to_vec()).await;
         assert_error(r, 415, "unsupported_media_type").await;
@@ -239,7 +239,7 @@ async fn an_unsupported_content_type_is_415_and_creates_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8_is_400_and_creates_no_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let bad = b"good line\nbad \xff\xfe byte\n".to_vec();
     for ct in ["text/plain", "text/csv", "application/x-ndjson"] {
         let r = app.post_raw("/api/jobs", ct, bad.clone()).await;
@@ -260,7 +260,7 @@ async fn invalid_utf8_is_400_and_creates_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_malformed_ids_are_404_json() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let unknown = uuid::Uuid::new_v4();
     for path in [
         format!("/api/jobs/{unknown}"),
@@ -283,7 +283,7 @@ async fn unknown_and_malformed_ids_are_404_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_etag_answers_304_until_the_job_changes() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app.submit(&json!({"text": "Fine."})).await;
     let url = app.url(&format!("/api/jobs/{id}"));
     let r = app.client.get(&url).send().await.unwrap();
@@ -316,7 +316,7 @@ async fn the_status_etag_answers_304_until_the_job_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_queued_job_never_starts() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app.submit(&json!({"text": "Never to be read."})).await;
     let cancel = app.url(&format!("/api/jobs/{id}/cancel"));
     let r = app.client.post(&cancel).send().await.unwrap();
@@ -399,8 +399,8 @@ fn millis_between(from: &Value, to: &Value) -> i64 {
 /// One analysis at a time, every job on queue `bulk`: a job queued behind a running one starts
 /// only once the worker is free, which shows when the running one really stopped.
 fn one_worker_slot(c: &mut sentiq::config::Config) {
-    c.worker_concurrency = 1;
-    c.bulk_threshold_bytes = 0;
+    c.worker.concurrency = 1;
+    c.queue.bulk_threshold_bytes = 0;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,7 +442,7 @@ async fn cancelling_a_running_job_frees_its_worker_within_a_second() {
 async fn a_job_running_past_job_timeout_fails_with_code_timeout_and_frees_its_worker() {
     let app = spawn_app_with(|c| {
         one_worker_slot(c);
-        c.timing.job_timeout = Some(Duration::from_millis(400));
+        c.worker.timing.job_timeout = Some(Duration::from_millis(400));
     })
     .await;
     let big = app.submit_raw("text/plain", &big_text(40)).await;
@@ -478,9 +478,9 @@ async fn a_job_running_past_job_timeout_fails_with_code_timeout_and_frees_its_wo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_over_its_submission_rate_gets_429_with_retry_after_and_no_job() {
     let app = spawn_app_with(|c| {
-        c.run_worker = false;
-        c.submit_rate_per_minute = 6;
-        c.submit_burst = 3;
+        c.worker.run_in_process = false;
+        c.limits.submit_rate_per_minute = 6;
+        c.limits.submit_burst = 3;
     })
     .await;
     let mut ids = Vec::new();
@@ -515,7 +515,7 @@ async fn a_client_over_its_submission_rate_gets_429_with_retry_after_and_no_job(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_download_as_csv_and_jsonl_once_the_job_succeeded() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app
         .submit(&json!({"documents": [
             {"id": "r1", "text": "Absolutely \"brilliant\", thanks"},
@@ -586,7 +586,7 @@ async fn items_download_as_csv_and_jsonl_once_the_job_succeeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_items_stream_in_order_across_pages() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let text: String = (0..4500).map(|i| format!("Line {i} is nice.\n")).collect();
     let id = app.submit_raw("text/plain", &text).await;
     assert_eq!(
@@ -615,7 +615,7 @@ async fn many_items_stream_in_order_across_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_delivery_of_the_same_job_is_a_no_op() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app
         .submit(&json!({"text": "Great start. Sad ending."}))
         .await;
@@ -662,7 +662,7 @@ async fn a_second_delivery_of_the_same_job_is_a_no_op() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_deliveries_racing_for_a_queued_job_run_it_once() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app.submit(&json!({"text": "Only once, please."})).await;
     let (a, b) = tokio::join!(
         worker::process(&app.deps, &id),
@@ -697,7 +697,7 @@ async fn a_csv_whose_rows_break_in_the_middle_fails_the_job_with_a_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_inputs_go_to_the_bulk_queue_and_small_ones_to_quick() {
-    let app = spawn_app_with(|c| c.bulk_threshold_bytes = 100).await;
+    let app = spawn_app_with(|c| c.queue.bulk_threshold_bytes = 100).await;
     let small = app.submit(&json!({"text": "Short and sweet."})).await;
     let large = app
         .submit(&json!({"text": "This is long and lovely. ".repeat(10)}))
@@ -730,7 +730,7 @@ async fn a_queued_job_is_picked_up_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_answer_200() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
@@ -743,7 +743,7 @@ async fn health_and_readiness_answer_200() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_sends_each_change_and_closes_after_the_final_state() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app.submit(&json!({"text": "Streams are lovely."})).await;
     let r = app
         .client
@@ -800,7 +800,7 @@ fn sample(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_job_events_durations_waits_and_http_requests_by_route_and_status() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let ok = app.submit(&json!({"text": "Count me. Lovely."})).await;
     let bad = app
         .submit_raw("text/csv", "id,stars,review\n1,5,Lovely\n2\n3,1,Dreadful\n")
@@ -895,7 +895,7 @@ async fn metrics_count_job_events_durations_waits_and_http_requests_by_route_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_jobs_by_queue_and_status() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let done = app.submit(&json!({"text": "Count me."})).await;
     app.submit(&json!({"text": "Me too."})).await;
     assert_eq!(
@@ -921,7 +921,7 @@ async fn metrics_count_jobs_by_queue_and_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_the_json_api() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = app
         .client
         .get(app.url("/api/openapi.json"))
@@ -1044,15 +1044,15 @@ async fn conforms(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_responses_conform_to_the_openapi_document() {
     let queued = spawn_app_with(|c| {
-        c.run_worker = false;
-        c.max_body_bytes = 4096;
+        c.worker.run_in_process = false;
+        c.http.max_body_bytes = 4096;
     })
     .await;
     let worked = spawn_app().await;
     let limited = spawn_app_with(|c| {
-        c.run_worker = false;
-        c.submit_rate_per_minute = 1;
-        c.submit_burst = 1;
+        c.worker.run_in_process = false;
+        c.limits.submit_rate_per_minute = 1;
+        c.limits.submit_burst = 1;
     })
     .await;
     let doc: Value = queued
@@ -1299,7 +1299,7 @@ async fn real_responses_conform_to_the_openapi_document() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_method_a_route_does_not_have_gets_405_naming_the_allowed_ones() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = app.client.get(app.url("/api/jobs")).send().await.unwrap();
     assert_eq!(r.headers()["allow"], "POST");
     let message = assert_error(r, 405, "method_not_allowed").await;

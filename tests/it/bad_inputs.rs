@@ -644,11 +644,11 @@ async fn send(app: &common::TestApp, case: &Case) -> Answer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gets_its_status_and_error_code_and_writes_no_job() {
     let app = spawn_app_with(|c| {
-        c.max_body_bytes = LIMIT;
-        c.run_worker = false;
+        c.http.max_body_bytes = LIMIT;
+        c.worker.run_in_process = false;
     })
     .await;
-    let roomy = spawn_app_with(|c| c.run_worker = false).await;
+    let roomy = spawn_app_with(|c| c.worker.run_in_process = false).await;
     assert!(roomy.deps.db().sqlite().is_some() && MAX_ITEM_BYTES < 64 << 20);
     let unknown = uuid::Uuid::new_v4().to_string();
     let cases = table(&unknown);

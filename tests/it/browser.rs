@@ -312,7 +312,7 @@ async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let driver = start_chromedriver().await;
     // Jobs stay queued until the test runs them, so the page must refresh by itself.
-    let app = common::spawn_app_with(|c| c.run_worker = false).await;
+    let app = common::spawn_app_with(|c| c.worker.run_in_process = false).await;
     let browser = open_browser(&driver, false).await;
     let outcome = async {
         submit_form(&browser, &app, "Plain old HTML still works. Lovely!", None).await?;
@@ -351,7 +351,7 @@ async fn the_status_page_follows_the_job_through_its_event_stream() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let driver = start_chromedriver().await;
     // The job stays queued until the test runs it, so the page is open while it changes.
-    let app = common::spawn_app_with(|c| c.run_worker = false).await;
+    let app = common::spawn_app_with(|c| c.worker.run_in_process = false).await;
     let browser = open_browser(&driver, true).await;
     let outcome = async {
         submit_form(&browser, &app, "Pushed, not polled. Lovely!", None).await?;
@@ -477,7 +477,7 @@ async fn the_cancel_button_of_the_status_page_cancels_the_job_in_chromium() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let driver = start_chromedriver().await;
     // The job stays queued, so the Cancel button is there to press.
-    let app = common::spawn_app_with(|c| c.run_worker = false).await;
+    let app = common::spawn_app_with(|c| c.worker.run_in_process = false).await;
     let browser = open_browser(&driver, true).await;
     let outcome = async {
         submit_form(&browser, &app, "Stop me if you can. Lovely!", None).await?;

@@ -215,8 +215,8 @@ async fn a_multipart_text_field_without_a_file_is_analysed_as_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_form_input_shows_the_error_in_words_and_creates_no_job() {
     let app = spawn_app_with(|c| {
-        c.max_body_bytes = 2048;
-        c.run_worker = false;
+        c.http.max_body_bytes = 2048;
+        c.worker.run_in_process = false;
     })
     .await;
     // Blank text.
@@ -278,7 +278,7 @@ async fn bad_form_input_shows_the_error_in_words_and_creates_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recent_jobs_on_the_form_are_only_the_visitors_own() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let alice = client();
     let bob = client();
     for (who, text) in [
@@ -327,7 +327,7 @@ async fn recent_jobs_on_the_form_are_only_the_visitors_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_refreshes_itself_without_javascript_until_final() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = post_form(&app, &app.client, &[("text", "Hopeful beginnings.")]).await;
     let id = id_from_location(&r);
     let url = app.url(&format!("/analyses/{id}"));
@@ -364,7 +364,7 @@ async fn the_status_page_refreshes_itself_without_javascript_until_final() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cancel_button_cancels_and_returns_to_the_status_page() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = post_form(&app, &app.client, &[("text", "Wait for me.")]).await;
     let id = id_from_location(&r);
     let r = post_cancel(&app, &id).await;
@@ -410,7 +410,7 @@ async fn submitted_text_is_escaped_on_every_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_assets_are_served_from_the_binary_and_unknown_pages_are_404() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = app
         .client
         .get(app.url("/static/app.css"))
@@ -457,7 +457,7 @@ async fn static_assets_are_served_from_the_binary_and_unknown_pages_are_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_with_a_form_set_a_strict_http_only_token_cookie_and_put_the_token_first_in_the_form()
 {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = app.client.get(app.url("/")).send().await.unwrap();
     let cookie = set_cookie(&r, "sentiq_csrf=");
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
@@ -526,7 +526,7 @@ async fn pages_with_a_form_set_a_strict_http_only_token_cookie_and_put_the_token
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_post_without_a_token_gets_403_and_writes_no_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     // The visitor has the cookie (the page was loaded), but the post carries no token.
     form_token(&app.client, &app.url("/")).await;
     let r = app
@@ -569,7 +569,7 @@ async fn a_form_post_without_a_token_gets_403_and_writes_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_does_not_match_the_cookie_gets_403_and_writes_no_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let mine = form_token(&app.client, &app.url("/")).await;
     // Another visitor's real token: well-formed, but not this visitor's cookie.
     let theirs = form_token(&client(), &app.url("/")).await;
@@ -610,7 +610,7 @@ async fn a_token_that_does_not_match_the_cookie_gets_403_and_writes_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_site_post_gets_403_even_with_a_valid_token() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let token = form_token(&app.client, &app.url("/")).await;
     let forged = |name: &'static str, value: &'static str| {
         app.client
@@ -662,7 +662,7 @@ async fn a_cross_site_post_gets_403_even_with_a_valid_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_form_post_without_a_valid_token_does_not_cancel_the_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let r = post_form(&app, &app.client, &[("text", "Do not stop me.")]).await;
     let id = id_from_location(&r);
     let url = app.url(&format!("/analyses/{id}/cancel"));
@@ -707,7 +707,7 @@ async fn a_cancel_form_post_without_a_valid_token_does_not_cancel_the_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_refused_before_its_token_was_read_comes_back_with_a_token_that_works() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     // A browser without the cookie gets the form again (415: not a form body), with a fresh token.
     let visitor = client();
     let r = visitor
@@ -739,9 +739,9 @@ async fn a_form_refused_before_its_token_was_read_comes_back_with_a_token_that_w
 async fn a_person_over_the_submission_rate_gets_the_form_back_with_their_text_and_a_wait_in_words()
 {
     let app = spawn_app_with(|c| {
-        c.run_worker = false;
-        c.submit_rate_per_minute = 6;
-        c.submit_burst = 1;
+        c.worker.run_in_process = false;
+        c.limits.submit_rate_per_minute = 6;
+        c.limits.submit_burst = 1;
     })
     .await;
     let r = post_form(&app, &app.client, &[("text", "The first one is fine.")]).await;

@@ -129,7 +129,7 @@ async fn batches_csv_and_ndjson_uploads_succeed_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_a_4xx_and_never_a_row_on_postgres() {
-    let app = spawn_prod(|c| c.max_body_bytes = 1000).await;
+    let app = spawn_prod(|c| c.http.max_body_bytes = 1000).await;
     assert_error(
         app.post_json(&json!({"text": "  "})).await,
         422,
@@ -413,7 +413,7 @@ async fn a_batched_finish_leaves_a_job_cancelled_meanwhile_untouched_and_finishe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_whose_redis_entries_vanished_are_re_enqueued_and_each_succeeds_once() {
-    let app = spawn_prod(|c| c.timing.lease = Duration::from_millis(800)).await;
+    let app = spawn_prod(|c| c.worker.timing.lease = Duration::from_millis(800)).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         ids.push(
@@ -435,17 +435,17 @@ async fn jobs_whose_redis_entries_vanished_are_re_enqueued_and_each_succeeds_onc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_that_fails_after_the_commit_still_answers_202_and_the_job_runs_later() {
-    let mut config = prod_config(|c| c.timing.lease = Duration::from_millis(800)).await;
-    let good_redis = config.redis_url.clone();
+    let mut config = prod_config(|c| c.worker.timing.lease = Duration::from_millis(800)).await;
+    let good_redis = config.queue.redis_url.clone();
     // The web process's Redis is unreachable (nothing listens on port 1).
-    config.redis_url = Some("redis://127.0.0.1:1".into());
+    config.queue.redis_url = Some("redis://127.0.0.1:1".into());
     let app = spawn_prod_with(config).await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503, "not ready without the queue");
     let id = app.submit(&json!({"text": "Committed, not pushed."})).await;
     assert_eq!(app.job(&id).await["status"], "queued");
     assert!(app.keys().await.is_empty(), "nothing reached Redis");
-    let worker = start_worker(&app.config, |c| c.redis_url = good_redis);
+    let worker = start_worker(&app.config, |c| c.queue.redis_url = good_redis);
     let job = app.wait_final(&id).await;
     assert_eq!(job["status"], "succeeded");
     assert_eq!(app.path(&id).await, ran_once());
@@ -454,7 +454,7 @@ async fn a_push_that_fails_after_the_commit_still_answers_202_and_the_job_runs_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_died_mid_run_is_resumed_after_its_lease() {
-    let app = spawn_prod(|c| c.timing.lease = Duration::from_millis(1000)).await;
+    let app = spawn_prod(|c| c.worker.timing.lease = Duration::from_millis(1000)).await;
     let id = app
         .submit(&json!({"text": "Interrupted, then fine."}))
         .await;
@@ -482,7 +482,7 @@ async fn a_job_whose_worker_died_mid_run_is_resumed_after_its_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_died_three_times_fails_with_a_clear_message() {
-    let app = spawn_prod(|c| c.timing.lease = Duration::from_millis(500)).await;
+    let app = spawn_prod(|c| c.worker.timing.lease = Duration::from_millis(500)).await;
     let id = app.submit(&json!({"text": "Crashy."})).await;
     // Three runs started and never finished: their workers died.
     for attempt in 1..=3 {
@@ -534,7 +534,7 @@ async fn a_retried_job_waits_in_the_scheduled_set_for_its_delay_then_succeeds() 
     let requeued_at = Instant::now();
     assert!(app.deps.store.requeue(&job, Some(delay)).await.unwrap());
     let mut conn = app.redis.connection();
-    let scheduled_key = format!("{}:quick:scheduled", app.config.redis_namespace);
+    let scheduled_key = format!("{}:quick:scheduled", app.config.queue.redis_namespace);
     let score: Option<f64> = conn
         .zscore(&scheduled_key, RedisQueue::task_id(&id, 1))
         .await
@@ -560,7 +560,7 @@ async fn a_retried_job_waits_in_the_scheduled_set_for_its_delay_then_succeeds() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_workers_wake_on_push_without_waiting_for_their_tick() {
     // A tick of 30 s: only the wake-up path can start jobs quickly.
-    let app = spawn_prod(|c| c.poll_interval = Duration::from_secs(30)).await;
+    let app = spawn_prod(|c| c.queue.poll_interval = Duration::from_secs(30)).await;
     let worker = app.worker();
     // Warm up (the workers register on their first poll).
     let id = app.submit(&json!({"text": "Warm."})).await;
@@ -594,8 +594,8 @@ async fn idle_workers_wake_on_push_without_waiting_for_their_tick() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_bulk_jobs_does_not_hold_up_a_quick_job() {
     let app = spawn_prod(|c| {
-        c.bulk_threshold_bytes = 8 * 1024;
-        c.database_max_connections = 16;
+        c.queue.bulk_threshold_bytes = 8 * 1024;
+        c.database.max_connections = 16;
     })
     .await;
     // Each bulk job is ~16 KB of text: the flood is minutes of work for one core.
@@ -624,7 +624,7 @@ async fn a_flood_of_bulk_jobs_does_not_hold_up_a_quick_job() {
     while let Some(t) = tasks.join_next().await {
         t.unwrap();
     }
-    let worker = start_worker(&app.config, |c| c.worker_concurrency = 2);
+    let worker = start_worker(&app.config, |c| c.worker.concurrency = 2);
     // The bulk queue is busy.
     let start = Instant::now();
     loop {
@@ -679,7 +679,7 @@ async fn finished_entries_do_not_accumulate_in_redis() {
         app.wait_final(&id).await;
     }
     quick_entries_gone_within(&app, Duration::from_secs(20)).await;
-    let ns = app.config.redis_namespace.clone();
+    let ns = app.config.queue.redis_namespace.clone();
     // Every key we or apalis made is in the namespace.
     for key in app.keys().await {
         assert!(key.starts_with(&format!("{ns}:")), "{key}");
@@ -690,7 +690,7 @@ async fn finished_entries_do_not_accumulate_in_redis() {
 /// Wait until no finished entry of queue `quick` is left in Redis (the done set, the data hash,
 /// the meta hashes); fail if any is still there after `within`.
 async fn quick_entries_gone_within(app: &ProdApp, within: Duration) {
-    let ns = &app.config.redis_namespace;
+    let ns = &app.config.queue.redis_namespace;
     let mut conn = app.redis.connection();
     let start = Instant::now();
     loop {
@@ -720,7 +720,7 @@ async fn finished_entries_are_removed_within_a_second_even_when_the_reconciler_r
     // The reconciler's first pass runs at start, before any job: with the old pacing nothing
     // would be removed for a minute. Removing entries a little at a time, often, keeps Redis
     // from being held by one large clean-up.
-    let app = spawn_prod(|c| c.timing.reconcile_every = Duration::from_secs(60)).await;
+    let app = spawn_prod(|c| c.worker.timing.reconcile_every = Duration::from_secs(60)).await;
     let worker = app.worker();
     for i in 0..10 {
         let id = app.submit(&json!({"text": format!("Steady {i}.")})).await;

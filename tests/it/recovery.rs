@@ -20,7 +20,7 @@ async fn make_stale(app: &common::TestApp, id: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_worker_died_is_re_enqueued_after_its_lease_and_finishes() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app
         .submit(&json!({"text": "Interrupted, then fine."}))
         .await;
@@ -57,7 +57,7 @@ async fn a_job_whose_worker_died_is_re_enqueued_after_its_lease_and_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_job_whose_queue_entry_was_lost_is_re_enqueued_once() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app.submit(&json!({"text": "Lost and found."})).await;
     sqlx::query("DELETE FROM Jobs")
         .execute(&app.pool)
@@ -77,7 +77,7 @@ async fn a_queued_job_whose_queue_entry_was_lost_is_re_enqueued_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_reads_the_live_queue_entries_once_not_once_per_queued_job() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let mut connection = app.pool.acquire().await.unwrap();
     let steps = plan(&mut connection, model::STALE_EMBEDDED, &[LONG_AGO]).await;
     assert!(
@@ -123,7 +123,7 @@ async fn every_connection(app: &common::TestApp) -> Vec<sqlx::pool::PoolConnecti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_acknowledges_entries_by_id_not_by_walking_all_its_workers_entries() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     // The shape of apalis-sqlite's acknowledgement: a JSON list of finished entries, matched
     // by id and by the worker holding them.
     let ack = "WITH j AS (SELECT value ->> 'task_id' AS task_id, value ->> 'status' AS status \
@@ -147,7 +147,7 @@ async fn the_queue_acknowledges_entries_by_id_not_by_walking_all_its_workers_ent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_and_fresh_jobs_are_left_alone_by_the_reconciler() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let done = app.submit(&json!({"text": "Done already."})).await;
     assert_eq!(
         worker::process(&app.deps, &done).await.unwrap(),
@@ -177,7 +177,7 @@ async fn final_and_fresh_jobs_are_left_alone_by_the_reconciler() {
 async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
     use sentiq::analysis::Format;
     use sentiq::jobs::{model::NewJob, queue};
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let job = |text: &str| NewJob {
         id: uuid::Uuid::new_v4(),
         visitor: None,
@@ -229,7 +229,7 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_interrupted_by_shutdown_is_handed_back_to_the_queue() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let text: String = (0..400_000)
         .map(|i| format!("Line {i} is lovely, line {i} is awful.\n"))
         .collect();
@@ -265,7 +265,7 @@ async fn a_job_interrupted_by_shutdown_is_handed_back_to_the_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_keeps_crashing_its_worker_fails_after_three_attempts() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app.submit(&json!({"text": "Crashy."})).await;
     // Three runs already started and never finished (their workers died).
     sqlx::query("UPDATE sentiq_jobs SET attempts = 3 WHERE id = ?")
@@ -287,7 +287,7 @@ async fn a_job_that_keeps_crashing_its_worker_fails_after_three_attempts() {
 async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_alone() {
     use sentiq::analysis::Format;
     use sentiq::jobs::model::NewJob;
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let job = |id: uuid::Uuid| NewJob {
         id,
         visitor: None,
@@ -325,7 +325,7 @@ async fn item_texts(app: &common::TestApp, id: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_lost_its_job_writes_no_items_and_learns_it_lost() {
-    let app = spawn_app_with(|c| c.run_worker = false).await;
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
     let id = app.submit(&json!({"text": "Taken over."})).await;
     let first = model::claim(&app.db, &id).await.unwrap().expect("claimed");
     sqlx::query("UPDATE Jobs SET status = 'Done'")
@@ -378,10 +378,10 @@ async fn a_running_job_cancelled_by_another_process_stops_frees_its_worker_and_k
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
     let app = spawn_app_with(|c| {
-        c.worker_concurrency = 1;
+        c.worker.concurrency = 1;
         // No lease refresh in between: only the run's own item and progress writes can find
         // out that the row was cancelled.
-        c.timing.lease = Duration::from_secs(600);
+        c.worker.timing.lease = Duration::from_secs(600);
     })
     .await;
     let text = common::big_text(32);

@@ -417,3 +417,51 @@ fn web_concurrency_sets_how_many_threads_serve_http_and_a_bad_value_is_refused()
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("WEB_CONCURRENCY"), "{stderr}");
 }
+
+#[test]
+fn service_settings_are_checked_before_anything_starts_and_offline_commands_ignore_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = sentiq();
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL");
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        )
+    };
+    let (ok, _, stderr) = run(&["serve", "--port", "lots"], &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("error: option --port=\"lots\": invalid digit"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["migrate"], &[("PORT", "lots")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("error: environment variable PORT=\"lots\": invalid digit"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("sentiq.db").exists(),
+        "migrated despite the error"
+    );
+    let (ok, stdout, stderr) = run(&["licenses"], &[("PORT", "lots"), ("WORKER_QUEUES", "x")]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("VADER"));
+    let (ok, stdout, _) = run(&["worker", "--help"], &[("ADMIN_TOKEN", "hunter2")]);
+    assert!(ok);
+    assert!(stdout.contains("--concurrency <N>"), "{stdout}");
+    assert!(stdout.contains("[env: PORT] [default: 8080]"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2"),
+        "--help shows a variable's value"
+    );
+}

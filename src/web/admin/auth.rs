@@ -57,6 +57,7 @@ fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
 pub(super) fn admin_token(state: &AppState) -> &str {
     state
         .config
+        .security
         .admin_token
         .as_ref()
         .map(|t| t.expose())

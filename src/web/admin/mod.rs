@@ -67,7 +67,7 @@ async fn guard(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let token = req
         .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.config.admin_token.clone());
+        .and_then(|s| s.config.security.admin_token.clone());
     let token = token.as_ref().map(|t| t.expose());
     let refused = match token {
         None => Some(pages::not_found_page()),

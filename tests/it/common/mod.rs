@@ -46,24 +46,23 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// The app with a changed configuration (e.g. `run_worker = false` to keep jobs queued).
+/// The app with a changed configuration (e.g. `worker.run_in_process = false` to keep jobs
+/// queued).
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         sentiq::telemetry::init();
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config {
-        host: "127.0.0.1".into(),
-        port: 0,
-        database_url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("sentiq-test.db").display()
-        ),
-        poll_interval: Duration::from_millis(50),
-        // Tests submit faster than one client may; the rate limit has its own test.
-        submit_rate_per_minute: 0,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.http.host = "127.0.0.1".into();
+    config.http.port = 0;
+    config.database.url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("sentiq-test.db").display()
+    );
+    config.queue.poll_interval = Duration::from_millis(50);
+    // Tests submit faster than one client may; the rate limit has its own test.
+    config.limits.submit_rate_per_minute = 0;
     change(&mut config);
     let app = Application::build(config).await.expect("app builds");
     let port = app.port();

@@ -92,19 +92,17 @@ pub async fn prod_config(change: impl FnOnce(&mut Config)) -> Config {
         .await
         .expect("create the test database");
     let _ = admin.close().await;
-    let mut config = Config {
-        host: "127.0.0.1".into(),
-        port: 0,
-        database_url: database_url(&database),
-        redis_url: Some(redis_url()),
-        redis_namespace: format!("sentiq_t_{}", &suffix[16..]),
-        poll_interval: Duration::from_millis(100),
-        database_max_connections: 8,
-        // Tests submit faster than one client may; the rate limit has its own test.
-        submit_rate_per_minute: 0,
-        ..Config::default()
-    };
-    config.timing.reconcile_every = Duration::from_millis(200);
+    let mut config = Config::default();
+    config.http.host = "127.0.0.1".into();
+    config.http.port = 0;
+    config.database.url = database_url(&database);
+    config.database.max_connections = 8;
+    config.queue.redis_url = Some(redis_url());
+    config.queue.redis_namespace = format!("sentiq_t_{}", &suffix[16..]);
+    config.queue.poll_interval = Duration::from_millis(100);
+    // Tests submit faster than one client may; the rate limit has its own test.
+    config.limits.submit_rate_per_minute = 0;
+    config.worker.timing.reconcile_every = Duration::from_millis(200);
     change(&mut config);
     config
 }
@@ -127,10 +125,11 @@ pub async fn spawn_prod_with(config: Config) -> ProdApp {
         Db::Sqlite(_) => panic!("a PostgreSQL app"),
     };
     // A separate client of the test's namespace (the app's may point elsewhere on purpose).
-    let redis = RedisQueue::connect(&redis_url(), &config.redis_namespace).unwrap();
+    let redis = RedisQueue::connect(&redis_url(), &config.queue.redis_namespace).unwrap();
     let server = tokio::spawn(app.run_until_stopped());
     let database = config
-        .database_url
+        .database
+        .url
         .rsplit('/')
         .next()
         .unwrap()
@@ -221,7 +220,7 @@ impl ProdApp {
         let mut conn = self.redis.connection();
         let mut keys = Vec::new();
         let mut it = conn
-            .scan_match::<_, String>(format!("{}:*", self.config.redis_namespace))
+            .scan_match::<_, String>(format!("{}:*", self.config.queue.redis_namespace))
             .await
             .unwrap();
         while let Some(k) = futures_util::StreamExt::next(&mut it).await {
@@ -247,7 +246,7 @@ impl Drop for ProdApp {
             s.abort();
         }
         let database = self.database.clone();
-        let namespace = self.config.redis_namespace.clone();
+        let namespace = self.config.queue.redis_namespace.clone();
         // The test's runtime is going away: clean up from a thread with its own.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
