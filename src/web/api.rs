@@ -14,7 +14,7 @@ use super::input::{self, Submission};
 use super::respond::media_type;
 use super::{AppState, parse_id, submit};
 use crate::analysis::Format;
-use crate::jobs::model::{self, Cancel, ItemRow, JobView, Status};
+use crate::jobs::model::{self, ItemRow, JobView, Status};
 
 /// The answer to a submission.
 #[derive(Serialize, ToSchema)]
@@ -215,33 +215,10 @@ pub async fn cancel_job(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = cancel(&state, &path).await?;
+    let job = super::cancel(&state, &path).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, job.etag()))
         .json(job.view()))
-}
-
-/// Cancel in the database, then stop the analysis if it runs in this process.
-pub async fn cancel(state: &AppState, raw_id: &str) -> Result<model::JobRow, ApiError> {
-    let id = parse_id(raw_id)?;
-    match state.deps.store.cancel(&id).await? {
-        Cancel::Cancelled(job) => {
-            state.deps.cancels.cancel(&id);
-            state
-                .deps
-                .metrics
-                .jobs_cancelled
-                .with_label_values(&[&job.queue])
-                .inc();
-            tracing::info!(job_id = %id, "job cancel requested");
-            Ok(*job)
-        }
-        Cancel::AlreadyFinal(job) => Err(ApiError::Conflict {
-            code: "already_final",
-            message: format!("the job is already {}", job.status),
-        }),
-        Cancel::NotFound => Err(ApiError::NotFound),
-    }
 }
 
 /// How often an event stream re-reads the job row when no change signal came: often when

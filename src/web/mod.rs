@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::db::Db;
 use crate::deps::Deps;
-use crate::jobs::model::NewJob;
+use crate::jobs::model::{Cancel, JobRow, NewJob};
 use errors::ApiError;
 use input::Submission;
 
@@ -63,6 +63,31 @@ pub async fn submit(
         .inc();
     tracing::info!(job_id = %id, queue = queue.as_str(), input_bytes, format = format.as_str(), "job queued");
     Ok(id)
+}
+
+/// Cancel a job (the API, the status page and the dashboard alike): the store cancels it, then
+/// its analysis is told to stop if it runs in this process (a run elsewhere finds out from its
+/// fenced writes).
+pub async fn cancel(state: &AppState, raw_id: &str) -> Result<JobRow, ApiError> {
+    let id = parse_id(raw_id)?;
+    match state.deps.store.cancel(&id).await? {
+        Cancel::Cancelled(job) => {
+            state.deps.cancels.cancel(&id);
+            state
+                .deps
+                .metrics
+                .jobs_cancelled
+                .with_label_values(&[&job.queue])
+                .inc();
+            tracing::info!(job_id = %id, "job cancel requested");
+            Ok(*job)
+        }
+        Cancel::AlreadyFinal(job) => Err(ApiError::Conflict {
+            code: "already_final",
+            message: format!("the job is already {}", job.status),
+        }),
+        Cancel::NotFound => Err(ApiError::NotFound),
+    }
 }
 
 /// A job id from the path: anything but a UUID is simply not found.

@@ -12,7 +12,7 @@ use super::charts::{self, Arc as ArcChart, Histogram};
 use super::errors::ApiError;
 use super::input::{self, Submission};
 use super::respond::{self, html, media_type};
-use super::{AppState, api, csrf, parse_id, submit};
+use super::{AppState, csrf, parse_id, submit};
 use crate::analysis::{Format, Report};
 use crate::jobs::model::{self, JobRow, Status};
 
@@ -715,7 +715,7 @@ pub async fn cancel(
     if let Err(why) = csrf::verify(&req, token.as_deref().map(str::as_bytes)) {
         return forbidden_page(&req, why, back, "Back to the analysis");
     }
-    match api::cancel(&state, &path).await {
+    match super::cancel(&state, &path).await {
         Ok(_) | Err(ApiError::Conflict { .. }) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("/analyses/{}", path.as_str())))
             .finish(),

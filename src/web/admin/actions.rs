@@ -9,7 +9,7 @@ use askama::Template;
 use super::auth::{admin_token, forbidden_reason};
 use crate::jobs::model::{self, JobRow};
 use crate::web::errors::ApiError;
-use crate::web::{AppState, api, parse_id};
+use crate::web::{AppState, parse_id};
 
 #[derive(Template)]
 #[template(path = "admin_message.html")]
@@ -54,7 +54,7 @@ pub(super) async fn cancel(
     if let Some(reason) = forbidden_reason(&req, &body, admin_token(&state)) {
         return message(StatusCode::FORBIDDEN, "Refused", reason);
     }
-    match api::cancel(&state, &path).await {
+    match crate::web::cancel(&state, &path).await {
         Ok(job) => {
             tracing::info!(
                 target: super::LOG_TARGET,
@@ -64,7 +64,7 @@ pub(super) async fn cancel(
             back_to_dashboard()
         }
         Err(ApiError::Conflict { .. }) => {
-            // api::cancel's message ("already final") reads oddly on the dashboard.
+            // web::cancel's message ("already final") reads oddly on the dashboard.
             let status = match parse_id(&path) {
                 Ok(id) => model::get(state.db(), &id)
                     .await
