@@ -228,10 +228,12 @@ struct StoredDocument {
 /// according to how the run ended, [`record`] the metrics. A second delivery of a job that is
 /// already running or final does nothing.
 pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, StoreError> {
-    let Some(run) = claim(deps, id).await? else {
+    let Some(mut run) = claim(deps, id).await? else {
         return Ok(Outcome::Skipped);
     };
-    let ending = self::run(deps, &run).await?;
+    // The input moves into the analysis: a large one is never held twice.
+    let input = run.input.take();
+    let ending = self::run(deps, &run, input).await?;
     let settled = settle(deps, &run, ending).await?;
     record(deps, &run, &settled);
     Ok(settled.outcome)
@@ -302,7 +304,7 @@ async fn claim(deps: &Deps, id: &str) -> Result<Option<Run>, StoreError> {
 }
 
 /// Check the attempt budget, then analyse under a lease, a cancel flag and the time limit.
-async fn run(deps: &Deps, run: &Run) -> Result<Ending, StoreError> {
+async fn run(deps: &Deps, run: &Run, input: Option<Vec<u8>>) -> Result<Ending, StoreError> {
     let (id, attempt) = (run.id(), run.attempt);
     if run.runs > MAX_ATTEMPTS {
         return Ok(Ending::Failed {
@@ -329,7 +331,7 @@ async fn run(deps: &Deps, run: &Run) -> Result<Ending, StoreError> {
         deps.store.delete_items(id, attempt).await?;
     }
     // The batched claim leaves larger inputs out (read once the job has its slot).
-    if run.input.is_none() && run.job.input_bytes <= model::CLAIMED_INPUT_MAX_BYTES {
+    if input.is_none() && run.job.input_bytes <= model::CLAIMED_INPUT_MAX_BYTES {
         return Ok(Ending::Failed {
             code: "internal",
             message: "the input of this job is missing".into(),
@@ -348,7 +350,7 @@ async fn run(deps: &Deps, run: &Run) -> Result<Ending, StoreError> {
         flag.clone(),
     ));
     let timed_out = Arc::new(AtomicBool::new(false));
-    let analysed = analyse_in_slot(deps, run, flag, timed_out.clone()).await;
+    let analysed = analyse_in_slot(deps, run, input, flag, timed_out.clone()).await;
     lease.abort();
     deps.cancels.remove(id);
     Ok(match analysed {
@@ -368,6 +370,7 @@ async fn run(deps: &Deps, run: &Run) -> Result<Ending, StoreError> {
 async fn analyse_in_slot(
     deps: &Deps,
     run: &Run,
+    input: Option<Vec<u8>>,
     flag: Arc<AtomicBool>,
     timed_out: Arc<AtomicBool>,
 ) -> Result<(Report, Vec<ItemRow>), AnalysisError> {
@@ -380,8 +383,8 @@ async fn analyse_in_slot(
         ),
         None => None,
     };
-    let input = match &run.input {
-        Some(input) => input.clone(),
+    let input = match input {
+        Some(input) => input,
         None => match model::input(deps.store.db(), run.id()).await {
             Ok(Some(input)) => input,
             Ok(None) => {
