@@ -204,6 +204,15 @@ pub const SUBMIT_BURST: Var = Var {
     help: "Submissions a client may make at once before the per-minute rate applies",
 };
 
+pub const IDEMPOTENCY_TTL: Var = Var {
+    name: "IDEMPOTENCY_TTL",
+    flag: "idempotency-ttl",
+    default: Some("86400"),
+    value_name: "SECONDS",
+    help: "Seconds a submission's Idempotency-Key (or the form's token) gives the first answer \
+         again",
+};
+
 pub const ADMIN_TOKEN: Var = Var {
     name: "ADMIN_TOKEN",
     flag: "admin-token",
@@ -255,7 +264,7 @@ pub const SECTIONS: &[Section] = &[
     },
     Section {
         heading: "Limits",
-        vars: &[&SUBMIT_RATE_PER_MINUTE, &SUBMIT_BURST],
+        vars: &[&SUBMIT_RATE_PER_MINUTE, &SUBMIT_BURST, &IDEMPOTENCY_TTL],
     },
     Section {
         heading: "Security",
@@ -392,6 +401,8 @@ pub struct LimitsConfig {
     pub submit_rate_per_minute: u32,
     /// Submissions a client may make at once before the per-minute rate applies.
     pub submit_burst: u32,
+    /// How long an idempotency key gives the first answer again.
+    pub idempotency_ttl: Duration,
 }
 
 /// Who may see what.
@@ -595,6 +606,7 @@ impl LimitsConfig {
         Ok(LimitsConfig {
             submit_rate_per_minute: r.required(&SUBMIT_RATE_PER_MINUTE)?,
             submit_burst: r.required::<u32>(&SUBMIT_BURST)?.max(1),
+            idempotency_ttl: Duration::from_secs(r.required::<u64>(&IDEMPOTENCY_TTL)?.max(1)),
         })
     }
 }

@@ -160,6 +160,12 @@ const CASES: &[Case] = &[
         c.limits.submit_rate_per_minute == 0
     }),
     (&[("SUBMIT_BURST", "0")], |c| c.limits.submit_burst == 1),
+    (&[("IDEMPOTENCY_TTL", "90")], |c| {
+        c.limits.idempotency_ttl == Duration::from_secs(90)
+    }),
+    (&[("IDEMPOTENCY_TTL", "0")], |c| {
+        c.limits.idempotency_ttl == Duration::from_secs(1)
+    }),
     (&[("ADMIN_TOKEN", " s3cret ")], |c| {
         c.security.admin_token.as_ref().map(Secret::expose) == Some("s3cret")
     }),

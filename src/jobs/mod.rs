@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod events;
+pub mod idempotency;
 pub mod model;
 pub mod queue;
 pub mod registry;

@@ -19,6 +19,7 @@ use crate::db::Db;
 use crate::on_db;
 use uuid::Uuid;
 
+use super::idempotency::{self, KeyClaim};
 use super::queue::QueueName;
 use crate::analysis::{Format, Report};
 use crate::timestamp::Timestamp;
@@ -257,6 +258,15 @@ pub struct NewJob {
     pub column: Option<String>,
     pub title: String,
     pub input: Vec<u8>,
+    /// The idempotency key the job claims, if its request carried one: the job is written only
+    /// if the claim succeeds, in the same transaction.
+    pub idempotency: Option<KeyClaim>,
+}
+
+impl NewJob {
+    fn key_claim(&self) -> (String, Option<&KeyClaim>) {
+        (self.id.to_string(), self.idempotency.as_ref())
+    }
 }
 
 /// Insert the row and its input inside the caller's SQLite transaction (the embedded queue's
@@ -301,89 +311,102 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
     Ok(())
 }
 
-/// Insert several rows and their inputs, committed together when this returns. On PostgreSQL one
-/// statement whatever the number of jobs (columns bound as arrays and `UNNEST`ed, so the
-/// statement text, and its prepared plan, is the same for every batch size); on SQLite one
-/// short transaction of multi-row inserts.
-pub async fn create_many(db: &Db, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
-    match (db, jobs) {
-        (_, []) => Ok(()),
-        (_, [job]) => create(db, job).await,
-        (Db::Sqlite(pool), _) => {
+/// Write the new jobs whose idempotency keys can be claimed (and those without a key) inside the
+/// caller's SQLite transaction. One flag per job: true when it was written, false when its key
+/// is held by another job.
+pub async fn insert_new_in(
+    conn: &mut SqliteConnection,
+    jobs: &[&NewJob],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let fresh = if jobs.iter().any(|j| j.idempotency.is_some()) {
+        let claims: Vec<_> = jobs.iter().map(|j| j.key_claim()).collect();
+        idempotency::claim_in_sqlite(conn, &claims).await?
+    } else {
+        vec![true; jobs.len()]
+    };
+    let written: Vec<&NewJob> = only_fresh(jobs, &fresh);
+    insert_many(conn, &written).await?;
+    Ok(fresh)
+}
+
+fn only_fresh<'a>(jobs: &[&'a NewJob], fresh: &[bool]) -> Vec<&'a NewJob> {
+    jobs.iter()
+        .zip(fresh)
+        .filter(|(_, f)| **f)
+        .map(|(j, _)| *j)
+        .collect()
+}
+
+/// Insert several rows and their inputs, committed together when this returns; one flag per
+/// job as [`insert_new_in`] gives. On PostgreSQL, jobs without idempotency keys take one
+/// statement whatever their number (columns bound as arrays and `UNNEST`ed, so the statement
+/// text, and its prepared plan, is the same for every batch size); keys add a transaction that
+/// claims them first. On SQLite one short transaction of multi-row inserts.
+pub async fn create_many(db: &Db, jobs: &[&NewJob]) -> Result<Vec<bool>, sqlx::Error> {
+    let keyed = jobs.iter().any(|j| j.idempotency.is_some());
+    match db {
+        _ if jobs.is_empty() => Ok(Vec::new()),
+        Db::Sqlite(pool) => {
             let _write = crate::db::write_permit().await;
             let mut tx = pool.begin().await?;
-            insert_many(&mut tx, jobs).await?;
-            tx.commit().await
+            let fresh = insert_new_in(&mut tx, jobs).await?;
+            tx.commit().await?;
+            Ok(fresh)
         }
-        (Db::Postgres(pool), _) => {
-            let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
-            let visitors: Vec<Option<&str>> = jobs.iter().map(|j| j.visitor.as_deref()).collect();
-            let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
-            let formats: Vec<&str> = jobs.iter().map(|j| j.format.as_str()).collect();
-            let columns: Vec<Option<&str>> = jobs.iter().map(|j| j.column.as_deref()).collect();
-            let sizes: Vec<i64> = jobs.iter().map(|j| j.input.len() as i64).collect();
-            let titles: Vec<&str> = jobs.iter().map(|j| j.title.as_str()).collect();
-            let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.input.as_slice()).collect();
-            sqlx::query(
-                "WITH j AS (INSERT INTO sentiq_jobs (id, visitor, queue, status, format, \
-                 column_name, input_bytes, title, progress_total, created_at, updated_at) \
-                 SELECT id, visitor, queue, 'queued', format, col, size, title, size, $8, $8 \
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::bigint[], $7::text[]) AS t(id, visitor, queue, format, col, size, title) \
-                 RETURNING id) \
-                 INSERT INTO job_inputs (job_id, body) \
-                 SELECT i.id, i.body FROM UNNEST($1::text[], $9::bytea[]) AS i(id, body) \
-                 JOIN j ON j.id = i.id",
-            )
-            .bind(&ids)
-            .bind(&visitors)
-            .bind(&queues)
-            .bind(&formats)
-            .bind(&columns)
-            .bind(&sizes)
-            .bind(&titles)
-            .bind(now())
-            .bind(&bodies)
-            .execute(pool)
-            .await?;
-            Ok(())
+        Db::Postgres(pool) if !keyed => {
+            insert_many_postgres(pool, jobs).await?;
+            Ok(vec![true; jobs.len()])
+        }
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let claims: Vec<_> = jobs.iter().map(|j| j.key_claim()).collect();
+            let fresh = idempotency::claim_in_postgres(&mut tx, &claims).await?;
+            let written = only_fresh(jobs, &fresh);
+            if !written.is_empty() {
+                insert_many_postgres(&mut *tx, &written).await?;
+            }
+            tx.commit().await?;
+            Ok(fresh)
         }
     }
 }
 
-/// Insert the row and its input, committed when this returns: one statement on PostgreSQL
-/// (one round trip), one short transaction on SQLite.
-pub async fn create(db: &Db, job: &NewJob) -> Result<(), sqlx::Error> {
-    match db {
-        Db::Sqlite(pool) => {
-            let _write = crate::db::write_permit().await;
-            let mut tx = pool.begin().await?;
-            insert(&mut tx, job).await?;
-            tx.commit().await
-        }
-        Db::Postgres(pool) => {
-            let now = now();
-            sqlx::query(
-                "WITH j AS (INSERT INTO sentiq_jobs (id, visitor, queue, status, format, \
-                 column_name, input_bytes, title, progress_total, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9) RETURNING id) \
-                 INSERT INTO job_inputs (job_id, body) SELECT id, $10 FROM j",
-            )
-            .bind(job.id.to_string())
-            .bind(&job.visitor)
-            .bind(job.queue.as_str())
-            .bind(job.format.as_str())
-            .bind(&job.column)
-            .bind(job.input.len() as i64)
-            .bind(&job.title)
-            .bind(job.input.len() as i64)
-            .bind(&now)
-            .bind(&job.input)
-            .execute(pool)
-            .await?;
-            Ok(())
-        }
-    }
+/// Rows and inputs of `jobs` in one PostgreSQL statement.
+async fn insert_many_postgres<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    jobs: &[&NewJob],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+    let visitors: Vec<Option<&str>> = jobs.iter().map(|j| j.visitor.as_deref()).collect();
+    let queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+    let formats: Vec<&str> = jobs.iter().map(|j| j.format.as_str()).collect();
+    let columns: Vec<Option<&str>> = jobs.iter().map(|j| j.column.as_deref()).collect();
+    let sizes: Vec<i64> = jobs.iter().map(|j| j.input.len() as i64).collect();
+    let titles: Vec<&str> = jobs.iter().map(|j| j.title.as_str()).collect();
+    let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.input.as_slice()).collect();
+    sqlx::query(
+        "WITH j AS (INSERT INTO sentiq_jobs (id, visitor, queue, status, format, \
+         column_name, input_bytes, title, progress_total, created_at, updated_at) \
+         SELECT id, visitor, queue, 'queued', format, col, size, title, size, $8, $8 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::bigint[], $7::text[]) AS t(id, visitor, queue, format, col, size, title) \
+         RETURNING id) \
+         INSERT INTO job_inputs (job_id, body) \
+         SELECT i.id, i.body FROM UNNEST($1::text[], $9::bytea[]) AS i(id, body) \
+         JOIN j ON j.id = i.id",
+    )
+    .bind(&ids)
+    .bind(&visitors)
+    .bind(&queues)
+    .bind(&formats)
+    .bind(&columns)
+    .bind(&sizes)
+    .bind(&titles)
+    .bind(now())
+    .bind(&bodies)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<JobRow>, sqlx::Error> {

@@ -33,7 +33,17 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// The handle the store submits through; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Submitter {
-    writers: Batcher<NewJob, Result<(), StoreError>>,
+    writers: Batcher<NewJob, Result<Submitted, StoreError>>,
+}
+
+/// What became of a submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Written and queued.
+    Created,
+    /// Not written: another job holds its idempotency key (committed before this one, or
+    /// earlier in the same batch).
+    KeyTaken,
 }
 
 impl Submitter {
@@ -57,7 +67,7 @@ impl Submitter {
 
     /// Write the job row, its input and its queue entry; returns once they are committed (and,
     /// with Redis, once the push has been answered or has failed).
-    pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
+    pub async fn submit(&self, job: NewJob) -> Result<Submitted, StoreError> {
         self.writers
             .call(job)
             .await
@@ -66,27 +76,65 @@ impl Submitter {
 }
 
 /// Write `batch` in one transaction, or (if that fails) each job in its own; then push the
-/// queue entries (Redis) and wake the local workers. One result per job, in order.
-async fn write_batch(topology: &Topology, batch: &[NewJob]) -> Vec<Result<(), StoreError>> {
-    let jobs: Vec<&NewJob> = batch.iter().collect();
-    let results: Vec<Result<(), StoreError>> = match topology.write_new(&jobs).await {
-        Ok(()) => batch.iter().map(|_| Ok(())).collect(),
-        Err(e) if batch.len() == 1 => vec![Err(e)],
+/// queue entries (Redis) and wake the local workers. One result per job, in order. A job
+/// whose key an earlier job of the batch claims is not sent to the database at all (two claims
+/// of one key in one PostgreSQL statement would be an error, not a conflict).
+async fn write_batch(topology: &Topology, batch: &[NewJob]) -> Vec<Result<Submitted, StoreError>> {
+    let repeated = repeated_keys(batch);
+    let jobs: Vec<&NewJob> = batch
+        .iter()
+        .zip(&repeated)
+        .filter(|(_, r)| !**r)
+        .map(|(j, _)| j)
+        .collect();
+    let results: Vec<Result<bool, StoreError>> = match topology.write_new(&jobs).await {
+        Ok(fresh) => fresh.into_iter().map(Ok).collect(),
+        Err(e) if jobs.len() == 1 => vec![Err(e)],
         Err(e) => {
-            tracing::warn!(jobs = batch.len(), error = %e, "batched submission failed; writing its jobs one by one");
-            let mut each = Vec::with_capacity(batch.len());
+            tracing::warn!(jobs = jobs.len(), error = %e, "batched submission failed; writing its jobs one by one");
+            let mut each = Vec::with_capacity(jobs.len());
             for job in &jobs {
-                each.push(topology.write_new(std::slice::from_ref(job)).await);
+                let written = topology.write_new(std::slice::from_ref(job)).await;
+                each.push(written.map(|fresh| fresh[0]));
             }
             each
         }
     };
-    let written: Vec<&NewJob> = batch
+    let written: Vec<&NewJob> = jobs
         .iter()
         .zip(&results)
-        .filter(|(_, r)| r.is_ok())
-        .map(|(j, _)| j)
+        .filter(|(_, r)| matches!(r, Ok(true)))
+        .map(|(j, _)| *j)
         .collect();
     topology.announce_new(&written).await;
-    results
+    let mut results = results.into_iter();
+    repeated
+        .iter()
+        .map(|&again| match again {
+            true => Ok(Submitted::KeyTaken),
+            false => results
+                .next()
+                .expect("one result per job written")
+                .map(|fresh| {
+                    if fresh {
+                        Submitted::Created
+                    } else {
+                        Submitted::KeyTaken
+                    }
+                }),
+        })
+        .collect()
+}
+
+/// Which jobs of `batch` carry a key an earlier job of the batch carries.
+fn repeated_keys(batch: &[NewJob]) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::new();
+    batch
+        .iter()
+        .map(|j| {
+            j.idempotency
+                .as_ref()
+                .is_some_and(|k| !seen.insert(k.scope_key.as_str()))
+        })
+        .collect()
 }

@@ -577,6 +577,10 @@ pub async fn reconcile(deps: &Deps) -> Result<usize, StoreError> {
     Ok(jobs.len())
 }
 
+/// Expired idempotency keys deleted per reconciler pass: a short statement each time, and far
+/// more than the keys that expire between passes at any submission rate the web can take.
+const IDEMPOTENCY_KEYS_PER_PASS: i64 = 5000;
+
 /// Run [`reconcile`] every `reconcile_every` and clear finished queue entries as often as the
 /// store asks, until the task is dropped.
 pub async fn reconcile_forever(deps: Deps) {
@@ -602,6 +606,11 @@ pub async fn reconcile_forever(deps: Deps) {
                     }
                 }
                 passes += 1;
+                match deps.store.prune_idempotency_keys(IDEMPOTENCY_KEYS_PER_PASS).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(removed = n, "expired idempotency keys removed"),
+                    Err(e) => tracing::warn!(error = %e, "idempotency key clean-up failed"),
+                }
             }
             _ = vacuum.tick() => match deps.store.vacuum().await {
                 Ok(0) => {}

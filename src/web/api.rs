@@ -6,13 +6,14 @@ use actix_web_lab::sse;
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa::openapi::schema::{AnyOfBuilder, Object, ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::{Ref, RefOr};
+use utoipa::openapi::Ref;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use super::errors::{ApiError, ErrorBody};
-use super::input::{self, Submission};
+use super::idempotency::{self, IdempotencyKey};
+use super::input::{self, Submission, SubmissionBody};
 use super::respond::media_type;
-use super::{AppState, parse_id, submit};
+use super::{AppState, Submitted, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, ItemRow, JobView, Status};
 
@@ -54,9 +55,17 @@ pub struct UploadQuery {
         (`text/plain`, split into sentences), a CSV (`text/csv`, one item per row of the text \
         column) or JSON lines (`application/x-ndjson`, one item per line). Bad input is refused \
         here, before any row is written.",
-    params(("column" = Option<String>, Query,
-        description = "CSV uploads: the column holding the text (by default a column named like \
-            `text`, `review` or `comment`).")),
+    params(
+        ("column" = Option<String>, Query,
+            description = "CSV uploads: the column holding the text (by default a column named \
+                like `text`, `review` or `comment`)."),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false,
+            description = "1 to 255 printable ASCII characters (bare, or quoted as a structured \
+                field string). A repeat of the same request (same content type, query and body) \
+                with the same key within `IDEMPOTENCY_TTL` (24 h by default) gets the first \
+                answer again, with `Idempotent-Replayed: true`, instead of a second job. Keys are \
+                shared by every client of the server: use unguessable ones, e.g. UUIDs."),
+    ),
     request_body(description = "The input.", content(
         (SubmissionBody = "application/json"),
         (String = "text/plain"),
@@ -64,21 +73,29 @@ pub struct UploadQuery {
         (String = "application/x-ndjson"),
     )),
     responses(
-        (status = 202, description = "Accepted: the job is queued.", body = Accepted,
+        (status = 202, description = "Accepted: the job is queued (or, for a repeated \
+            `Idempotency-Key`, was queued by the first request).", body = Accepted,
             headers(
                 ("Location" = String, description = "The job: `/api/jobs/{id}`."),
                 ("Retry-After" = u64, description = "Seconds before polling is useful."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the answer \
+                    to an earlier request with the same `Idempotency-Key` (absent otherwise)."),
             )),
         (status = 400, description = "Malformed: not valid JSON (`invalid_json`), a field missing \
-            (`missing_field`), not UTF-8 (`invalid_utf8`), a bad query string (`bad_request`).",
+            (`missing_field`), not UTF-8 (`invalid_utf8`), a bad query string (`bad_request`), an \
+            unusable `Idempotency-Key` (`invalid_idempotency_key`).",
             body = ErrorBody),
+        (status = 409, description = "The first request with this `Idempotency-Key` is still \
+            being written (`idempotency_key_in_use`): try again.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
         (status = 413, description = "The body is over the size limit (`payload_too_large`).",
             body = ErrorBody),
         (status = 415, description = "Not one of the accepted content types, or compressed \
             (`unsupported_media_type`).", body = ErrorBody),
         (status = 422, description = "Nothing to analyse (`empty_input`), no usable text column \
-            (`no_text_column`), a broken CSV record (`bad_record`) or an item over the size limit \
-            (`item_too_large`).", body = ErrorBody),
+            (`no_text_column`), a broken CSV record (`bad_record`), an item over the size limit \
+            (`item_too_large`), or an `Idempotency-Key` already used for a different request \
+            (`idempotency_key_reused`).", body = ErrorBody),
         (status = 429, description = "Too many submissions from this client (`rate_limited`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a submission is accepted."))),
@@ -118,18 +135,31 @@ pub async fn create_job(
             if media.is_empty() { "(none)" } else { &media }
         )));
     }
+    let key = IdempotencyKey::from_request(&req)?;
     let body = input::read_body(&req, payload, state.config.http.max_body_bytes, 0).await?;
+    // The request as the key's fingerprint sees it: what the job is made of.
+    let key = key.map(|k| {
+        let request = [media.as_bytes(), req.query_string().as_bytes(), &body];
+        k.claim(
+            idempotency::fingerprint(&request),
+            state.config.limits.idempotency_ttl,
+        )
+    });
     let submission: Submission = match raw_format {
         Some(format) => input::from_raw(body, format, query.into_inner().column, None)?,
         None => input::from_json(&body)?,
     };
-    let id = submit(&state, submission, None).await?;
-    let url = format!("/api/jobs/{id}");
-    Ok(HttpResponse::Accepted()
+    let submitted = submit(&state, submission, None, key).await?;
+    let url = format!("/api/jobs/{}", submitted.id());
+    let mut answer = HttpResponse::Accepted();
+    if let Submitted::Replayed(_) = submitted {
+        answer.insert_header((idempotency::REPLAYED, "true"));
+    }
+    Ok(answer
         .insert_header((header::LOCATION, url.clone()))
         .insert_header((header::RETRY_AFTER, "1"))
         .json(Accepted {
-            id: id.to_string(),
+            id: submitted.id().to_string(),
             status: "queued",
             status_url: url,
         }))
@@ -569,65 +599,7 @@ pub async fn items_jsonl(
     items(state, path, ItemsFormat::Jsonl).await
 }
 
-// Schema-only types: bodies that are not (de)serialised through one type.
-
-/// One document: `{"text": "..."}`. Other fields are ignored.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct TextSubmission {
-    /// The document; it is split into sentences. Must not be blank.
-    text: String,
-}
-
-/// A batch: `{"documents": [{"id": "...", "text": "..."}]}`, one item per document.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct BatchSubmission {
-    /// At least one document must have text that is not blank.
-    documents: Vec<Document>,
-}
-
-/// One document of a batch.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Document {
-    /// The caller's id for the document, echoed in the results (a number is kept as text).
-    #[schema(schema_with = document_id)]
-    id: Option<String>,
-    text: String,
-}
-
-fn document_id() -> Object {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::Array(vec![
-            Type::String,
-            Type::Number,
-            Type::Null,
-        ]))
-        .description(Some(
-            "The caller's id for the document, echoed in the results (a number is kept as text).",
-        ))
-        .build()
-}
-
-/// The JSON body of `POST /api/jobs`: one document or a batch. A body with a `text` field is one
-/// document, whatever else it holds, so both may match: `anyOf`, not `oneOf`.
-pub struct SubmissionBody;
-
-impl utoipa::PartialSchema for SubmissionBody {
-    fn schema() -> RefOr<Schema> {
-        AnyOfBuilder::new()
-            .item(Ref::from_schema_name(TextSubmission::name()))
-            .item(Ref::from_schema_name(BatchSubmission::name()))
-            .description(Some(
-                "One document (`text`) or a batch (`documents`); a body with a `text` field is \
-                 one document, whatever else it holds.",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for SubmissionBody {}
+// Schema-only types: bodies written out by hand (an event, a scored item line).
 
 /// One Server-Sent Event of `GET /api/jobs/{id}/events` (keep-alive comments aside).
 #[derive(ToSchema)]

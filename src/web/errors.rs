@@ -26,6 +26,11 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String },
     #[error("{0}")]
     BadRequest(String),
+    /// A 400 with its own code (a malformed header).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("a request with this Idempotency-Key is still being processed; try again in a moment")]
+    IdempotencyKeyInUse,
     #[error("too many submissions from your address; please try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("no job with this id")]
@@ -51,6 +56,8 @@ impl ApiError {
             ApiError::InvalidUtf8(_) => "invalid_utf8",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Invalid { code, .. } => code,
+            ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -131,7 +138,8 @@ pub struct ErrorBody<'a> {
 pub struct ErrorDetail<'a> {
     /// Stable, e.g. `invalid_json`, `missing_field`, `invalid_utf8`, `empty_input`,
     /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `not_found`,
-    /// `already_final`, `not_succeeded`, `unavailable`, `not_ready`.
+    /// `already_final`, `not_succeeded`, `invalid_idempotency_key`, `idempotency_key_reused`,
+    /// `idempotency_key_in_use`, `unavailable`, `not_ready`.
     pub code: &'a str,
     pub message: &'a str,
 }
@@ -146,12 +154,13 @@ impl ResponseError for ApiError {
             ApiError::InvalidJson(_)
             | ApiError::MissingField(_)
             | ApiError::InvalidUtf8(_)
-            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            | ApiError::BadRequest(_)
+            | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -172,6 +181,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unavailable(_) => {
                 response.insert_header(("Retry-After", RETRY_AFTER_UNAVAILABLE));
+            }
+            ApiError::IdempotencyKeyInUse => {
+                response.insert_header(("Retry-After", "1"));
             }
             ApiError::RateLimited { retry_after_secs } => {
                 response.insert_header(("Retry-After", retry_after_secs.to_string()));

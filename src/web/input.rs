@@ -3,7 +3,9 @@
 
 use actix_web::web;
 use futures_util::StreamExt;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use crate::analysis::input::CsvChunker;
@@ -143,61 +145,169 @@ pub fn from_raw(
     })
 }
 
-/// `{"text": "..."}` or `{"documents": [{"id": "...", "text": "..."}]}`.
-pub fn from_json(body: &[u8]) -> Result<Submission, ApiError> {
-    let text = utf8(body)?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(ApiError::InvalidJson(
-            "the body must be a JSON object with a \"text\" or \"documents\" field".into(),
-        ));
-    };
-    if let Some(t) = map.get("text") {
-        let Value::String(t) = t else {
-            return Err(ApiError::InvalidJson("\"text\" must be a string".into()));
-        };
-        if is_blank(t) {
-            return Err(blank());
-        }
-        return Ok(Submission {
-            format: Format::Text,
-            column: None,
-            title: title_of_text(t),
-            input: t.as_bytes().to_vec(),
-        });
-    }
-    if let Some(docs) = map.get("documents") {
-        return documents(docs);
-    }
-    Err(ApiError::MissingField(
-        "the body needs a \"text\" field (one document) or a \"documents\" field (a batch)".into(),
-    ))
+/// The JSON body of `POST /api/jobs`: one document (`text`) or a batch (`documents`). It is both
+/// what the body is parsed into and its OpenAPI schema, so the two cannot drift. Other fields
+/// are ignored. The field deserializers give the messages of the bad-input table (`null` is
+/// "not a string", not "absent"); what no type can say (neither field, blank text) is checked
+/// by [`SubmissionBody::into_submission`].
+#[derive(Deserialize, ToSchema)]
+#[serde(expecting = "a JSON object with a \"text\" or \"documents\" field")]
+pub struct SubmissionBody {
+    /// One document; it is split into sentences. Must not be blank.
+    #[serde(default, deserialize_with = "some_string")]
+    #[schema(nullable = false)]
+    pub text: Option<String>,
+    /// A batch, one item per document; at least one must have text that is not blank. Not
+    /// together with `text`.
+    #[serde(default, deserialize_with = "some_documents")]
+    #[schema(nullable = false)]
+    pub documents: Option<Vec<Document>>,
 }
 
-/// The `documents` of a batch, each checked, stored as `[{"id", "text"}]`.
-fn documents(docs: &Value) -> Result<Submission, ApiError> {
-    let Value::Array(docs) = docs else {
-        return Err(ApiError::InvalidJson(
-            "\"documents\" must be an array".into(),
-        ));
-    };
-    let out = docs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| document(i, d))
-        .collect::<Result<Vec<Value>, ApiError>>()?;
-    if out.iter().all(|d| {
-        d["text"]
-            .as_str()
+/// One document of a batch.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(expecting = "an object with a \"text\" field")]
+pub struct Document {
+    /// The caller's id for the document, echoed in the results (a number is kept as text).
+    #[serde(default, deserialize_with = "document_id")]
+    #[schema(value_type = Option<DocumentId>)]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "some_string")]
+    #[schema(required = true, nullable = false)]
+    pub text: Option<String>,
+}
+
+/// A document's id as sent: a string or a number (kept as text).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(description = "A string or a number (kept as text).")]
+pub enum DocumentId {
+    #[schema(title = "string")]
+    Text(String),
+    #[schema(title = "number")]
+    Number(f64),
+}
+
+impl SubmissionBody {
+    /// Parse a JSON body: invalid UTF-8, invalid JSON and fields of the wrong type are refused
+    /// with the field's path (`documents[2].text: must be a string`).
+    pub fn parse(body: &[u8]) -> Result<SubmissionBody, ApiError> {
+        let text = utf8(body)?;
+        // serde_json limits the nesting of what it parses into values, not of the fields it
+        // skips; a body nested absurdly deep is refused either way.
+        if nests_deeper_than(body, MAX_JSON_DEPTH) {
+            return Err(ApiError::InvalidJson(format!(
+                "the body is not valid JSON: it nests deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        let mut json = serde_json::Deserializer::from_str(text);
+        let parsed: SubmissionBody =
+            serde_path_to_error::deserialize(&mut json).map_err(json_error)?;
+        json.end()
+            .map_err(|e| ApiError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
+        Ok(parsed)
+    }
+
+    /// The checked input: one document or a batch, not blank.
+    pub fn into_submission(self) -> Result<Submission, ApiError> {
+        match (self.text, self.documents) {
+            (Some(text), None) => {
+                if is_blank(&text) {
+                    return Err(blank());
+                }
+                Ok(Submission {
+                    format: Format::Text,
+                    column: None,
+                    title: title_of_text(&text),
+                    input: text.into_bytes(),
+                })
+            }
+            (None, Some(docs)) => documents(docs),
+            (Some(_), Some(_)) => Err(ApiError::InvalidJson(
+                "send either \"text\" (one document) or \"documents\" (a batch), not both".into(),
+            )),
+            (None, None) => Err(ApiError::MissingField(
+                "the body needs a \"text\" field (one document) or a \"documents\" field (a batch)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// The deepest nesting of arrays and objects a JSON body may have (serde_json's own limit for
+/// values).
+const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether the arrays and objects of `json` nest deeper than `max` (brackets inside strings do
+/// not count). Strings are skipped with `memchr`, so a large text costs little.
+fn nests_deeper_than(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut at) = (0usize, 0usize);
+    while at < json.len() {
+        match json[at] {
+            b'"' => {
+                // To the closing quote: the next quote not escaped by a backslash.
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &json[at + 1..]) {
+                        Some(i) if json[at + 1 + i] == b'\\' => at += i + 2,
+                        Some(i) => {
+                            at += i + 1;
+                            break;
+                        }
+                        None => return false,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    false
+}
+
+/// A JSON submission, parsed and checked.
+pub fn from_json(body: &[u8]) -> Result<Submission, ApiError> {
+    SubmissionBody::parse(body)?.into_submission()
+}
+
+/// A JSON error as the client should read it: where in the body, and what is wrong.
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data if path != "." => {
+            ApiError::InvalidJson(format!("{path}: {inner}"))
+        }
+        serde_json::error::Category::Data => ApiError::InvalidJson(format!("the body is {inner}")),
+        _ => ApiError::InvalidJson(format!("the body is not valid JSON: {inner}")),
+    }
+}
+
+/// A batch, checked (every document has a `text`, not all are blank) and stored as
+/// `[{"id", "text"}]`.
+fn documents(docs: Vec<Document>) -> Result<Submission, ApiError> {
+    if let Some(i) = docs.iter().position(|d| d.text.is_none()) {
+        return Err(ApiError::MissingField(format!(
+            "documents[{i}] has no \"text\" field"
+        )));
+    }
+    if docs.iter().all(|d| {
+        d.text
+            .as_deref()
             .is_none_or(|t| pytext::strip(t).is_empty())
     }) {
         return Err(ApiError::EmptyInput(
             "nothing to analyse: the documents have no text".into(),
         ));
     }
-    let n = out.len();
-    let input = serde_json::to_vec(&out).map_err(ApiError::unexpected)?;
+    let n = docs.len();
+    let input = serde_json::to_vec(&docs).map_err(ApiError::unexpected)?;
     Ok(Submission {
         format: Format::Documents,
         column: None,
@@ -206,40 +316,43 @@ fn documents(docs: &Value) -> Result<Submission, ApiError> {
     })
 }
 
-/// Document `i` of a batch: an object with a string `text` and an optional string or number
-/// `id`.
-fn document(i: usize, d: &Value) -> Result<Value, ApiError> {
-    let Some(obj) = d.as_object() else {
-        return Err(ApiError::InvalidJson(format!(
-            "documents[{i}] must be an object with a \"text\" field"
-        )));
-    };
-    let text = match obj.get("text") {
-        Some(Value::String(s)) => s,
-        Some(_) => {
-            return Err(ApiError::InvalidJson(format!(
-                "documents[{i}].text must be a string"
-            )));
-        }
-        None => {
-            return Err(ApiError::MissingField(format!(
-                "documents[{i}] has no \"text\" field"
-            )));
-        }
-    };
-    let id = match obj.get("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(_) => {
-            return Err(ApiError::InvalidJson(format!(
-                "documents[{i}].id must be a string or a number"
-            )));
-        }
-    };
-    Ok(serde_json::json!({"id": id, "text": text}))
+/// A present field must be a string (`null` included: it is not "absent").
+fn some_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(serde::de::Error::custom("must be a string")),
+    }
 }
 
+fn some_documents<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Document>>, D::Error> {
+    struct Documents;
+    impl<'de> serde::de::Visitor<'de> for Documents {
+        type Value = Vec<Document>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of documents")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut docs = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(doc) = seq.next_element()? {
+                docs.push(doc);
+            }
+            Ok(docs)
+        }
+    }
+    d.deserialize_any(Documents).map(Some)
+}
+
+fn document_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        _ => Err(serde::de::Error::custom("must be a string or a number")),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +391,15 @@ mod tests {
                 .code(),
             "invalid_json"
         );
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_only() {
+        assert!(!nests_deeper_than(br#"{"a": [[1]]}"#, 3));
+        assert!(nests_deeper_than(br#"{"a": [[[1]]]}"#, 3));
+        assert!(!nests_deeper_than(br#"{"text": "[[[[[[\"{{{{"}"#, 1));
+        assert!(nests_deeper_than(br#"{"t": "\\", "a": [[1]]}"#, 2));
+        assert!(!nests_deeper_than(br#"{"unterminated": "[[[["#, 1));
     }
 
     #[test]

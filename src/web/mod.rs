@@ -5,6 +5,7 @@ pub mod api;
 pub mod charts;
 pub mod csrf;
 pub mod errors;
+pub mod idempotency;
 pub mod input;
 pub mod openapi;
 pub mod pages;
@@ -18,7 +19,9 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::db::Db;
 use crate::deps::Deps;
+use crate::jobs::idempotency::KeyClaim;
 use crate::jobs::model::{Cancel, JobRow, NewJob};
+use crate::jobs::submitter as store;
 use errors::ApiError;
 use input::Submission;
 
@@ -37,13 +40,31 @@ impl AppState {
     }
 }
 
+/// What a submission answers: a new job, or the job an earlier request with the same
+/// idempotency key made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    Created(Uuid),
+    Replayed(Uuid),
+}
+
+impl Submitted {
+    pub fn id(self) -> Uuid {
+        match self {
+            Submitted::Created(id) | Submitted::Replayed(id) => id,
+        }
+    }
+}
+
 /// Write the job row and its queue entry, together with the submissions that arrive at the same
-/// time ([`crate::jobs::submitter`]).
+/// time ([`crate::jobs::submitter`]); with an idempotency `key`, only if no live job holds it
+/// (the one that does is answered instead, if its request was the same).
 pub async fn submit(
     state: &AppState,
     submission: Submission,
     visitor: Option<String>,
-) -> Result<Uuid, ApiError> {
+    key: Option<KeyClaim>,
+) -> Result<Submitted, ApiError> {
     let job = NewJob {
         id: Uuid::new_v4(),
         visitor,
@@ -52,17 +73,43 @@ pub async fn submit(
         column: submission.column,
         title: submission.title,
         input: submission.input,
+        idempotency: key,
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
-    state.deps.store.submit(job).await?;
-    state
-        .deps
-        .metrics
-        .jobs_submitted
-        .with_label_values(&[queue.as_str()])
-        .inc();
-    tracing::info!(job_id = %id, queue = queue.as_str(), input_bytes, format = format.as_str(), "job queued");
-    Ok(id)
+    let key = job.idempotency.clone();
+    match (state.deps.store.submit(job).await?, key) {
+        (store::Submitted::KeyTaken, Some(key)) => replay(state, &key).await,
+        _ => {
+            let metrics = &state.deps.metrics;
+            metrics
+                .jobs_submitted
+                .with_label_values(&[queue.as_str()])
+                .inc();
+            tracing::info!(job_id = %id, queue = queue.as_str(), input_bytes, format = format.as_str(), "job queued");
+            Ok(Submitted::Created(id))
+        }
+    }
+}
+
+/// The answer to a request whose idempotency key a live job holds.
+async fn replay(state: &AppState, key: &KeyClaim) -> Result<Submitted, ApiError> {
+    let Some(record) = state.deps.store.idempotency_record(&key.scope_key).await? else {
+        // Its first request's job failed to be written (or the key expired this instant).
+        return Err(ApiError::IdempotencyKeyInUse);
+    };
+    if record.fingerprint != key.fingerprint {
+        return Err(ApiError::Unprocessable {
+            code: "idempotency_key_reused",
+            message: format!(
+                "this Idempotency-Key was used for a different request (job {}); send a new key \
+                 with a new request",
+                record.job_id
+            ),
+        });
+    }
+    let id = Uuid::parse_str(&record.job_id).map_err(ApiError::unexpected)?;
+    tracing::info!(job_id = %id, "submission replayed for its idempotency key");
+    Ok(Submitted::Replayed(id))
 }
 
 /// Cancel a job (the API, the status page and the dashboard alike): the store cancels it, then

@@ -13,10 +13,9 @@ use std::sync::LazyLock;
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
-use super::api::{
-    self, BatchSubmission, Document, Item, StatusEvent, SubmissionBody, TextSubmission,
-};
+use super::api::{self, Item, StatusEvent};
 use super::errors::{ErrorBody, ErrorDetail};
+use super::input::{Document, DocumentId, SubmissionBody};
 use crate::analysis::report::{Highlight, LabelCounts};
 use crate::analysis::{Format, Report};
 use crate::jobs::model::{JobView, Progress, Status};
@@ -43,10 +42,9 @@ use crate::jobs::queue::QueueName;
         openapi_json,
     ),
     components(schemas(
-        TextSubmission,
-        BatchSubmission,
-        Document,
         SubmissionBody,
+        Document,
+        DocumentId,
         api::Accepted,
         JobView,
         StatusEvent,
@@ -74,9 +72,13 @@ pub static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
         .expect("the document serialises")
 });
 
-/// Every response header the document declares is one the API always sends with that response;
-/// utoipa's attributes cannot say so, hence this pass marking them all `required`.
+/// Every response header the document declares is one the API always sends with that response,
+/// but for those of [`OPTIONAL_HEADERS`]; utoipa's attributes cannot say so, hence this pass
+/// marking the others `required`.
 struct RequiredHeaders;
+
+/// Response headers sent only with some answers of their status (a replayed submission).
+const OPTIONAL_HEADERS: &[&str] = &["Idempotent-Replayed"];
 
 impl Modify for RequiredHeaders {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -92,7 +94,10 @@ impl Modify for RequiredHeaders {
                     let RefOr::T(response) = response else {
                         continue;
                     };
-                    for header in response.headers.values_mut() {
+                    for (name, header) in response.headers.iter_mut() {
+                        if OPTIONAL_HEADERS.contains(&name.as_str()) {
+                            continue;
+                        }
                         if let RefOr::T(header) = header {
                             header
                                 .extensions

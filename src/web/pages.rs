@@ -12,7 +12,7 @@ use super::charts::{self, Arc as ArcChart, Histogram};
 use super::errors::ApiError;
 use super::input::{self, Submission};
 use super::respond::{self, html, media_type};
-use super::{AppState, csrf, parse_id, submit};
+use super::{AppState, csrf, idempotency, parse_id, submit};
 use crate::analysis::{Format, Report};
 use crate::jobs::model::{self, JobRow, Status};
 
@@ -58,6 +58,8 @@ pub struct RecentJob {
 #[template(path = "index.html")]
 struct IndexPage {
     csrf: String,
+    /// The one-time token of this form ([`idempotency::form_claim`]).
+    submission: String,
     recent: Vec<RecentJob>,
     error: Option<String>,
     text: String,
@@ -143,6 +145,7 @@ async fn index_page(
         status,
         IndexPage {
             csrf,
+            submission: uuid::Uuid::new_v4().to_string(),
             recent,
             error,
             text,
@@ -194,8 +197,25 @@ pub async fn create(
     let (visitor, cookie) = visitor(&req);
     let result = match sub {
         // Checked after the form was read, so a refused person gets their text back.
-        Ok(sub) => match state.submit_limit.check(&req) {
-            Ok(()) => submit(&state, sub, Some(visitor.clone())).await,
+        Ok((sub, token)) => match state.submit_limit.check(&req) {
+            Ok(()) => {
+                let claim = token.and_then(|t| {
+                    let column = sub.column.as_deref().unwrap_or_default();
+                    let request = [
+                        sub.format.as_str().as_bytes(),
+                        column.as_bytes(),
+                        &sub.input,
+                    ];
+                    idempotency::form_claim(
+                        &t,
+                        idempotency::fingerprint(&request),
+                        state.config.limits.idempotency_ttl,
+                    )
+                });
+                submit(&state, sub, Some(visitor.clone()), claim)
+                    .await
+                    .map(|s| s.id())
+            }
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -288,13 +308,13 @@ async fn read_form(
     mut payload: web::Payload,
     state: &AppState,
     kept: &mut String,
-) -> Result<Submission, FormError> {
+) -> Result<(Submission, Option<String>), FormError> {
     let limit = state.config.http.max_body_bytes;
     refuse_cross_site(req, &mut payload, input::form_drain_limit(limit))
         .await
         .map_err(FormError::Forged)?;
     let ct = media_type(req);
-    let (text, file, column) = if ct.starts_with("application/x-www-form-urlencoded") {
+    let (text, file, column, token) = if ct.starts_with("application/x-www-form-urlencoded") {
         let body = input::read_body(req, payload, limit, input::form_drain_limit(limit)).await?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| ApiError::InvalidUtf8("the text is not valid UTF-8 text".into()))?;
@@ -305,6 +325,7 @@ async fn read_form(
             get("text").unwrap_or_default().into_bytes(),
             None,
             get("column"),
+            get(idempotency::FORM_FIELD),
         )
     } else if ct.starts_with("multipart/form-data") {
         read_multipart(req, payload, limit).await?
@@ -319,17 +340,24 @@ async fn read_form(
     {
         *kept = t.to_owned();
     }
-    Ok(match file {
+    let submission = match file {
         Some((name, bytes)) if !bytes.is_empty() => {
             let format = Format::from_file_name(&name);
             let title = if name.is_empty() { None } else { Some(name) };
             input::from_raw(bytes, format, column, title)
         }
         _ => input::from_raw(text, Format::Text, None, None),
-    }?)
+    }?;
+    Ok((submission, token))
 }
 
-type FormParts = (Vec<u8>, Option<(String, Vec<u8>)>, Option<String>);
+/// The text, the file (name and bytes), the CSV column and the one-time submission token.
+type FormParts = (
+    Vec<u8>,
+    Option<(String, Vec<u8>)>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Read and drop the rest of a refused multipart body (up to `drain_limit` bytes in all, `seen`
 /// of them already read) so the browser gets the page instead of a reset connection. `field` is
@@ -371,7 +399,7 @@ async fn read_multipart(
     refuse_declared_oversize(req, &mut payload, limit, drain_limit).await?;
     let mut mp = Multipart::new(req.headers(), payload);
     let (mut total, mut token_checked) = (0usize, false);
-    let (mut text, mut file, mut column) = (Vec::new(), None, None);
+    let (mut text, mut file, mut column, mut token) = (Vec::new(), None, None, None);
     while let Some(field) = mp.next().await {
         let mut field = field.map_err(unreadable_form)?;
         let name = field.name().unwrap_or("").to_owned();
@@ -403,6 +431,7 @@ async fn read_multipart(
                         ApiError::InvalidUtf8("the column name is not UTF-8".into())
                     })?)
             }
+            idempotency::FORM_FIELD => token = String::from_utf8(buf).ok(),
             _ => {}
         }
     }
@@ -410,7 +439,7 @@ async fn read_multipart(
         // No part at all, so no token either.
         return Err(FormError::Forged(csrf::Rejection::NoToken));
     }
-    Ok((text, file, column))
+    Ok((text, file, column, token))
 }
 
 fn unreadable_form(e: impl std::fmt::Display) -> ApiError {

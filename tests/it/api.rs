@@ -1153,6 +1153,18 @@ async fn real_responses_conform_to_the_openapi_document() {
         429
     );
 
+    // A repeated Idempotency-Key: the first answer again, or 422 for another request.
+    let keyed = |text: &str| {
+        let request = queued.client.post(queued.url("/api/jobs"));
+        let request = request.header("Idempotency-Key", "conformance");
+        let request = request.json(&json!({ "text": text })).send();
+        async move { request.await.unwrap() }
+    };
+    let first = check!("post", "/api/jobs", keyed("Once."), 202);
+    let replayed = check!("post", "/api/jobs", keyed("Once."), 202);
+    assert_eq!(first, replayed);
+    check!("post", "/api/jobs", keyed("Twice."), 422);
+
     // A queued job: status, 304, downloads refused, cancel, cancel again.
     let job = format!("/api/jobs/{id}");
     check!("get", "/api/jobs/{id}", get(&queued, &job), 200);

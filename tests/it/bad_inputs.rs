@@ -359,6 +359,34 @@ fn table(unknown: &str) -> Vec<Case> {
         json("text nested 200 arrays deep", deep_text).expect(400, "invalid_json"),
         json("an ignored field nested 10,000 deep", deep).expect(400, "invalid_json"),
         json("10,000 unclosed brackets", "[".repeat(10_000)).expect(400, "invalid_json"),
+        json(
+            "both text and documents",
+            r#"{"text": "hi", "documents": [{"text": "ho"}]}"#,
+        )
+        .expect(400, "invalid_json"),
+        // --- Idempotency keys that cannot be used (checked before the body is read).
+        json("an empty Idempotency-Key", r#"{"text": "hello"}"#)
+            .header("idempotency-key", "")
+            .expect(400, "invalid_idempotency_key"),
+        json(
+            "an Idempotency-Key of 256 characters",
+            r#"{"text": "hello"}"#,
+        )
+        .header("idempotency-key", "k".repeat(256))
+        .expect(400, "invalid_idempotency_key"),
+        json(
+            "an Idempotency-Key that is not ASCII",
+            r#"{"text": "hello"}"#,
+        )
+        .header("idempotency-key", "clé".as_bytes())
+        .expect(400, "invalid_idempotency_key"),
+        json("an Idempotency-Key with a tab", r#"{"text": "hello"}"#)
+            .header("idempotency-key", "a\tb")
+            .expect(400, "invalid_idempotency_key"),
+        json("two Idempotency-Key headers", r#"{"text": "hello"}"#)
+            .header("idempotency-key", "one")
+            .header("idempotency-key", "two")
+            .expect(400, "invalid_idempotency_key"),
         // --- Missing fields.
         json("an empty object", "{}").expect(400, "missing_field"),
         json("a misspelt field", r#"{"txt": "hello"}"#).expect(400, "missing_field"),

@@ -10,6 +10,7 @@ mod api;
 mod bad_inputs;
 mod browser;
 mod cli;
+mod idempotency;
 mod pages;
 mod parity;
 mod parsers_never_panic;

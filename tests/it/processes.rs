@@ -985,3 +985,38 @@ async fn serve_drains_after(signal: &str) {
         secs(t0.elapsed())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_identical_keyed_requests_to_two_web_processes_make_one_job() {
+    let _one = HEAVY.lock().await;
+    let scratch = Scratch::new("idempotency_two_webs");
+    let db = FreshDatabase::create().await;
+    let ns = Namespace::new(&procs::shared_redis_url());
+    let env = deployment(&db.url, &ns.redis_url, &ns.name);
+    procs::migrate(&scratch, &env);
+    let web1 = Sentiq::serve(&scratch, "web1", &env).await;
+    let web2 = Sentiq::serve(&scratch, "web2", &env).await;
+    let urls = [web1.url("/api/jobs"), web2.url("/api/jobs")];
+    let body = json!({"text": "Exactly one job, whichever process answers."});
+    let answers = crate::idempotency::same_request_at_once(&urls, "two-webs-1", &body, 50).await;
+    let id = crate::idempotency::assert_one_job(&answers);
+    let pg = pool(&db.url).await;
+    let rows: Vec<String> = sqlx::query_scalar("SELECT id FROM sentiq_jobs")
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![id.clone()], "one row, the answered one");
+    // And one queue entry: the worker runs it once.
+    let _worker = Sentiq::worker(&scratch, "worker", &[], &env).await;
+    let within = Duration::from_secs(30);
+    let job = wait_job(&client(), &web2, &id, within, "final", is_final).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let paths = paths(&pg).await;
+    assert_eq!(
+        paths.get(&id),
+        Some(&vec![
+            step("queued", "running", 1),
+            step("running", "succeeded", 1)
+        ])
+    );
+}

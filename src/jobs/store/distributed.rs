@@ -65,7 +65,7 @@ impl Distributed {
         &self.redis
     }
 
-    pub(super) async fn write_new(&self, jobs: &[&NewJob]) -> Result<(), StoreError> {
+    pub(super) async fn write_new(&self, jobs: &[&NewJob]) -> Result<Vec<bool>, StoreError> {
         Ok(model::create_many(&self.db, jobs).await?)
     }
 

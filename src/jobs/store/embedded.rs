@@ -43,15 +43,15 @@ impl Embedded {
         &self.pool
     }
 
-    pub(super) async fn write_new(&self, jobs: &[&NewJob]) -> Result<(), StoreError> {
+    pub(super) async fn write_new(&self, jobs: &[&NewJob]) -> Result<Vec<bool>, StoreError> {
         let _write = crate::db::write_permit().await;
         let mut tx = self.pool.begin().await?;
-        model::insert_many(&mut tx, jobs).await?;
-        for job in jobs {
+        let fresh = model::insert_new_in(&mut tx, jobs).await?;
+        for (job, _) in jobs.iter().zip(&fresh).filter(|(_, f)| **f) {
             enqueue(&mut tx, job.queue, &job.id.to_string(), None).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(fresh)
     }
 
     pub(super) async fn announce_new(&self, jobs: &[&NewJob]) {

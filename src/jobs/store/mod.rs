@@ -27,9 +27,10 @@ pub use distributed::Distributed;
 pub use embedded::Embedded;
 
 use super::events::JobEvents;
+use super::idempotency::{self, KeyRecord};
 use super::model::{self, Cancel, Claimed, Finish, ItemRow, JobRow, NewJob, StaleJob};
 use super::queue::{QueueError, QueueName, RedisQueue, Wakers};
-use super::submitter::Submitter;
+use super::submitter::{Submitted, Submitter};
 use crate::db::Db;
 
 /// Why a store operation failed: the database, or the queue. Neither hides inside the other,
@@ -147,9 +148,23 @@ impl JobStore {
     /// Write a new job: row, input and queue entry, group-committed with the submissions that
     /// arrive at the same time ([`crate::jobs::submitter`]). Returns once they are committed
     /// (and, with Redis, once the push has been answered or has failed: a lost push is the
-    /// reconciler's).
-    pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
+    /// reconciler's). A job whose idempotency key another job holds is not written
+    /// ([`Submitted::KeyTaken`]); [`JobStore::idempotency_record`] then says which job that is.
+    pub async fn submit(&self, job: NewJob) -> Result<Submitted, StoreError> {
         self.submitter.submit(job).await
+    }
+
+    /// The live record of an idempotency key (`scope_key` as in [`KeyClaim`]).
+    pub async fn idempotency_record(
+        &self,
+        scope_key: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(idempotency::record(self.db(), scope_key).await?)
+    }
+
+    /// Forget up to `limit` expired idempotency keys. Returns how many.
+    pub async fn prune_idempotency_keys(&self, limit: i64) -> Result<u64, StoreError> {
+        Ok(idempotency::prune(self.db(), limit).await?)
     }
 
     /// `queued → running` for one delivery of job `id`, with its input (a large input may be
@@ -312,8 +327,9 @@ impl JobStore {
 
 impl Topology {
     /// Write new jobs (rows, inputs and, on the embedded queue, their entries) in one
-    /// transaction.
-    pub(crate) async fn write_new(&self, jobs: &[&NewJob]) -> Result<(), StoreError> {
+    /// transaction, each only if it can claim its idempotency key. One flag per job: written,
+    /// or its key is held by another job.
+    pub(crate) async fn write_new(&self, jobs: &[&NewJob]) -> Result<Vec<bool>, StoreError> {
         on_topology!(self, |s| s.write_new(jobs).await)
     }
 
