@@ -204,6 +204,15 @@ pub const SUBMIT_BURST: Var = Var {
     help: "Submissions a client may make at once before the per-minute rate applies",
 };
 
+pub const MAX_WAITERS: Var = Var {
+    name: "MAX_WAITERS",
+    flag: "max-waiters",
+    default: Some("10000"),
+    value_name: "N",
+    help: "Requests that may wait at once (Prefer: wait) per web process; past it a long-poll \
+         gets 503 and a submission answers 202 at once",
+};
+
 pub const ADMIN_TOKEN: Var = Var {
     name: "ADMIN_TOKEN",
     flag: "admin-token",
@@ -255,7 +264,7 @@ pub const SECTIONS: &[Section] = &[
     },
     Section {
         heading: "Limits",
-        vars: &[&SUBMIT_RATE_PER_MINUTE, &SUBMIT_BURST],
+        vars: &[&SUBMIT_RATE_PER_MINUTE, &SUBMIT_BURST, &MAX_WAITERS],
     },
     Section {
         heading: "Security",
@@ -392,6 +401,9 @@ pub struct LimitsConfig {
     pub submit_rate_per_minute: u32,
     /// Submissions a client may make at once before the per-minute rate applies.
     pub submit_burst: u32,
+    /// Requests of one web process that may wait at once for a job (`Prefer: wait`): each holds
+    /// a connection and a little memory, so their number has a cap.
+    pub max_waiters: usize,
 }
 
 /// Who may see what.
@@ -595,6 +607,7 @@ impl LimitsConfig {
         Ok(LimitsConfig {
             submit_rate_per_minute: r.required(&SUBMIT_RATE_PER_MINUTE)?,
             submit_burst: r.required::<u32>(&SUBMIT_BURST)?.max(1),
+            max_waiters: r.required(&MAX_WAITERS)?,
         })
     }
 }

@@ -160,6 +160,7 @@ const CASES: &[Case] = &[
         c.limits.submit_rate_per_minute == 0
     }),
     (&[("SUBMIT_BURST", "0")], |c| c.limits.submit_burst == 1),
+    (&[("MAX_WAITERS", "0")], |c| c.limits.max_waiters == 0),
     (&[("ADMIN_TOKEN", " s3cret ")], |c| {
         c.security.admin_token.as_ref().map(Secret::expose) == Some("s3cret")
     }),

@@ -74,9 +74,14 @@ pub static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
         .expect("the document serialises")
 });
 
-/// Every response header the document declares is one the API always sends with that response;
-/// utoipa's attributes cannot say so, hence this pass marking them all `required`.
+/// Every response header the document declares is one the API always sends with that response,
+/// but for [`OPTIONAL_HEADERS`]; utoipa's attributes cannot say so, hence this pass marking the
+/// others `required`.
 struct RequiredHeaders;
+
+/// Response headers sent only when their description says: `Preference-Applied` names a
+/// preference of the request that was applied.
+const OPTIONAL_HEADERS: &[&str] = &["Preference-Applied"];
 
 impl Modify for RequiredHeaders {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -92,7 +97,10 @@ impl Modify for RequiredHeaders {
                     let RefOr::T(response) = response else {
                         continue;
                     };
-                    for header in response.headers.values_mut() {
+                    for (name, header) in response.headers.iter_mut() {
+                        if OPTIONAL_HEADERS.contains(&name.as_str()) {
+                            continue;
+                        }
                         if let RefOr::T(header) = header {
                             header
                                 .extensions
