@@ -41,9 +41,11 @@ pub const MAX_WAIT_SECS: u64 = 25;
 /// The response header naming the preference applied.
 pub const PREFERENCE_APPLIED: &str = "Preference-Applied";
 
-/// How often a follower re-reads the row when no change signal came: often when signals only
-/// reach it from this process (a separate worker process on the embedded queue would otherwise
-/// go unseen), rarely when they come from every process (Redis).
+/// How often a follower re-reads the row when no change signal came: often when the jobs run in
+/// another process whose signals cannot reach this one (a separate worker on the embedded
+/// queue), rarely when every change signals this process: with Redis, or when this process
+/// runs the jobs itself (the embedded default). A thousand followers re-reading every 250 ms
+/// cost a SQLite web process a good part of a core; every 10 s, nothing to speak of.
 const POLL_LOCAL: Duration = Duration::from_millis(250);
 const POLL_SIGNALLED: Duration = Duration::from_secs(10);
 
@@ -206,11 +208,12 @@ impl Follower {
     /// between now and the next [`Follower::read`] is never missed.
     pub fn new(state: &AppState, id: &str) -> Follower {
         let store = &state.deps.store;
+        let signalled = store.events_cross_processes() || state.config.worker.run_in_process;
         Follower {
             db: state.db().clone(),
             id: id.to_owned(),
             watch: store.events().watch(id),
-            poll: if store.events_cross_processes() {
+            poll: if signalled {
                 POLL_SIGNALLED
             } else {
                 POLL_LOCAL
