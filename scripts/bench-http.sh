@@ -15,18 +15,8 @@ DURATION="${DURATION:-10}"
 JOBS="${JOBS:-200}"
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 
-[[ -n "${NO_BUILD:-}" ]] || cargo build --release --quiet
-BIN="${BIN:-target/release/sentiq}"
-WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ADDR="127.0.0.1:$PORT"
-cleanup() { [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-PORT=$PORT DATABASE_URL="sqlite://$WORK/bench.db?mode=rwc" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0 "$BIN" serve > "$WORK/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 100); do curl -fs "http://$ADDR/healthz" >/dev/null && break; sleep 0.1; done
-curl -fs "http://$ADDR/healthz" >/dev/null || { cat "$WORK/server.log"; exit 1; }
+# shellcheck source=scripts/embedded-serve.sh
+source scripts/embedded-serve.sh
 
 echo "sentiq $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%FT%TZ)"
 

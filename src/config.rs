@@ -212,6 +212,14 @@ pub const IDEMPOTENCY_TTL: Var = Var {
     help: "Seconds a submission's Idempotency-Key (or the form's token) gives the first answer \
          again",
 };
+pub const MAX_WAITERS: Var = Var {
+    name: "MAX_WAITERS",
+    flag: "max-waiters",
+    default: Some("10000"),
+    value_name: "N",
+    help: "Requests that may wait at once (Prefer: wait) per web process; past it a long-poll \
+         gets 503 and a submission answers 202 at once",
+};
 
 pub const ADMIN_TOKEN: Var = Var {
     name: "ADMIN_TOKEN",
@@ -264,7 +272,12 @@ pub const SECTIONS: &[Section] = &[
     },
     Section {
         heading: "Limits",
-        vars: &[&SUBMIT_RATE_PER_MINUTE, &SUBMIT_BURST, &IDEMPOTENCY_TTL],
+        vars: &[
+            &SUBMIT_RATE_PER_MINUTE,
+            &SUBMIT_BURST,
+            &IDEMPOTENCY_TTL,
+            &MAX_WAITERS,
+        ],
     },
     Section {
         heading: "Security",
@@ -403,6 +416,9 @@ pub struct LimitsConfig {
     pub submit_burst: u32,
     /// How long an idempotency key gives the first answer again.
     pub idempotency_ttl: Duration,
+    /// Requests of one web process that may wait at once for a job (`Prefer: wait`): each holds
+    /// a connection and a little memory, so their number has a cap.
+    pub max_waiters: usize,
 }
 
 /// Who may see what.
@@ -607,6 +623,7 @@ impl LimitsConfig {
             submit_rate_per_minute: r.required(&SUBMIT_RATE_PER_MINUTE)?,
             submit_burst: r.required::<u32>(&SUBMIT_BURST)?.max(1),
             idempotency_ttl: Duration::from_secs(r.required::<u64>(&IDEMPOTENCY_TTL)?.max(1)),
+            max_waiters: r.required(&MAX_WAITERS)?,
         })
     }
 }

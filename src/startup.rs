@@ -20,6 +20,7 @@ use crate::deps::Deps;
 use crate::jobs::queue::{QueueName, RedisQueue};
 use crate::jobs::store::JobStore;
 use crate::jobs::worker;
+use crate::web::wait::Waiters;
 use crate::web::{AppState, routes};
 
 /// How long shutdown waits for running jobs before giving up (within Heroku's 30 s).
@@ -68,6 +69,7 @@ pub struct Application {
     server: Server,
     config: Config,
     deps: Deps,
+    waiters: Arc<Waiters>,
 }
 
 impl Application {
@@ -84,8 +86,10 @@ impl Application {
         let deps = open(&config, config.database.max_connections, Plans::Cached).await?;
         let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
         let port = listener.local_addr()?.port();
+        let waiters = Arc::new(Waiters::new(config.limits.max_waiters));
         let state = web::Data::new(AppState {
             submit_limit: Arc::new(crate::web::rate_limit::SubmitLimit::new(&config)),
+            waiters: waiters.clone(),
             config: config.clone(),
             deps: deps.clone(),
         });
@@ -113,6 +117,7 @@ impl Application {
             server,
             config,
             deps,
+            waiters,
         })
     }
 
@@ -133,11 +138,14 @@ impl Application {
     /// [`SHUTDOWN_GRACE`]), stop fetching jobs and let running ones finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let waiters = self.waiters.clone();
         let signals = tokio::spawn(async move {
             if shutdown_signal().await.is_ok() {
                 tracing::info!(
                     "stop signal received: no new connections, draining requests in flight"
                 );
+                // Waiting requests answer now rather than hold up the drain.
+                waiters.stop();
                 handle.stop(true).await;
             }
         });

@@ -166,6 +166,7 @@ const CASES: &[Case] = &[
     (&[("IDEMPOTENCY_TTL", "0")], |c| {
         c.limits.idempotency_ttl == Duration::from_secs(1)
     }),
+    (&[("MAX_WAITERS", "0")], |c| c.limits.max_waiters == 0),
     (&[("ADMIN_TOKEN", " s3cret ")], |c| {
         c.security.admin_token.as_ref().map(Secret::expose) == Some("s3cret")
     }),

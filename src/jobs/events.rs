@@ -23,10 +23,20 @@ use super::queue::RedisQueue;
 /// Most job ids in one published message.
 const MAX_IDS_PER_MESSAGE: usize = 512;
 
+/// The jobs this process's streams and waiting requests follow, each by the sender its
+/// watches hold; an entry whose watches are all gone is swept out on a later [`JobEvents::watch`].
+#[derive(Debug, Default)]
+struct Watchers {
+    by_job: HashMap<String, Weak<watch::Sender<u64>>>,
+    /// Entries left after the last sweep: the next sweep waits until there are twice as many,
+    /// so sweeping costs O(1) per watch however many jobs are followed.
+    after_sweep: usize,
+}
+
 /// Signals of job changes, local and (with Redis) across processes.
 #[derive(Clone, Debug, Default)]
 pub struct JobEvents {
-    watchers: Arc<Mutex<HashMap<String, Weak<watch::Sender<u64>>>>>,
+    watchers: Arc<Mutex<Watchers>>,
     redis: Option<RedisQueue>,
     /// The publisher task's inbox (with Redis).
     outbox: Option<mpsc::UnboundedSender<String>>,
@@ -68,7 +78,7 @@ impl JobEvents {
     fn wake_local(&self, job_id: &str) {
         let sender = {
             let watchers = self.watchers.lock().expect("watchers");
-            watchers.get(job_id).and_then(Weak::upgrade)
+            watchers.by_job.get(job_id).and_then(Weak::upgrade)
         };
         if let Some(s) = sender {
             s.send_modify(|n| *n = n.wrapping_add(1));
@@ -79,12 +89,17 @@ impl JobEvents {
     /// so a change between a read of the row and the next wait is never missed.
     pub fn watch(&self, job_id: &str) -> Watch {
         let mut watchers = self.watchers.lock().expect("watchers");
-        watchers.retain(|_, w| w.strong_count() > 0);
-        let sender = match watchers.get(job_id).and_then(Weak::upgrade) {
+        if watchers.by_job.len() >= 2 * watchers.after_sweep.max(32) {
+            watchers.by_job.retain(|_, w| w.strong_count() > 0);
+            watchers.after_sweep = watchers.by_job.len();
+        }
+        let sender = match watchers.by_job.get(job_id).and_then(Weak::upgrade) {
             Some(s) => s,
             None => {
                 let s = Arc::new(watch::channel(0u64).0);
-                watchers.insert(job_id.to_owned(), Arc::downgrade(&s));
+                watchers
+                    .by_job
+                    .insert(job_id.to_owned(), Arc::downgrade(&s));
                 s
             }
         };
@@ -191,5 +206,24 @@ impl Watch {
     pub async fn changed(&mut self) {
         // The sender lives in `self`, so this never fails.
         let _ = self.receiver.changed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_jobs_no_longer_watched_are_swept_out_and_watched_ones_still_signal() {
+        let events = JobEvents::default();
+        let mut kept = events.watch("kept");
+        for i in 0..10_000 {
+            drop(events.watch(&format!("job-{i}")));
+        }
+        let entries = events.watchers.lock().unwrap().by_job.len();
+        assert!(entries <= 64, "{entries} entries for one job watched");
+        kept.mark_seen();
+        events.changed("kept");
+        assert!(kept.receiver.has_changed().unwrap());
     }
 }

@@ -13,6 +13,7 @@ use super::errors::{ApiError, ErrorBody};
 use super::idempotency::{self, IdempotencyKey};
 use super::input::{self, Submission, SubmissionBody};
 use super::respond::media_type;
+use super::wait::{self, Follower, PREFERENCE_APPLIED, Waited};
 use super::{AppState, Submitted, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, ItemRow, JobView, Status};
@@ -44,7 +45,8 @@ pub struct UploadQuery {
     pub column: Option<String>,
 }
 
-/// `POST /api/jobs` → 202 with `Location` and `Retry-After`.
+/// `POST /api/jobs` → 202 with `Location` and `Retry-After`; with `Prefer: wait=N`, 200 with the
+/// job when it is final within N seconds.
 #[utoipa::path(
     post,
     path = "/api/jobs",
@@ -65,6 +67,10 @@ pub struct UploadQuery {
                 with the same key within `IDEMPOTENCY_TTL` (24 h by default) gets the first \
                 answer again, with `Idempotent-Replayed: true`, instead of a second job. Keys are \
                 shared by every client of the server: use unguessable ones, e.g. UUIDs."),
+        ("Prefer" = Option<String>, Header, nullable = false,
+            description = "RFC 7240 preferences. `wait=N` (whole seconds, 0 to 25): answer `200` \
+                with the job if it is final within N seconds, else the usual `202` after N \
+                seconds. Other preferences (`respond-async`, `return=...`) are ignored."),
     ),
     request_body(description = "The input.", content(
         (SubmissionBody = "application/json"),
@@ -73,17 +79,34 @@ pub struct UploadQuery {
         (String = "application/x-ndjson"),
     )),
     responses(
+        (status = 200, description = "Final within the `Prefer: wait` asked for: the job, as \
+            `GET /api/jobs/{id}` answers it.", body = JobView,
+            headers(
+                ("Location" = String, description = "The job: `/api/jobs/{id}`."),
+                ("Content-Location" = String, description = "The job: `/api/jobs/{id}`, which \
+                    the body represents."),
+                ("ETag" = String, description = "The job's version, for `If-None-Match`."),
+                ("Cache-Control" = String, description = "`no-cache`."),
+                ("Preference-Applied" = String, description = "`wait=N`, the wait applied."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the answer \
+                    to an earlier request with the same `Idempotency-Key` (absent otherwise)."),
+            )),
         (status = 202, description = "Accepted: the job is queued (or, for a repeated \
-            `Idempotency-Key`, was queued by the first request).", body = Accepted,
+            `Idempotency-Key`, was queued by the first request; with `Prefer: wait=N`, it was not \
+            final after N seconds).", body = Accepted,
             headers(
                 ("Location" = String, description = "The job: `/api/jobs/{id}`."),
                 ("Retry-After" = u64, description = "Seconds before polling is useful."),
+                ("Preference-Applied" = String, description = "`wait=N` when the job was waited \
+                    for N seconds; absent when no wait was asked for, or none could be granted \
+                    (too many requests waiting)."),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the answer \
                     to an earlier request with the same `Idempotency-Key` (absent otherwise)."),
             )),
         (status = 400, description = "Malformed: not valid JSON (`invalid_json`), a field missing \
-            (`missing_field`), not UTF-8 (`invalid_utf8`), a bad query string (`bad_request`), an \
-            unusable `Idempotency-Key` (`invalid_idempotency_key`).",
+            (`missing_field`), not UTF-8 (`invalid_utf8`), a bad query string (`bad_request`), \
+            a `Prefer: wait` that is not whole seconds from 0 to 25 (`bad_prefer`), an unusable \
+            `Idempotency-Key` (`invalid_idempotency_key`).",
             body = ErrorBody),
         (status = 409, description = "The first request with this `Idempotency-Key` is still \
             being written (`idempotency_key_in_use`): try again.", body = ErrorBody,
@@ -112,29 +135,8 @@ pub async fn create_job(
 ) -> Result<HttpResponse, ApiError> {
     // Before the body is read: a client over its limit costs almost nothing.
     state.submit_limit.check(&req)?;
-    if let Some(coding) = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .map(|v| {
-            v.to_str()
-                .unwrap_or("(not text)")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .filter(|c| !c.is_empty() && c != "identity")
-    {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "content encoding {coding:?} is not supported: send the body uncompressed"
-        )));
-    }
-    let media = media_type(&req);
-    let raw_format = Format::from_media_type(&media);
-    if media != "application/json" && raw_format.is_none() {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "unsupported content type {:?}: send application/json, text/plain, text/csv or application/x-ndjson",
-            if media.is_empty() { "(none)" } else { &media }
-        )));
-    }
+    let wait = wait::preferred(&req)?;
+    let (media, raw_format) = submission_media(&req)?;
     let key = IdempotencyKey::from_request(&req)?;
     let body = input::read_body(&req, payload, state.config.http.max_body_bytes, 0).await?;
     // The request as the key's fingerprint sees it: what the job is made of.
@@ -150,12 +152,29 @@ pub async fn create_job(
         None => input::from_json(&body)?,
     };
     let submitted = submit(&state, submission, None, key).await?;
-    let url = format!("/api/jobs/{}", submitted.id());
-    let mut answer = HttpResponse::Accepted();
-    if let Submitted::Replayed(_) = submitted {
-        answer.insert_header((idempotency::REPLAYED, "true"));
+    let id = submitted.id();
+    let url = format!("/api/jobs/{id}");
+    let waited = wait::for_final(&state, &id.to_string(), wait).await;
+    let replayed = matches!(submitted, Submitted::Replayed(_));
+    if let Waited::Final { job, .. } = &waited {
+        let mut answer = job_ok(job);
+        if replayed {
+            answer.insert_header((idempotency::REPLAYED, "true"));
+        }
+        return Ok(answer
+            .insert_header((header::LOCATION, url.clone()))
+            .insert_header((header::CONTENT_LOCATION, url))
+            .insert_header((PREFERENCE_APPLIED, waited.applied().unwrap_or_default()))
+            .json(job.view()));
     }
-    Ok(answer
+    let mut accepted = HttpResponse::Accepted();
+    if let Some(applied) = waited.applied() {
+        accepted.insert_header((PREFERENCE_APPLIED, applied));
+    }
+    if replayed {
+        accepted.insert_header((idempotency::REPLAYED, "true"));
+    }
+    Ok(accepted
         .insert_header((header::LOCATION, url.clone()))
         .insert_header((header::RETRY_AFTER, "1"))
         .json(Accepted {
@@ -163,6 +182,43 @@ pub async fn create_job(
             status: "queued",
             status_url: url,
         }))
+}
+
+/// A `200` with the job, its `ETag`, and no caching without revalidation.
+fn job_ok(job: &model::JobRow) -> actix_web::HttpResponseBuilder {
+    let mut ok = HttpResponse::Ok();
+    ok.insert_header((header::ETAG, job.etag()))
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    ok
+}
+
+/// The media type of a submission and, for a raw upload, its format: 415 for a compressed body
+/// or a type the API does not take.
+fn submission_media(req: &HttpRequest) -> Result<(String, Option<Format>), ApiError> {
+    if let Some(coding) = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| {
+            v.to_str()
+                .unwrap_or("(not text)")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|c| !c.is_empty() && c != "identity")
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "content encoding {coding:?} is not supported: send the body uncompressed"
+        )));
+    }
+    let media = media_type(req);
+    let raw_format = Format::from_media_type(&media);
+    if media != "application/json" && raw_format.is_none() {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported content type {:?}: send application/json, text/plain, text/csv or application/x-ndjson",
+            if media.is_empty() { "(none)" } else { &media }
+        )));
+    }
+    Ok((media, raw_format))
 }
 
 fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
@@ -176,7 +232,7 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
         })
 }
 
-/// `GET /api/jobs/{id}` with ETag / If-None-Match.
+/// `GET /api/jobs/{id}` with ETag / If-None-Match, and a long-poll with `Prefer: wait`.
 #[utoipa::path(
     get,
     path = "/api/jobs/{id}",
@@ -186,17 +242,32 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
         ("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404)."),
         ("If-None-Match" = Option<String>, Header, nullable = false,
             description = "An ETag of an earlier answer: 304 while the job has not changed."),
+        ("Prefer" = Option<String>, Header, nullable = false,
+            description = "RFC 7240 preferences. `wait=N` (whole seconds, 0 to 25) with an \
+                `If-None-Match` that matches: a long-poll, answered `200` as soon as the job \
+                changes, else `304` after N seconds. Without a matching `If-None-Match` the \
+                answer comes at once. Other preferences are ignored."),
     ),
     responses(
         (status = 200, description = "The job.", body = JobView,
             headers(
                 ("ETag" = String, description = "Changes whenever the job does."),
                 ("Cache-Control" = String, description = "`no-cache`."),
+                ("Preference-Applied" = String, description = "`wait=N` when the answer waited \
+                    for the job to change."),
             )),
-        (status = 304, description = "Not modified since the ETag given in `If-None-Match`.",
-            headers(("ETag" = String, description = "The job's current ETag."))),
+        (status = 304, description = "Not modified since the ETag given in `If-None-Match` (with \
+            `Prefer: wait=N`: for N seconds).",
+            headers(
+                ("ETag" = String, description = "The job's current ETag."),
+                ("Preference-Applied" = String, description = "`wait=N` when the answer waited \
+                    N seconds for a change."),
+            )),
+        (status = 400, description = "A `Prefer: wait` that is not whole seconds from 0 to 25 \
+            (`bad_prefer`).", body = ErrorBody),
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
-        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+        (status = 503, description = "The database is briefly unavailable (`unavailable`), or \
+            too many requests wait on this server (`too_many_waiters`, `MAX_WAITERS`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
     ),
@@ -207,19 +278,37 @@ pub async fn get_job(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let job = model::get(state.db(), &id)
+    let wait = wait::preferred(&req)?;
+    let mut job = model::get(state.db(), &id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let etag = job.etag();
-    if etag_matches(&req, &etag) {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
-            .finish());
+    let unchanged = |job: &model::JobRow| etag_matches(&req, &job.etag());
+    // A long-poll: only a client that holds the current version has something to wait for.
+    let applied = match wait.filter(|_| unchanged(&job)) {
+        Some(secs) => {
+            job = wait::for_change(&state, &id, secs, unchanged)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            Some(format!("wait={secs}"))
+        }
+        None => None,
+    };
+    let not_modified = unchanged(&job);
+    let mut response = if not_modified {
+        let mut response = HttpResponse::NotModified();
+        response.insert_header((header::ETAG, job.etag()));
+        response
+    } else {
+        job_ok(&job)
+    };
+    if let Some(applied) = applied {
+        response.insert_header((PREFERENCE_APPLIED, applied));
     }
-    Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(job.view()))
+    Ok(if not_modified {
+        response.finish()
+    } else {
+        response.json(job.view())
+    })
 }
 
 /// `POST /api/jobs/{id}/cancel`: 200 with the job, or 409 when it is already final.
@@ -251,11 +340,6 @@ pub async fn cancel_job(
         .json(job.view()))
 }
 
-/// How often an event stream re-reads the job row when no change signal came: often when
-/// signals only reach it from this process (the embedded queue with a separate worker process
-/// would otherwise go unseen), rarely when they come from every process (Redis).
-const EVENTS_POLL_LOCAL: std::time::Duration = std::time::Duration::from_millis(250);
-const EVENTS_POLL_SIGNALLED: std::time::Duration = std::time::Duration::from_secs(10);
 /// A comment line this often keeps proxies from closing an idle stream.
 const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -286,21 +370,11 @@ pub async fn job_events(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    // Watch before the first read, so no change between the read and the wait is missed.
-    let mut watch = state.deps.store.events().watch(&id);
-    watch.mark_seen();
-    let job = model::get(state.db(), &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    // Follow before the first read, so no change between the read and the wait is missed.
+    let mut follower = Follower::new(&state, &id);
+    let job = follower.read().await?.ok_or(ApiError::NotFound)?;
     let start = EventsState {
-        db: state.db().clone(),
-        id,
-        watch,
-        poll: if state.deps.store.events_cross_processes() {
-            EVENTS_POLL_SIGNALLED
-        } else {
-            EVENTS_POLL_LOCAL
-        },
+        follower,
         pending: Some(job),
         last_version: -1,
         finished: false,
@@ -319,10 +393,7 @@ pub async fn job_events(
 
 /// Where one event stream is: the row to send next, the last version sent.
 struct EventsState {
-    db: crate::db::Db,
-    id: String,
-    watch: crate::jobs::events::Watch,
-    poll: std::time::Duration,
+    follower: Follower,
     pending: Option<model::JobRow>,
     last_version: i64,
     finished: bool,
@@ -349,16 +420,12 @@ impl EventsState {
                 return Some(event.into());
             }
             // A signal that came since the last read resolves at once.
-            tokio::select! {
-                _ = self.watch.changed() => {}
-                _ = tokio::time::sleep(self.poll) => {}
-            }
-            self.watch.mark_seen();
-            match model::get(&self.db, &self.id).await {
+            self.follower.changed().await;
+            match self.follower.read().await {
                 Ok(Some(job)) => self.pending = Some(job),
                 Ok(None) => return None,
                 Err(e) => {
-                    tracing::warn!(job_id = %self.id, error = %e, "event stream stopped");
+                    tracing::warn!(job_id = %self.follower.id(), error = %e, "event stream stopped");
                     return None;
                 }
             }

@@ -31,6 +31,9 @@ pub enum ApiError {
     Invalid { code: &'static str, message: String },
     #[error("a request with this Idempotency-Key is still being processed; try again in a moment")]
     IdempotencyKeyInUse,
+    /// A `Prefer` header whose `wait` is not a whole number of seconds in range.
+    #[error("{0}")]
+    BadPrefer(String),
     #[error("too many submissions from your address; please try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("no job with this id")]
@@ -39,6 +42,9 @@ pub enum ApiError {
     MethodNotAllowed { method: String, allow: &'static str },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// As many requests wait (`Prefer: wait`) as this process allows.
+    #[error("too many requests are waiting on this server; please try again in a few seconds")]
+    TooManyWaiters,
     #[error("the service is briefly unavailable; please try again in a few seconds")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("something went wrong on our side; please try again")]
@@ -58,10 +64,12 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Invalid { code, .. } => code,
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ApiError::BadPrefer(_) => "bad_prefer",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
+            ApiError::TooManyWaiters => "too_many_waiters",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Unexpected(_) => "internal",
         }
@@ -139,7 +147,7 @@ pub struct ErrorDetail<'a> {
     /// Stable, e.g. `invalid_json`, `missing_field`, `invalid_utf8`, `empty_input`,
     /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `not_found`,
     /// `already_final`, `not_succeeded`, `invalid_idempotency_key`, `idempotency_key_reused`,
-    /// `idempotency_key_in_use`, `unavailable`, `not_ready`.
+    /// `idempotency_key_in_use`, `bad_prefer`, `too_many_waiters`, `unavailable`, `not_ready`.
     pub code: &'a str,
     pub message: &'a str,
 }
@@ -155,13 +163,14 @@ impl ResponseError for ApiError {
             | ApiError::MissingField(_)
             | ApiError::InvalidUtf8(_)
             | ApiError::BadRequest(_)
-            | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::Invalid { .. }
+            | ApiError::BadPrefer(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TooManyWaiters => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -179,7 +188,7 @@ impl ResponseError for ApiError {
         let message = self.to_string();
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::TooManyWaiters => {
                 response.insert_header(("Retry-After", RETRY_AFTER_UNAVAILABLE));
             }
             ApiError::IdempotencyKeyInUse => {

@@ -12,6 +12,7 @@ pub mod pages;
 pub mod rate_limit;
 pub mod request_log;
 pub mod respond;
+pub mod wait;
 
 use actix_web::{HttpResponse, web};
 use uuid::Uuid;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub deps: Deps,
     /// Submissions per client (shared by every HTTP worker thread of the process).
     pub submit_limit: std::sync::Arc<rate_limit::SubmitLimit>,
+    /// Requests waiting for a job (`Prefer: wait`), under their cap.
+    pub waiters: std::sync::Arc<wait::Waiters>,
 }
 
 impl AppState {

@@ -73,12 +73,13 @@ pub static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Every response header the document declares is one the API always sends with that response,
-/// but for those of [`OPTIONAL_HEADERS`]; utoipa's attributes cannot say so, hence this pass
-/// marking the others `required`.
+/// but for [`OPTIONAL_HEADERS`]; utoipa's attributes cannot say so, hence this pass marking the
+/// others `required`.
 struct RequiredHeaders;
 
-/// Response headers sent only with some answers of their status (a replayed submission).
-const OPTIONAL_HEADERS: &[&str] = &["Idempotent-Replayed"];
+/// Response headers sent only with some answers of their status: `Preference-Applied` when a
+/// preference of the request was applied, `Idempotent-Replayed` on a replayed submission.
+const OPTIONAL_HEADERS: &[&str] = &["Preference-Applied", "Idempotent-Replayed"];
 
 impl Modify for RequiredHeaders {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

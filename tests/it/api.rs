@@ -947,7 +947,7 @@ async fn the_openapi_document_describes_the_json_api() {
 /// its status is declared, its declared headers are present, its media type is declared and its
 /// body validates against the declared schema (JSON; each line of JSON lines against `Item`; each
 /// event of an event stream and the job in its data). Returns the body read.
-async fn conforms(
+pub(crate) async fn conforms(
     doc: &Value,
     method: &str,
     path: &str,

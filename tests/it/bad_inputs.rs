@@ -578,6 +578,31 @@ fn table(unknown: &str) -> Vec<Case> {
         )
         .header("if-none-match", "*, \"unclosed, W/, \u{e9}")
         .expect(404, "not_found"),
+        // --- Prefer: wait (RFC 7240): whole seconds from 0 to 25, refused before the body is
+        // read; other preferences beside it are ignored.
+        json("a wait over 25 s", r#"{"text": "hello"}"#)
+            .header("prefer", "wait=26")
+            .expect(400, "bad_prefer"),
+        json("a wait that is not a number", r#"{"text": "hello"}"#)
+            .header("prefer", "respond-async, wait=abc")
+            .expect(400, "bad_prefer"),
+        json("a negative wait", r#"{"text": "hello"}"#)
+            .header("prefer", "wait=-1")
+            .expect(400, "bad_prefer"),
+        json("a wait in fractions of a second", r#"{"text": "hello"}"#)
+            .header("prefer", "return=minimal; x=1, wait=0.5")
+            .expect(400, "bad_prefer"),
+        json("a wait without its value", r#"{"text": "hello"}"#)
+            .header("prefer", "wait")
+            .expect(400, "bad_prefer"),
+        case(
+            "a long-poll of ten minutes",
+            M::GET,
+            format!("/api/jobs/{unknown}"),
+        )
+        .header("if-none-match", "*")
+        .header("prefer", "wait=600")
+        .expect(400, "bad_prefer"),
         // --- Query parameters.
         submit("the column parameter twice", "text/csv", "a,b\nx,y\n")
             .path("/api/jobs?column=a&column=b")

@@ -19,3 +19,4 @@ mod production;
 mod recovery;
 mod schemathesis;
 mod server_cli;
+mod wait;

@@ -711,6 +711,7 @@ const CONFIG_VARS: &[&str] = &[
     "JOB_TIMEOUT",
     "SUBMIT_RATE_PER_MINUTE",
     "SUBMIT_BURST",
+    "MAX_WAITERS",
     "TRUST_FORWARDED_FOR",
 ];
 
