@@ -23,6 +23,16 @@ impl Timestamp {
         Timestamp(Utc::now() - duration)
     }
 
+    /// `duration` after now.
+    pub fn from_now(duration: Duration) -> Timestamp {
+        let duration = chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+        Timestamp(
+            Utc::now()
+                .checked_add_signed(duration)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        )
+    }
+
     /// Seconds from `self` to `later` (0 when `later` is earlier).
     pub fn seconds_until(self, later: Timestamp) -> f64 {
         ((later.0 - self.0).num_milliseconds().max(0)) as f64 / 1000.0

@@ -15,6 +15,7 @@ use super::respond::media_type;
 use super::{AppState, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, ItemRow, JobView, Status};
+use crate::jobs::webhooks;
 
 /// The answer to a submission.
 #[derive(Serialize, ToSchema)]
@@ -41,6 +42,8 @@ pub struct Health {
 #[derive(Deserialize)]
 pub struct UploadQuery {
     pub column: Option<String>,
+    /// Where to POST the completion event (raw uploads have no body field for it).
+    pub webhook_url: Option<String>,
 }
 
 /// `POST /api/jobs` → 202 with `Location` and `Retry-After`.
@@ -53,10 +56,18 @@ pub struct UploadQuery {
         analysis. JSON bodies are one document or a batch; raw uploads are a text \
         (`text/plain`, split into sentences), a CSV (`text/csv`, one item per row of the text \
         column) or JSON lines (`application/x-ndjson`, one item per line). Bad input is refused \
-        here, before any row is written.",
-    params(("column" = Option<String>, Query,
-        description = "CSV uploads: the column holding the text (by default a column named like \
-            `text`, `review` or `comment`).")),
+        here, before any row is written. With a `webhook_url` (a field of a JSON body, or the \
+        query parameter) the job's final state is POSTed there as a signed Standard Webhooks \
+        event (see `webhooks` in this document) and retried until the receiver answers 2xx.",
+    params(
+        ("column" = Option<String>, Query,
+            description = "CSV uploads: the column holding the text (by default a column named \
+                like `text`, `review` or `comment`)."),
+        ("webhook_url" = Option<String>, Query, format = "uri",
+            description = "Where to POST the completion event (http or https, at most 2,048 \
+                characters, a public host); for raw uploads, whose body has no field for it. \
+                Refused with 422 when the server has no `WEBHOOK_SECRET`."),
+    ),
     request_body(description = "The input.", content(
         (SubmissionBody = "application/json"),
         (String = "text/plain"),
@@ -77,8 +88,12 @@ pub struct UploadQuery {
         (status = 415, description = "Not one of the accepted content types, or compressed \
             (`unsupported_media_type`).", body = ErrorBody),
         (status = 422, description = "Nothing to analyse (`empty_input`), no usable text column \
-            (`no_text_column`), a broken CSV record (`bad_record`) or an item over the size limit \
-            (`item_too_large`).", body = ErrorBody),
+            (`no_text_column`), a broken CSV record (`bad_record`), an item over the size limit \
+            (`item_too_large`), a `webhook_url` that is not an http(s) URL of at most 2,048 \
+            characters or does not resolve (`invalid_webhook_url`), one whose host is or \
+            resolves to a loopback, private, link-local or metadata address \
+            (`webhook_url_refused`), or a `webhook_url` on a server without webhooks \
+            (`webhooks_not_configured`).", body = ErrorBody),
         (status = 429, description = "Too many submissions from this client (`rate_limited`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a submission is accepted."))),
@@ -119,10 +134,16 @@ pub async fn create_job(
         )));
     }
     let body = input::read_body(&req, payload, state.config.http.max_body_bytes, 0).await?;
-    let submission: Submission = match raw_format {
-        Some(format) => input::from_raw(body, format, query.into_inner().column, None)?,
+    let UploadQuery {
+        column,
+        webhook_url,
+    } = query.into_inner();
+    let mut submission: Submission = match raw_format {
+        Some(format) => input::from_raw(body, format, column, None)?,
         None => input::from_json(&body)?,
     };
+    submission.webhook_url =
+        checked_webhook_url(&state, submission.webhook_url, webhook_url).await?;
     let id = submit(&state, submission, None).await?;
     let url = format!("/api/jobs/{id}");
     Ok(HttpResponse::Accepted()
@@ -133,6 +154,38 @@ pub async fn create_job(
             status: "queued",
             status_url: url,
         }))
+}
+
+/// The submission's webhook URL (from the JSON body or the query string, not both), checked
+/// ([`crate::webhooks::address::check`]); None when there is none.
+async fn checked_webhook_url(
+    state: &AppState,
+    in_body: Option<String>,
+    in_query: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let raw = match (in_body, in_query) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Unprocessable {
+                code: "invalid_webhook_url",
+                message: "webhook_url is given both in the body and in the query string: give \
+                          it once"
+                    .into(),
+            });
+        }
+        (Some(raw), None) | (None, Some(raw)) => raw,
+    };
+    if state.config.webhooks.secret.is_none() {
+        return Err(ApiError::Unprocessable {
+            code: "webhooks_not_configured",
+            message: "webhooks are not configured on this server (it has no WEBHOOK_SECRET to \
+                      sign them with): submit without webhook_url and follow the job at its \
+                      status_url"
+                .into(),
+        });
+    }
+    let url = crate::webhooks::address::check(&raw, state.config.webhooks.allow_private).await?;
+    Ok(Some(url.to_string()))
 }
 
 fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
@@ -189,7 +242,7 @@ pub async fn get_job(
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(job.view()))
+        .json(webhooks::job_view(state.db(), &job).await?))
 }
 
 /// `POST /api/jobs/{id}/cancel`: 200 with the job, or 409 when it is already final.
@@ -218,7 +271,7 @@ pub async fn cancel_job(
     let job = super::cancel(&state, &path).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, job.etag()))
-        .json(job.view()))
+        .json(webhooks::job_view(state.db(), &job).await?))
 }
 
 /// How often an event stream re-reads the job row when no change signal came: often when
@@ -312,7 +365,14 @@ impl EventsState {
             {
                 self.last_version = job.version;
                 self.finished = job.status.is_final();
-                let data = serde_json::to_string(&job.view()).unwrap_or_default();
+                let view = match webhooks::job_view(&self.db, &job).await {
+                    Ok(view) => view,
+                    Err(e) => {
+                        tracing::warn!(job_id = %self.id, error = %e, "event stream stopped");
+                        return None;
+                    }
+                };
+                let data = serde_json::to_string(&view).unwrap_or_default();
                 let event = sse::Data::new(data)
                     .event("status")
                     .id(job.version.to_string());
@@ -346,8 +406,10 @@ impl EventsState {
         `sentiq_queue_entries{queue,state}`, then this process's counters and histograms: \
         `sentiq_jobs_{submitted,started,succeeded,cancelled}_total{queue}`, \
         `sentiq_jobs_failed_total{queue,code}`, `sentiq_job_duration_seconds{queue}`, \
-        `sentiq_job_queue_wait_seconds{queue}`, `sentiq_http_requests_total{route,method,status}` \
-        and `sentiq_http_request_duration_seconds{route,method}`.",
+        `sentiq_job_queue_wait_seconds{queue}`, `sentiq_http_requests_total{route,method,status}`, \
+        `sentiq_http_request_duration_seconds{route,method}` and \
+        `sentiq_webhook_deliveries_total{outcome}` (attempts: `delivered`, `retry`, `failed`, \
+        `stopped`); and the cluster-wide gauge `sentiq_webhook_deliveries_pending`.",
     responses(
         (status = 200, description = "Prometheus text format 0.0.4.", body = String,
             content_type = "text/plain"),
@@ -577,6 +639,8 @@ pub async fn items_jsonl(
 pub struct TextSubmission {
     /// The document; it is split into sentences. Must not be blank.
     text: String,
+    #[schema(schema_with = webhook_url)]
+    webhook_url: Option<String>,
 }
 
 /// A batch: `{"documents": [{"id": "...", "text": "..."}]}`, one item per document.
@@ -585,6 +649,22 @@ pub struct TextSubmission {
 pub struct BatchSubmission {
     /// At least one document must have text that is not blank.
     documents: Vec<Document>,
+    #[schema(schema_with = webhook_url)]
+    webhook_url: Option<String>,
+}
+
+/// The optional `webhook_url` of a JSON submission (null counts as absent).
+fn webhook_url() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+        .max_length(Some(crate::webhooks::address::MAX_URL_CHARS))
+        .description(Some(
+            "Where to POST the job's completion event (http or https, a public host): a signed \
+             Standard Webhooks request, retried until the receiver answers 2xx. Refused with \
+             422 when the server has no `WEBHOOK_SECRET`.",
+        ))
+        .build()
 }
 
 /// One document of a batch.

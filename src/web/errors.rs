@@ -102,6 +102,20 @@ impl From<AnalysisError> for ApiError {
     }
 }
 
+impl From<crate::webhooks::address::Refusal> for ApiError {
+    fn from(e: crate::webhooks::address::Refusal) -> Self {
+        use crate::webhooks::address::Refusal;
+        let code = match &e {
+            Refusal::Invalid(_) => "invalid_webhook_url",
+            Refusal::NotPublic(_) => "webhook_url_refused",
+        };
+        ApiError::Unprocessable {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Every error answer of the JSON API.
 /// An error and every cause under it, `outer: inner: innermost`, for the one log line of a
 /// failed request (the client sees only the opaque message).
@@ -131,7 +145,8 @@ pub struct ErrorBody<'a> {
 pub struct ErrorDetail<'a> {
     /// Stable, e.g. `invalid_json`, `missing_field`, `invalid_utf8`, `empty_input`,
     /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `not_found`,
-    /// `already_final`, `not_succeeded`, `unavailable`, `not_ready`.
+    /// `already_final`, `not_succeeded`, `unavailable`, `not_ready`, `invalid_webhook_url`,
+    /// `webhook_url_refused`, `webhooks_not_configured`.
     pub code: &'a str,
     pub message: &'a str,
 }

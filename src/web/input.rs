@@ -16,6 +16,9 @@ pub struct Submission {
     pub column: Option<String>,
     pub title: String,
     pub input: Vec<u8>,
+    /// Where to POST the job's completion event, as given (checked by the handler, which may
+    /// also take it from the query string).
+    pub webhook_url: Option<String>,
 }
 
 /// Read a whole body, refusing it once it passes `limit` bytes. With `drain_up_to > 0` the rest
@@ -140,6 +143,7 @@ pub fn from_raw(
         column,
         title,
         input: body,
+        webhook_url: None,
     })
 }
 
@@ -153,6 +157,24 @@ pub fn from_json(body: &[u8]) -> Result<Submission, ApiError> {
             "the body must be a JSON object with a \"text\" or \"documents\" field".into(),
         ));
     };
+    let webhook_url = webhook_url_field(&map)?;
+    document_or_batch(&map).map(|s| Submission { webhook_url, ..s })
+}
+
+/// The optional `webhook_url` field of a JSON body: a string, or absent (null counts as
+/// absent).
+fn webhook_url_field(map: &serde_json::Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match map.get("webhook_url") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(url)) => Ok(Some(url.clone())),
+        Some(_) => Err(ApiError::InvalidJson(
+            "\"webhook_url\" must be a string (an http:// or https:// URL)".into(),
+        )),
+    }
+}
+
+/// The one document (`text`) or the batch (`documents`) of a JSON body.
+fn document_or_batch(map: &serde_json::Map<String, Value>) -> Result<Submission, ApiError> {
     if let Some(t) = map.get("text") {
         let Value::String(t) = t else {
             return Err(ApiError::InvalidJson("\"text\" must be a string".into()));
@@ -165,6 +187,7 @@ pub fn from_json(body: &[u8]) -> Result<Submission, ApiError> {
             column: None,
             title: title_of_text(t),
             input: t.as_bytes().to_vec(),
+            webhook_url: None,
         });
     }
     if let Some(docs) = map.get("documents") {
@@ -203,6 +226,7 @@ fn documents(docs: &Value) -> Result<Submission, ApiError> {
         column: None,
         title: format!("{n} document{}", if n == 1 { "" } else { "s" }),
         input,
+        webhook_url: None,
     })
 }
 
@@ -252,11 +276,14 @@ mod tests {
         let s = from_json(br#"{"documents": [{"id": 7, "text": "a"}, {"text": "b"}]}"#).unwrap();
         assert_eq!(s.format, Format::Documents);
         assert_eq!(s.title, "2 documents");
+        assert_eq!(s.webhook_url, None);
         let stored: serde_json::Value = serde_json::from_slice(&s.input).unwrap();
         assert_eq!(
             stored,
             serde_json::json!([{"id": "7", "text": "a"}, {"id": null, "text": "b"}])
         );
+        let s = from_json(br#"{"text": "Hi", "webhook_url": "https://example.com/h"}"#).unwrap();
+        assert_eq!(s.webhook_url.as_deref(), Some("https://example.com/h"));
     }
 
     #[test]
@@ -272,6 +299,12 @@ mod tests {
             "invalid_json"
         );
         assert_eq!(from_json(b"\"\xff\"").unwrap_err().code(), "invalid_utf8");
+        assert_eq!(
+            from_json(br#"{"text": "hi", "webhook_url": 5}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_json"
+        );
         assert_eq!(
             from_json(br#"{"documents": [{"id": [1], "text": "x"}]}"#)
                 .unwrap_err()

@@ -52,6 +52,7 @@ pub async fn submit(
         column: submission.column,
         title: submission.title,
         input: submission.input,
+        webhook_url: submission.webhook_url,
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
     state.deps.store.submit(job).await?;

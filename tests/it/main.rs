@@ -18,3 +18,4 @@ mod production;
 mod recovery;
 mod schemathesis;
 mod server_cli;
+mod webhooks;

@@ -1144,6 +1144,7 @@ async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_
         column: None,
         title: String::new(),
         input: b"Together is better.".to_vec(),
+        webhook_url: None,
     };
     // Two of them share an id: written in one batch, that batch fails and its jobs are written
     // one by one, so only the second twin may fail.

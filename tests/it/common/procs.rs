@@ -712,6 +712,11 @@ const CONFIG_VARS: &[&str] = &[
     "SUBMIT_RATE_PER_MINUTE",
     "SUBMIT_BURST",
     "TRUST_FORWARDED_FOR",
+    "PUBLIC_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_ALLOW_PRIVATE",
+    "WEBHOOK_RETRY_SCHEDULE",
+    "WEBHOOK_TIMEOUT",
 ];
 
 /// A set of environment variables for `sentiq` children.
