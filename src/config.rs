@@ -221,6 +221,48 @@ pub const MAX_WAITERS: Var = Var {
          gets 503 and a submission answers 202 at once",
 };
 
+pub const PUBLIC_URL: Var = Var {
+    name: "PUBLIC_URL",
+    flag: "public-url",
+    default: None,
+    value_name: "URL",
+    help: "Where clients reach this service (https://host): webhook events link the job with it; \
+         unset: they give the path /api/jobs/{id}",
+};
+
+pub const WEBHOOK_SECRET: Var = Var {
+    name: "WEBHOOK_SECRET",
+    flag: "webhook-secret",
+    default: None,
+    value_name: "SECRET",
+    help: "whsec_ and the base64 of a 24 to 64-byte key: signs webhook events (prefer the \
+         variable: options show in ps); unset: submissions with a webhook_url are refused",
+};
+pub const WEBHOOK_ALLOW_PRIVATE: Var = Var {
+    name: "WEBHOOK_ALLOW_PRIVATE",
+    flag: "webhook-allow-private",
+    default: Some("false"),
+    value_name: "BOOL",
+    help: "Send webhooks to loopback, private and link-local addresses too (tests, private \
+         networks)",
+};
+pub const WEBHOOK_RETRY_SCHEDULE: Var = Var {
+    name: "WEBHOOK_RETRY_SCHEDULE",
+    flag: "webhook-retry-schedule",
+    default: Some("5s,5m,30m,2h,5h,10h,10h"),
+    value_name: "DURATIONS",
+    help: "Delays before each retry of a failed webhook delivery (ms, s, m, h, d), with +/-20 % \
+         jitter; after the last the delivery fails",
+};
+pub const WEBHOOK_TIMEOUT: Var = Var {
+    name: "WEBHOOK_TIMEOUT",
+    flag: "webhook-timeout",
+    default: Some("10"),
+    value_name: "SECONDS",
+    help: "Seconds a webhook receiver has to answer (fractions allowed); an attempt is leased \
+         for three times as long",
+};
+
 pub const ADMIN_TOKEN: Var = Var {
     name: "ADMIN_TOKEN",
     flag: "admin-token",
@@ -240,6 +282,7 @@ pub const SECTIONS: &[Section] = &[
             &MAX_BODY_BYTES,
             &WEB_CONCURRENCY,
             &TRUST_FORWARDED_FOR,
+            &PUBLIC_URL,
         ],
     },
     Section {
@@ -282,6 +325,15 @@ pub const SECTIONS: &[Section] = &[
     Section {
         heading: "Security",
         vars: &[&ADMIN_TOKEN],
+    },
+    Section {
+        heading: "Webhooks",
+        vars: &[
+            &WEBHOOK_SECRET,
+            &WEBHOOK_ALLOW_PRIVATE,
+            &WEBHOOK_RETRY_SCHEDULE,
+            &WEBHOOK_TIMEOUT,
+        ],
     },
 ];
 
@@ -330,6 +382,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
     pub security: SecurityConfig,
+    pub webhooks: WebhookConfig,
 }
 
 /// The web server.
@@ -347,6 +400,9 @@ pub struct HttpConfig {
     /// Key clients by the last address of `X-Forwarded-For` (behind a router that appends the
     /// address it saw, as Heroku's does) instead of the connection's peer address.
     pub trust_forwarded_for: bool,
+    /// The address clients reach the service at (`https://host`, no trailing slash), for links
+    /// sent elsewhere (webhook events); None: such links are paths.
+    pub public_url: Option<String>,
 }
 
 /// The database holding jobs and reports.
@@ -407,6 +463,19 @@ pub struct Timing {
     pub job_timeout: Option<Duration>,
 }
 
+/// Completion webhooks ([`crate::webhooks`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookConfig {
+    /// The signing key; None: webhooks are off and a submission with a `webhook_url` is refused.
+    pub secret: Option<crate::webhooks::SigningKey>,
+    /// Deliver to loopback, private, link-local and other non-public addresses too.
+    pub allow_private: bool,
+    /// The delay before each retry of a failed delivery (the first attempt is made at once).
+    pub retry_schedule: Vec<Duration>,
+    /// How long a receiver has to answer one attempt.
+    pub timeout: Duration,
+}
+
 /// What one client may submit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LimitsConfig {
@@ -443,6 +512,16 @@ pub struct ConfigError {
     pub name: &'static str,
     pub value: String,
     pub reason: String,
+}
+
+impl ConfigError {
+    /// The same refusal without the value (a secret must not reach the logs).
+    fn hidden(self) -> ConfigError {
+        ConfigError {
+            value: "(hidden)".into(),
+            ..self
+        }
+    }
 }
 
 /// Reads variables through a lookup function, with the rules every variable shares.
@@ -523,16 +602,73 @@ fn yes_or_no(text: &str) -> Option<bool> {
 
 /// `JOB_TIMEOUT` in seconds (fractions allowed); `0` means no limit.
 fn job_timeout(text: &str) -> Result<Option<Duration>, String> {
+    if text.parse::<f64>() == Ok(0.0) {
+        return Ok(None);
+    }
+    positive_seconds(text)
+        .map(Some)
+        .map_err(|_| "seconds must be 0 (no limit) or a positive number".into())
+}
+
+/// A positive number of seconds (fractions allowed).
+fn positive_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|e: std::num::ParseFloatError| e.to_string())?;
-    if secs == 0.0 {
-        Ok(None)
-    } else if secs > 0.0 && secs < 1e9 {
-        Ok(Some(Duration::from_secs_f64(secs)))
+    if secs > 0.0 && secs < 1e9 {
+        Ok(Duration::from_secs_f64(secs))
     } else {
-        Err("seconds must be 0 (no limit) or a positive number".into())
+        Err("seconds must be a positive number".into())
     }
+}
+
+/// `PUBLIC_URL`: an `http://` or `https://` address with a host, kept without a trailing slash.
+fn public_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http:// or https:// address with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query and no fragment".into());
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// `5s,5m,30m,2h` → the durations, in order: a whole or decimal number and a unit (`ms`, `s`,
+/// `m`, `h` or `d`) each, comma-separated; none at all (`0`, `none`) for no retries.
+pub fn durations(list: &str) -> Result<Vec<Duration>, String> {
+    if matches!(list.trim(), "0" | "none") {
+        return Ok(Vec::new());
+    }
+    list.split(',').map(|d| duration(d.trim())).collect()
+}
+
+/// One duration of [`durations`].
+fn duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds_per_unit = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration like 500ms, 5s, 5m, 2h or 1d"
+            ));
+        }
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 5s, 5m, 2h or 1d"))?;
+    let secs = n * seconds_per_unit;
+    if !(secs.is_finite() && secs < 1e9) {
+        return Err(format!("{text:?} is too long"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `quick,bulk` → the known queue names, in order, without repeats.
@@ -570,6 +706,7 @@ impl HttpConfig {
             max_body_bytes: r.required(&MAX_BODY_BYTES)?,
             web_concurrency: r.required(&WEB_CONCURRENCY)?,
             trust_forwarded_for: r.flag(&TRUST_FORWARDED_FOR),
+            public_url: r.parse_with(&PUBLIC_URL, public_url)?,
         })
     }
 }
@@ -636,6 +773,23 @@ impl SecurityConfig {
     }
 }
 
+impl WebhookConfig {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        Ok(WebhookConfig {
+            secret: r
+                .parse_with(&WEBHOOK_SECRET, crate::webhooks::SigningKey::parse)
+                .map_err(ConfigError::hidden)?,
+            allow_private: r.flag(&WEBHOOK_ALLOW_PRIVATE),
+            retry_schedule: r
+                .parse_with(&WEBHOOK_RETRY_SCHEDULE, durations)?
+                .unwrap_or_default(),
+            timeout: r
+                .parse_with(&WEBHOOK_TIMEOUT, positive_seconds)?
+                .unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
 impl Config {
     /// The configuration the environment describes (see [`SECTIONS`]).
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -653,6 +807,7 @@ impl Config {
             worker: WorkerConfig::read(&r)?,
             limits: LimitsConfig::read(&r)?,
             security: SecurityConfig::read(&r)?,
+            webhooks: WebhookConfig::read(&r)?,
         })
     }
 

@@ -5,7 +5,7 @@
 //! - [`config`], [`telemetry`], [`db`], [`startup`]: configuration, logging, database, wiring.
 //! - [`deps`]: the services a process shares (the job store, running jobs, timing, metrics).
 //! - [`jobs`]: the job row, the job store, the queues and the worker; [`web`]: the HTTP API and
-//!   the pages.
+//!   the pages; [`webhooks`]: signed completion webhooks (checks of the URL, delivery).
 
 pub mod analysis;
 pub mod cli;
@@ -18,3 +18,4 @@ pub mod startup;
 pub mod telemetry;
 pub mod timestamp;
 pub mod web;
+pub mod webhooks;

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub queue_wait: HistogramVec,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    /// Webhook attempts made by this process, by what became of the delivery.
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -115,6 +117,13 @@ impl Metrics {
                 &["route", "method"],
                 HTTP_BUCKETS,
             ),
+            webhook_deliveries: counter(
+                "sentiq_webhook_deliveries_total",
+                "Webhook delivery attempts made by this process, by outcome: delivered (2xx), \
+                 retry (another attempt is scheduled), failed (the retry schedule ran out), \
+                 stopped (the receiver answered 410 Gone).",
+                &["outcome"],
+            ),
             registry,
         }
     }
@@ -175,6 +184,7 @@ pub async fn text(deps: &crate::deps::Deps) -> Result<String, StoreError> {
     use std::fmt::Write;
     let jobs = crate::jobs::model::counts(deps.db()).await?;
     let entries = deps.store.entry_counts().await?;
+    let pending_webhooks = crate::jobs::webhooks::pending_count(deps.db()).await?;
     let mut out = String::new();
     let _ = writeln!(out, "# HELP sentiq_jobs Jobs by queue and status.");
     let _ = writeln!(out, "# TYPE sentiq_jobs gauge");
@@ -196,6 +206,13 @@ pub async fn text(deps: &crate::deps::Deps) -> Result<String, StoreError> {
             "sentiq_queue_entries{{queue=\"{queue}\",state=\"{status}\"}} {n}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP sentiq_webhook_deliveries_pending Webhook deliveries of final jobs not yet \
+         delivered, stopped or failed."
+    );
+    let _ = writeln!(out, "# TYPE sentiq_webhook_deliveries_pending gauge");
+    let _ = writeln!(out, "sentiq_webhook_deliveries_pending {pending_webhooks}");
     deps.metrics.render(&mut out);
     Ok(out)
 }

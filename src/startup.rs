@@ -22,6 +22,7 @@ use crate::jobs::store::JobStore;
 use crate::jobs::worker;
 use crate::web::wait::Waiters;
 use crate::web::{AppState, routes};
+use crate::webhooks::delivery::{self, Sender};
 
 /// How long shutdown waits for running jobs before giving up (within Heroku's 30 s).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
@@ -37,6 +38,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("could not set up the Redis queue: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("could not set up the webhook client: {0}")]
+    Webhooks(#[from] reqwest::Error),
     #[error("{0}")]
     Config(String),
 }
@@ -70,6 +73,8 @@ pub struct Application {
     config: Config,
     deps: Deps,
     waiters: Arc<Waiters>,
+    /// The webhook sender of the in-process worker (None: no worker here, or no secret).
+    webhooks: Option<Arc<Sender>>,
 }
 
 impl Application {
@@ -84,6 +89,10 @@ impl Application {
         // The web's statements insert rows or look one up by key: their cached plans stay right
         // as the table grows (the worker's do not, see `Plans::PerRun`).
         let deps = open(&config, config.database.max_connections, Plans::Cached).await?;
+        let webhooks = match config.worker.run_in_process {
+            true => Sender::new(&config)?.map(Arc::new),
+            false => None,
+        };
         let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
         let port = listener.local_addr()?.port();
         let waiters = Arc::new(Waiters::new(config.limits.max_waiters));
@@ -118,6 +127,7 @@ impl Application {
             config,
             deps,
             waiters,
+            webhooks,
         })
     }
 
@@ -162,6 +172,9 @@ impl Application {
             .worker
             .run_in_process
             .then(|| tokio::spawn(worker::reconcile_forever(self.deps.clone())));
+        let deliveries = self
+            .webhooks
+            .map(|sender| tokio::spawn(delivery::deliver_forever(self.deps.clone(), sender)));
         // The worker registry of the dashboard: this process runs workers, so it beats.
         let heartbeat =
             self.config.worker.run_in_process.then(|| {
@@ -173,6 +186,9 @@ impl Application {
         let _ = stop.send(true);
         if let Some(r) = reconciler {
             r.abort();
+        }
+        if let Some(d) = deliveries {
+            d.abort();
         }
         if let Some(w) = workers {
             let mut w = w;
@@ -345,6 +361,8 @@ pub async fn run_worker_until(
         in_flight = config.worker.in_flight,
         queue = if config.queue.redis_url.is_some() { "redis" } else { "embedded" }, "worker started");
     let reconciler = tokio::spawn(worker::reconcile_forever(deps.clone()));
+    let deliveries = Sender::new(&config)?
+        .map(|sender| tokio::spawn(delivery::deliver_forever(deps.clone(), Arc::new(sender))));
     let heartbeat = crate::jobs::registry::Heartbeat::start(&config, &deps, "worker");
     let metrics_server = match config.worker.metrics_port {
         Some(port) => Some(serve_worker_metrics(&config.http.host, port, &deps)?),
@@ -363,6 +381,9 @@ pub async fn run_worker_until(
         }
     };
     reconciler.abort();
+    if let Some(d) = deliveries {
+        d.abort();
+    }
     heartbeat.stop().await;
     if let Some(server) = metrics_server {
         server.stop(false).await;

@@ -33,6 +33,11 @@ impl Timestamp {
         )
     }
 
+    /// `duration` after now.
+    pub fn from_now(duration: Duration) -> Timestamp {
+        Timestamp::now().plus(duration)
+    }
+
     /// Seconds from `self` to `later` (0 when `later` is earlier).
     pub fn seconds_until(self, later: Timestamp) -> f64 {
         ((later.0 - self.0).num_milliseconds().max(0)) as f64 / 1000.0

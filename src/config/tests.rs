@@ -170,7 +170,33 @@ const CASES: &[Case] = &[
     (&[("ADMIN_TOKEN", " s3cret ")], |c| {
         c.security.admin_token.as_ref().map(Secret::expose) == Some("s3cret")
     }),
+    (&[("PUBLIC_URL", "https://sentiq.example.com/")], |c| {
+        c.http.public_url.as_deref() == Some("https://sentiq.example.com")
+    }),
+    (&[("WEBHOOK_SECRET", WEBHOOK_KEY)], |c| {
+        c.webhooks.secret.as_ref()
+            == Some(&crate::webhooks::SigningKey::parse(WEBHOOK_KEY).unwrap())
+    }),
+    (&[("WEBHOOK_ALLOW_PRIVATE", "true")], |c| {
+        c.webhooks.allow_private
+    }),
+    (&[("WEBHOOK_RETRY_SCHEDULE", "100ms, 1.5s,2m,1h,1d")], |c| {
+        c.webhooks.retry_schedule
+            == [
+                Duration::from_millis(100),
+                Duration::from_millis(1500),
+                Duration::from_secs(120),
+                Duration::from_secs(3600),
+                Duration::from_secs(86_400),
+            ]
+    }),
+    (&[("WEBHOOK_TIMEOUT", "2.5")], |c| {
+        c.webhooks.timeout == Duration::from_millis(2500)
+    }),
 ];
+
+/// A key in the Standard Webhooks form (the published example's).
+const WEBHOOK_KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[test]
 fn each_variable_sets_its_own_field_with_its_clamp() {
@@ -206,15 +232,25 @@ fn a_blank_variable_counts_as_unset() {
 fn an_unusable_value_fails_naming_its_variable_and_value() {
     // Kinds whose values are taken as they come; the URLs are checked by `Config::check`.
     let any_text = ["ADDRESS", "URL", "PREFIX", "TOKEN", "BOOL"];
-    let numbers = ["PORT", "N", "BYTES", "MS", "SECONDS", "QUEUES"];
+    let numbers = ["PORT", "N", "BYTES", "MS", "SECONDS", "QUEUES", "DURATIONS"];
+    // Refused without the value in the message.
+    let secrets = ["SECRET"];
     for var in vars() {
         assert!(
-            any_text.contains(&var.value_name) || numbers.contains(&var.value_name),
+            any_text.contains(&var.value_name)
+                || numbers.contains(&var.value_name)
+                || secrets.contains(&var.value_name),
             "{}: which values of a {} are refused?",
             var.name,
             var.value_name
         );
         if any_text.contains(&var.value_name) {
+            continue;
+        }
+        if secrets.contains(&var.value_name) {
+            let err = with(&[(var.name, " lots of secret")]).expect_err(var.name);
+            assert_eq!(err.name, var.name);
+            assert!(!err.to_string().contains("lots"), "{err}");
             continue;
         }
         let err = with(&[(var.name, " lots")]).expect_err(var.name);
@@ -265,6 +301,34 @@ fn yes_no_variables_take_the_usual_spellings_and_ignore_others() {
             .http
             .trust_forwarded_for
     );
+}
+
+#[test]
+fn webhook_settings_refuse_what_cannot_work_and_never_show_the_secret() {
+    let err = with(&[("WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]).unwrap_err();
+    assert!(err.to_string().contains("must be whsec_"), "{err}");
+    assert!(!err.to_string().contains("MfKQ9r8G"), "{err}");
+    let err = with(&[("WEBHOOK_SECRET", "whsec_c2hvcnQ=")]).unwrap_err();
+    assert!(err.reason.contains("5 bytes"), "{err}");
+    let c = with(&[("WEBHOOK_SECRET", WEBHOOK_KEY)]).unwrap();
+    assert!(!format!("{c:?}").contains("MfKQ9r8G"));
+    for bad in ["5x", "s", "-1s", "1s,,2s", "1e3s"] {
+        assert!(
+            with(&[("WEBHOOK_RETRY_SCHEDULE", bad)]).is_err(),
+            "{bad:?} was taken"
+        );
+    }
+    assert!(
+        with(&[("WEBHOOK_RETRY_SCHEDULE", "none")])
+            .unwrap()
+            .webhooks
+            .retry_schedule
+            .is_empty()
+    );
+    assert!(with(&[("WEBHOOK_TIMEOUT", "0")]).is_err());
+    for bad in ["ftp://x", "https://x/?a=1", "x.com", "https://"] {
+        assert!(with(&[("PUBLIC_URL", bad)]).is_err(), "{bad:?} was taken");
+    }
 }
 
 #[test]

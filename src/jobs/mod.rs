@@ -4,7 +4,7 @@
 //! ([`submitter`]) and of a worker's claims and finishes on PostgreSQL ([`batch`]); the worker
 //! ([`worker`]); the change signals of the event streams ([`events`]); and, for the operator
 //! dashboard, the registry of live workers ([`registry`]) and the figures of the queues
-//! ([`stats`]).
+//! ([`stats`]); the outbox of completion webhooks ([`webhooks`]).
 
 pub mod batch;
 pub mod events;
@@ -15,4 +15,5 @@ pub mod registry;
 pub mod stats;
 pub mod store;
 pub mod submitter;
+pub mod webhooks;
 pub mod worker;

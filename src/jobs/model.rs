@@ -107,6 +107,8 @@ pub struct JobRow {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub result: Option<String>,
+    /// Where the completion event is POSTed (see [`crate::webhooks`]), if anywhere.
+    pub webhook_url: Option<String>,
 }
 
 /// The columns of [`JobRow`], as a literal so queries stay `&'static str`.
@@ -114,7 +116,7 @@ macro_rules! columns {
     () => {
         "id, visitor, queue, status, format, column_name, input_bytes, title, \
          progress_done, progress_total, attempts, retry_base, version, created_at, started_at, finished_at, \
-         updated_at, error_code, error_message, result"
+         updated_at, error_code, error_message, result, webhook_url"
     };
 }
 
@@ -191,6 +193,10 @@ impl JobRow {
                 .result
                 .as_deref()
                 .and_then(|r| serde_json::from_str(r).ok()),
+            webhook: self
+                .webhook_url
+                .as_deref()
+                .map(super::webhooks::WebhookView::waiting),
         }
     }
 
@@ -246,6 +252,10 @@ pub struct JobView {
     /// The report of a succeeded job, else null.
     #[schema(value_type = Option<Report>, required = true)]
     pub result: Option<serde_json::Value>,
+    /// The delivery of the job's completion event to its `webhook_url`; null for a job
+    /// submitted without one.
+    #[schema(required = true)]
+    pub webhook: Option<super::webhooks::WebhookView>,
 }
 
 /// What a submission stores.
@@ -258,6 +268,8 @@ pub struct NewJob {
     pub column: Option<String>,
     pub title: String,
     pub input: Vec<u8>,
+    /// A checked webhook URL ([`crate::webhooks::address::check`]).
+    pub webhook_url: Option<String>,
     /// The idempotency key the job claims, if its request carried one: the job is written only
     /// if the claim succeeds, in the same transaction.
     pub idempotency: Option<KeyClaim>,
@@ -275,7 +287,7 @@ pub async fn insert(conn: &mut SqliteConnection, job: &NewJob) -> Result<(), sql
     insert_many(conn, &[job]).await
 }
 
-/// Rows per multi-row INSERT of new jobs (10 parameters each, under SQLite's variable limit).
+/// Rows per multi-row INSERT of new jobs (12 parameters each, under SQLite's variable limit).
 const JOBS_PER_STATEMENT: usize = 64;
 
 /// Insert several rows and their inputs (inside the caller's transaction) with multi-row
@@ -285,7 +297,7 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
     for chunk in jobs.chunks(JOBS_PER_STATEMENT) {
         let mut rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO sentiq_jobs (id, visitor, queue, status, format, column_name, \
-             input_bytes, title, progress_total, created_at, updated_at) ",
+             input_bytes, title, progress_total, created_at, updated_at, webhook_url) ",
         );
         rows.push_values(chunk, |mut b, job| {
             b.push_bind(job.id.to_string())
@@ -298,7 +310,8 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
                 .push_bind(&job.title)
                 .push_bind(job.input.len() as i64)
                 .push_bind(&now)
-                .push_bind(&now);
+                .push_bind(&now)
+                .push_bind(&job.webhook_url);
         });
         rows.build().execute(&mut *conn).await?;
         let mut inputs =
@@ -384,12 +397,15 @@ async fn insert_many_postgres<'e>(
     let sizes: Vec<i64> = jobs.iter().map(|j| j.input.len() as i64).collect();
     let titles: Vec<&str> = jobs.iter().map(|j| j.title.as_str()).collect();
     let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.input.as_slice()).collect();
+    let webhooks: Vec<Option<&str>> = jobs.iter().map(|j| j.webhook_url.as_deref()).collect();
     sqlx::query(
         "WITH j AS (INSERT INTO sentiq_jobs (id, visitor, queue, status, format, \
-         column_name, input_bytes, title, progress_total, created_at, updated_at) \
-         SELECT id, visitor, queue, 'queued', format, col, size, title, size, $8, $8 \
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::bigint[], $7::text[]) AS t(id, visitor, queue, format, col, size, title) \
+         column_name, input_bytes, title, progress_total, created_at, updated_at, \
+         webhook_url) \
+         SELECT id, visitor, queue, 'queued', format, col, size, title, size, $8, $8, \
+         webhook FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::bigint[], $7::text[], $10::text[]) \
+         AS t(id, visitor, queue, format, col, size, title, webhook) \
          RETURNING id) \
          INSERT INTO job_inputs (job_id, body) \
          SELECT i.id, i.body FROM UNNEST($1::text[], $9::bytea[]) AS i(id, body) \
@@ -404,6 +420,7 @@ async fn insert_many_postgres<'e>(
     .bind(&titles)
     .bind(now())
     .bind(&bodies)
+    .bind(&webhooks)
     .execute(executor)
     .await?;
     Ok(())

@@ -236,6 +236,16 @@ pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, StoreError> {
     let ending = self::run(deps, &run, input).await?;
     let settled = settle(deps, &run, ending).await?;
     record(deps, &run, &settled);
+    if run.job.webhook_url.is_some()
+        && matches!(
+            settled.outcome,
+            Outcome::Succeeded | Outcome::Failed | Outcome::Cancelled
+        )
+    {
+        // Its completion event is due now: this process's delivery loop need not wait for
+        // its next look.
+        deps.store.wake_deliveries();
+    }
     Ok(settled.outcome)
 }
 

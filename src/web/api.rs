@@ -17,6 +17,7 @@ use super::wait::{self, Follower, PREFERENCE_APPLIED, Waited};
 use super::{AppState, Submitted, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, ItemRow, JobView, Status};
+use crate::jobs::webhooks;
 
 /// The answer to a submission.
 #[derive(Serialize, ToSchema)]
@@ -43,6 +44,8 @@ pub struct Health {
 #[derive(Deserialize)]
 pub struct UploadQuery {
     pub column: Option<String>,
+    /// Where to POST the completion event (raw uploads have no body field for it).
+    pub webhook_url: Option<String>,
 }
 
 /// `POST /api/jobs` → 202 with `Location` and `Retry-After`; with `Prefer: wait=N`, 200 with the
@@ -56,7 +59,9 @@ pub struct UploadQuery {
         analysis. JSON bodies are one document or a batch; raw uploads are a text \
         (`text/plain`, split into sentences), a CSV (`text/csv`, one item per row of the text \
         column) or JSON lines (`application/x-ndjson`, one item per line). Bad input is refused \
-        here, before any row is written.",
+        here, before any row is written. With a `webhook_url` (a field of a JSON body, or the \
+        query parameter) the job's final state is POSTed there as a signed Standard Webhooks \
+        event (see `webhooks` in this document) and retried until the receiver answers 2xx.",
     params(
         ("column" = Option<String>, Query,
             description = "CSV uploads: the column holding the text (by default a column named \
@@ -71,6 +76,10 @@ pub struct UploadQuery {
             description = "RFC 7240 preferences. `wait=N` (whole seconds, 0 to 25): answer `200` \
                 with the job if it is final within N seconds, else the usual `202` after N \
                 seconds. Other preferences (`respond-async`, `return=...`) are ignored."),
+        ("webhook_url" = Option<String>, Query, format = "uri",
+            description = "Where to POST the completion event (http or https, at most 2,048 \
+                characters, a public host); for raw uploads, whose body has no field for it. \
+                Refused with 422 when the server has no `WEBHOOK_SECRET`."),
     ),
     request_body(description = "The input.", content(
         (SubmissionBody = "application/json"),
@@ -117,8 +126,12 @@ pub struct UploadQuery {
             (`unsupported_media_type`).", body = ErrorBody),
         (status = 422, description = "Nothing to analyse (`empty_input`), no usable text column \
             (`no_text_column`), a broken CSV record (`bad_record`), an item over the size limit \
-            (`item_too_large`), or an `Idempotency-Key` already used for a different request \
-            (`idempotency_key_reused`).", body = ErrorBody),
+            (`item_too_large`), an `Idempotency-Key` already used for a different request \
+            (`idempotency_key_reused`), a `webhook_url` that is not an http(s) URL of at most \
+            2,048 characters or does not resolve (`invalid_webhook_url`), one whose host is or \
+            resolves to a loopback, private, link-local or metadata address \
+            (`webhook_url_refused`), or a `webhook_url` on a server without webhooks \
+            (`webhooks_not_configured`).", body = ErrorBody),
         (status = 429, description = "Too many submissions from this client (`rate_limited`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a submission is accepted."))),
@@ -147,10 +160,16 @@ pub async fn create_job(
             state.config.limits.idempotency_ttl,
         )
     });
-    let submission: Submission = match raw_format {
-        Some(format) => input::from_raw(body, format, query.into_inner().column, None)?,
+    let UploadQuery {
+        column,
+        webhook_url,
+    } = query.into_inner();
+    let mut submission: Submission = match raw_format {
+        Some(format) => input::from_raw(body, format, column, None)?,
         None => input::from_json(&body)?,
     };
+    submission.webhook_url =
+        checked_webhook_url(&state, submission.webhook_url, webhook_url).await?;
     let submitted = submit(&state, submission, None, key).await?;
     let id = submitted.id();
     let url = format!("/api/jobs/{id}");
@@ -165,7 +184,7 @@ pub async fn create_job(
             .insert_header((header::LOCATION, url.clone()))
             .insert_header((header::CONTENT_LOCATION, url))
             .insert_header((PREFERENCE_APPLIED, waited.applied().unwrap_or_default()))
-            .json(job.view()));
+            .json(webhooks::job_view(state.db(), job).await?));
     }
     let mut accepted = HttpResponse::Accepted();
     if let Some(applied) = waited.applied() {
@@ -219,6 +238,38 @@ fn submission_media(req: &HttpRequest) -> Result<(String, Option<Format>), ApiEr
         )));
     }
     Ok((media, raw_format))
+}
+
+/// The submission's webhook URL (from the JSON body or the query string, not both), checked
+/// ([`crate::webhooks::address::check`]); None when there is none.
+async fn checked_webhook_url(
+    state: &AppState,
+    in_body: Option<String>,
+    in_query: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let raw = match (in_body, in_query) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Unprocessable {
+                code: "invalid_webhook_url",
+                message: "webhook_url is given both in the body and in the query string: give \
+                          it once"
+                    .into(),
+            });
+        }
+        (Some(raw), None) | (None, Some(raw)) => raw,
+    };
+    if state.config.webhooks.secret.is_none() {
+        return Err(ApiError::Unprocessable {
+            code: "webhooks_not_configured",
+            message: "webhooks are not configured on this server (it has no WEBHOOK_SECRET to \
+                      sign them with): submit without webhook_url and follow the job at its \
+                      status_url"
+                .into(),
+        });
+    }
+    let url = crate::webhooks::address::check(&raw, state.config.webhooks.allow_private).await?;
+    Ok(Some(url.to_string()))
 }
 
 fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
@@ -307,7 +358,7 @@ pub async fn get_job(
     Ok(if not_modified {
         response.finish()
     } else {
-        response.json(job.view())
+        response.json(webhooks::job_view(state.db(), &job).await?)
     })
 }
 
@@ -337,7 +388,7 @@ pub async fn cancel_job(
     let job = super::cancel(&state, &path).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, job.etag()))
-        .json(job.view()))
+        .json(webhooks::job_view(state.db(), &job).await?))
 }
 
 /// A comment line this often keeps proxies from closing an idle stream.
@@ -413,7 +464,15 @@ impl EventsState {
             {
                 self.last_version = job.version;
                 self.finished = job.status.is_final();
-                let data = serde_json::to_string(&job.view()).unwrap_or_default();
+                let view = match self.follower.view(&job).await {
+                    Ok(view) => view,
+                    Err(e) => {
+                        let id = self.follower.id();
+                        tracing::warn!(job_id = %id, error = %e, "event stream stopped");
+                        return None;
+                    }
+                };
+                let data = serde_json::to_string(&view).unwrap_or_default();
                 let event = sse::Data::new(data)
                     .event("status")
                     .id(job.version.to_string());
@@ -443,8 +502,10 @@ impl EventsState {
         `sentiq_queue_entries{queue,state}`, then this process's counters and histograms: \
         `sentiq_jobs_{submitted,started,succeeded,cancelled}_total{queue}`, \
         `sentiq_jobs_failed_total{queue,code}`, `sentiq_job_duration_seconds{queue}`, \
-        `sentiq_job_queue_wait_seconds{queue}`, `sentiq_http_requests_total{route,method,status}` \
-        and `sentiq_http_request_duration_seconds{route,method}`.",
+        `sentiq_job_queue_wait_seconds{queue}`, `sentiq_http_requests_total{route,method,status}`, \
+        `sentiq_http_request_duration_seconds{route,method}` and \
+        `sentiq_webhook_deliveries_total{outcome}` (attempts: `delivered`, `retry`, `failed`, \
+        `stopped`); and the cluster-wide gauge `sentiq_webhook_deliveries_pending`.",
     responses(
         (status = 200, description = "Prometheus text format 0.0.4.", body = String,
             content_type = "text/plain"),

@@ -117,6 +117,20 @@ impl From<AnalysisError> for ApiError {
     }
 }
 
+impl From<crate::webhooks::address::Refusal> for ApiError {
+    fn from(e: crate::webhooks::address::Refusal) -> Self {
+        use crate::webhooks::address::Refusal;
+        let code = match &e {
+            Refusal::Invalid(_) => "invalid_webhook_url",
+            Refusal::NotPublic(_) => "webhook_url_refused",
+        };
+        ApiError::Unprocessable {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Every error answer of the JSON API.
 /// An error and every cause under it, `outer: inner: innermost`, for the one log line of a
 /// failed request (the client sees only the opaque message).
@@ -147,7 +161,8 @@ pub struct ErrorDetail<'a> {
     /// Stable, e.g. `invalid_json`, `missing_field`, `invalid_utf8`, `empty_input`,
     /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `not_found`,
     /// `already_final`, `not_succeeded`, `invalid_idempotency_key`, `idempotency_key_reused`,
-    /// `idempotency_key_in_use`, `bad_prefer`, `too_many_waiters`, `unavailable`, `not_ready`.
+    /// `idempotency_key_in_use`, `bad_prefer`, `too_many_waiters`, `unavailable`, `not_ready`,
+    /// `invalid_webhook_url`, `webhook_url_refused`, `webhooks_not_configured`.
     pub code: &'a str,
     pub message: &'a str,
 }

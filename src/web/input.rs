@@ -18,6 +18,9 @@ pub struct Submission {
     pub column: Option<String>,
     pub title: String,
     pub input: Vec<u8>,
+    /// Where to POST the job's completion event, as given (checked by the handler, which may
+    /// also take it from the query string).
+    pub webhook_url: Option<String>,
 }
 
 /// Read a whole body, refusing it once it passes `limit` bytes. With `drain_up_to > 0` the rest
@@ -142,6 +145,7 @@ pub fn from_raw(
         column,
         title,
         input: body,
+        webhook_url: None,
     })
 }
 
@@ -162,6 +166,11 @@ pub struct SubmissionBody {
     #[serde(default, deserialize_with = "some_documents")]
     #[schema(nullable = false)]
     pub documents: Option<Vec<Document>>,
+    /// Where to POST the job's completion event (Standard Webhooks): an `http` or `https` URL
+    /// of a public host, at most 2,048 characters. Needs `WEBHOOK_SECRET` on the server.
+    #[serde(default, deserialize_with = "string_or_null")]
+    #[schema(max_length = 2048)]
+    pub webhook_url: Option<String>,
 }
 
 /// One document of a batch.
@@ -210,7 +219,8 @@ impl SubmissionBody {
 
     /// The checked input: one document or a batch, not blank.
     pub fn into_submission(self) -> Result<Submission, ApiError> {
-        match (self.text, self.documents) {
+        let webhook_url = self.webhook_url;
+        let submission = match (self.text, self.documents) {
             (Some(text), None) => {
                 if is_blank(&text) {
                     return Err(blank());
@@ -220,6 +230,7 @@ impl SubmissionBody {
                     column: None,
                     title: title_of_text(&text),
                     input: text.into_bytes(),
+                    webhook_url: None,
                 })
             }
             (None, Some(docs)) => documents(docs),
@@ -230,7 +241,11 @@ impl SubmissionBody {
                 "the body needs a \"text\" field (one document) or a \"documents\" field (a batch)"
                     .into(),
             )),
-        }
+        }?;
+        Ok(Submission {
+            webhook_url,
+            ..submission
+        })
     }
 }
 
@@ -313,7 +328,19 @@ fn documents(docs: Vec<Document>) -> Result<Submission, ApiError> {
         column: None,
         title: format!("{n} document{}", if n == 1 { "" } else { "s" }),
         input,
+        webhook_url: None,
     })
+}
+
+/// A string, or absent (`null` counts as absent).
+fn string_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(serde::de::Error::custom(
+            "must be a string (an http:// or https:// URL)",
+        )),
+    }
 }
 
 /// A present field must be a string (`null` included: it is not "absent").
@@ -365,11 +392,14 @@ mod tests {
         let s = from_json(br#"{"documents": [{"id": 7, "text": "a"}, {"text": "b"}]}"#).unwrap();
         assert_eq!(s.format, Format::Documents);
         assert_eq!(s.title, "2 documents");
+        assert_eq!(s.webhook_url, None);
         let stored: serde_json::Value = serde_json::from_slice(&s.input).unwrap();
         assert_eq!(
             stored,
             serde_json::json!([{"id": "7", "text": "a"}, {"id": null, "text": "b"}])
         );
+        let s = from_json(br#"{"text": "Hi", "webhook_url": "https://example.com/h"}"#).unwrap();
+        assert_eq!(s.webhook_url.as_deref(), Some("https://example.com/h"));
     }
 
     #[test]
@@ -385,6 +415,12 @@ mod tests {
             "invalid_json"
         );
         assert_eq!(from_json(b"\"\xff\"").unwrap_err().code(), "invalid_utf8");
+        assert_eq!(
+            from_json(br#"{"text": "hi", "webhook_url": 5}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_json"
+        );
         assert_eq!(
             from_json(br#"{"documents": [{"id": [1], "text": "x"}]}"#)
                 .unwrap_err()

@@ -76,6 +76,7 @@ pub async fn submit(
         column: submission.column,
         title: submission.title,
         input: submission.input,
+        webhook_url: submission.webhook_url,
         idempotency: key,
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);

@@ -20,6 +20,8 @@ use crate::analysis::report::{Highlight, LabelCounts};
 use crate::analysis::{Format, Report};
 use crate::jobs::model::{JobView, Progress, Status};
 use crate::jobs::queue::QueueName;
+use crate::jobs::webhooks::{DeliveryStatus, WebhookView};
+use crate::webhooks::{Event, EventData};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,8 +61,12 @@ use crate::jobs::queue::QueueName;
         api::Health,
         ErrorBody,
         ErrorDetail,
+        WebhookView,
+        DeliveryStatus,
+        Event,
+        EventData,
     )),
-    modifiers(&RequiredHeaders),
+    modifiers(&RequiredHeaders, &WebhookEvents),
     tags((name = "jobs", description = "Analysis jobs"), (name = "operations", description = "Health, readiness and metrics")),
 )]
 pub struct ApiDoc;
@@ -109,6 +115,81 @@ impl Modify for RequiredHeaders {
                 }
             }
         }
+    }
+}
+
+/// The request sentiq sends to a job's `webhook_url`, as OpenAPI 3.1 describes calls an API
+/// makes to its clients: a top-level `webhooks` entry.
+struct WebhookEvents;
+
+impl Modify for WebhookEvents {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{
+            HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+        };
+        use utoipa::openapi::request_body::RequestBodyBuilder;
+        use utoipa::openapi::{ContentBuilder, PathsBuilder, Ref, Required, Response};
+        let header = |name: &str, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::True)
+                .schema(Some(<String as utoipa::PartialSchema>::schema()))
+                .description(Some(description))
+                .build()
+        };
+        let operation = OperationBuilder::new()
+            .summary(Some("A job submitted with a webhook_url became final"))
+            .description(Some(
+                "POSTed to the job's `webhook_url` when it becomes final, signed as Standard \
+                 Webhooks v1 describes: verify `webhook-signature` by computing \
+                 `v1,` + base64(HMAC-SHA256(key, `{webhook-id}.{webhook-timestamp}.{body}`)) with \
+                 the key of the server's `WEBHOOK_SECRET` (`whsec_` + base64 of the key) over \
+                 the body exactly as received, compare in constant time, refuse old timestamps, \
+                 and use `webhook-id` to skip an event seen before (delivery is at least once). \
+                 Redirects are not followed; the receiver has `WEBHOOK_TIMEOUT` (10 s) to \
+                 answer. Retried after about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h \
+                 (`WEBHOOK_RETRY_SCHEDULE`, with jitter, `Retry-After` honoured) until a 2xx.",
+            ))
+            .parameter(header(
+                "webhook-id",
+                "The event's id (`msg_` and 32 hex digits): the same on every attempt.",
+            ))
+            .parameter(header(
+                "webhook-timestamp",
+                "Unix time of this attempt, in seconds.",
+            ))
+            .parameter(header(
+                "webhook-signature",
+                "`v1,` and the base64 of the HMAC-SHA256 signature.",
+            ))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(Required::True))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(
+                                <Event as utoipa::ToSchema>::name(),
+                            )))
+                            .build(),
+                    )
+                    .build(),
+            ))
+            .response("2XX", Response::new("Delivered: no further attempt."))
+            .response(
+                "410",
+                Response::new("Gone: no further attempt for this event, ever."),
+            )
+            .response(
+                "default",
+                Response::new("Not delivered: the event is sent again later."),
+            );
+        openapi.webhooks = Some(
+            PathsBuilder::new()
+                .path("jobFinished", PathItem::new(HttpMethod::Post, operation))
+                .build(),
+        );
     }
 }
 

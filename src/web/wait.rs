@@ -225,6 +225,11 @@ impl Follower {
         &self.id
     }
 
+    /// The job's JSON, with its webhook's delivery when it has one.
+    pub async fn view(&self, job: &JobRow) -> Result<crate::jobs::model::JobView, sqlx::Error> {
+        crate::jobs::webhooks::job_view(&self.db, job).await
+    }
+
     /// The row as it is now (None: no such job); the signals so far are seen.
     pub async fn read(&mut self) -> Result<Option<JobRow>, sqlx::Error> {
         self.watch.mark_seen();

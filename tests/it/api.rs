@@ -987,24 +987,7 @@ pub(crate) async fn conforms(
     let Some(schema) = content.get(&media).map(|c| &c["schema"]) else {
         return Err(format!("{at}: content type {media:?} not declared"));
     };
-    let validate = |schema: &Value, instance: &Value| -> Result<(), String> {
-        let mut root = schema.clone();
-        root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
-        root["components"] = doc["components"].clone();
-        let validator = jsonschema::options()
-            .should_validate_formats(true)
-            .build(&root)
-            .map_err(|e| format!("{at}: bad schema: {e}"))?;
-        let errors: Vec<String> = validator
-            .iter_errors(instance)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{at}: {instance} violates the schema: {errors:?}"))
-        }
-    };
+    let validate = |schema: &Value, instance: &Value| validate_against(doc, &at, schema, instance);
     let parse = |text: &str| -> Result<Value, String> {
         serde_json::from_str(text).map_err(|e| format!("{at}: not JSON ({e}): {text}"))
     };
@@ -1039,6 +1022,32 @@ pub(crate) async fn conforms(
         other => return Err(format!("{at}: no check for {other}")),
     }
     Ok(body)
+}
+
+/// Whether `instance` validates against `schema`, a schema of the OpenAPI document `doc` (its
+/// references resolved in the document's components); else why not, after `at`.
+pub(crate) fn validate_against(
+    doc: &Value,
+    at: &str,
+    schema: &Value,
+    instance: &Value,
+) -> Result<(), String> {
+    let mut root = schema.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .map_err(|e| format!("{at}: bad schema: {e}"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{at}: {instance} violates the schema: {errors:?}"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

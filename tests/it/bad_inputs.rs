@@ -40,7 +40,8 @@ struct Case {
     code: Option<&'static str>,
     known_bug: Option<&'static str>,
     /// Sent to a second app with the default body limit (64 MiB), for items past
-    /// [`MAX_ITEM_BYTES`] that fit in a body.
+    /// [`MAX_ITEM_BYTES`] that fit in a body. That app has no webhook secret either (the first
+    /// has one, and refuses private webhook addresses).
     roomy: bool,
 }
 
@@ -100,6 +101,10 @@ impl Case {
     fn roomy(mut self) -> Self {
         self.roomy = true;
         self
+    }
+    /// Sent to the app without webhooks (the roomy one).
+    fn without_webhooks(self) -> Self {
+        self.roomy()
     }
     fn known_bug(mut self, why: &'static str) -> Self {
         self.known_bug = Some(why);
@@ -614,6 +619,70 @@ fn table(unknown: &str) -> Vec<Case> {
         )
         .path("/api/jobs?column=%FF")
         .expect(422, "no_text_column"),
+        // --- Webhook URLs (the app has a webhook secret and refuses private addresses).
+        json(
+            "a webhook URL that is not http",
+            r#"{"text": "hi", "webhook_url": "ftp://example.com/hook"}"#,
+        )
+        .expect(422, "invalid_webhook_url"),
+        json(
+            "a webhook URL that is not a URL",
+            r#"{"text": "hi", "webhook_url": "call me back"}"#,
+        )
+        .expect(422, "invalid_webhook_url"),
+        json(
+            "a webhook URL over 2,048 characters",
+            format!(
+                r#"{{"text": "hi", "webhook_url": "https://example.com/{}"}}"#,
+                "a".repeat(2048)
+            ),
+        )
+        .expect(422, "invalid_webhook_url"),
+        json(
+            "a webhook URL with credentials",
+            r#"{"text": "hi", "webhook_url": "https://user:pw@example.com/hook"}"#,
+        )
+        .expect(422, "invalid_webhook_url"),
+        json(
+            "a webhook URL that is a number",
+            r#"{"text": "hi", "webhook_url": 5}"#,
+        )
+        .expect(400, "invalid_json"),
+        json(
+            "a webhook URL on loopback",
+            r#"{"text": "hi", "webhook_url": "http://127.0.0.1:9000/hook"}"#,
+        )
+        .expect(422, "webhook_url_refused"),
+        json(
+            "a webhook URL at the cloud metadata address",
+            r#"{"text": "hi", "webhook_url": "http://169.254.169.254/latest/meta-data/"}"#,
+        )
+        .expect(422, "webhook_url_refused"),
+        json(
+            "a webhook URL at an IPv4-mapped private address",
+            r#"{"text": "hi", "webhook_url": "http://[::ffff:10.0.0.1]/hook"}"#,
+        )
+        .expect(422, "webhook_url_refused"),
+        json(
+            "a webhook URL with an internal name",
+            r#"{"text": "hi", "webhook_url": "http://metadata.google.internal/computeMetadata/v1/"}"#,
+        )
+        .expect(422, "webhook_url_refused"),
+        submit("a private webhook URL in the query of an upload", "text/plain", "hi")
+            .path("/api/jobs?webhook_url=http%3A%2F%2F192.168.1.10%2Fhook")
+            .expect(422, "webhook_url_refused"),
+        json(
+            "a webhook URL in both the body and the query",
+            r#"{"text": "hi", "webhook_url": "https://example.com/a"}"#,
+        )
+        .path("/api/jobs?webhook_url=https%3A%2F%2Fexample.com%2Fb")
+        .expect(422, "invalid_webhook_url"),
+        json(
+            "a webhook URL on a server without webhooks",
+            r#"{"text": "hi", "webhook_url": "https://example.com/hook"}"#,
+        )
+        .without_webhooks()
+        .expect(422, "webhooks_not_configured"),
         // --- The browser form (HTML page again, the message in words, no job).
         case(
             "the form as multipart without a boundary",
@@ -699,6 +768,8 @@ async fn every_bad_input_gets_its_status_and_error_code_and_writes_no_job() {
     let app = spawn_app_with(|c| {
         c.http.max_body_bytes = LIMIT;
         c.worker.run_in_process = false;
+        let key = format!("whsec_{}", "A".repeat(43));
+        c.webhooks.secret = Some(sentiq::webhooks::SigningKey::parse(&key).unwrap());
     })
     .await;
     let roomy = spawn_app_with(|c| c.worker.run_in_process = false).await;

@@ -20,3 +20,4 @@ mod recovery;
 mod schemathesis;
 mod server_cli;
 mod wait;
+mod webhooks;

@@ -1145,6 +1145,7 @@ async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_
         title: String::new(),
         input: b"Together is better.".to_vec(),
         idempotency: None,
+        webhook_url: None,
     };
     // Two of them share an id: written in one batch, that batch fails and its jobs are written
     // one by one, so only the second twin may fail.

@@ -187,6 +187,7 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
         title: String::new(),
         input: text.as_bytes().to_vec(),
         idempotency: None,
+        webhook_url: None,
     };
     let rolled_back = job("Never committed.");
     let mut tx = app.pool.begin().await.unwrap();
@@ -298,6 +299,7 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
         title: String::new(),
         input: b"Together is better.".to_vec(),
         idempotency: None,
+        webhook_url: None,
     };
     // 200 at once, two of them with the same id: that pair cannot both be written.
     let twin = uuid::Uuid::new_v4();

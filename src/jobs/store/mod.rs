@@ -19,8 +19,10 @@
 pub mod distributed;
 mod embedded;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub use distributed::Distributed;
@@ -31,7 +33,9 @@ use super::idempotency::{self, KeyRecord};
 use super::model::{self, Cancel, Claimed, Finish, ItemRow, JobRow, NewJob, StaleJob};
 use super::queue::{QueueError, QueueName, RedisQueue, Wakers};
 use super::submitter::{Submitted, Submitter};
+use super::webhooks::{self, Attempted, Delivery};
 use crate::db::Db;
+use crate::timestamp::Timestamp;
 
 /// Why a store operation failed: the database, or the queue. Neither hides inside the other,
 /// so a bug in enqueueing is never mistaken for an outage.
@@ -66,6 +70,8 @@ pub struct JobStore {
     topology: Topology,
     events: JobEvents,
     submitter: Submitter,
+    /// Wakes this process's webhook delivery loop when a job with a webhook ends here.
+    deliveries: Arc<Notify>,
 }
 
 /// The queue backend the apalis workers fetch from: apalis builds a different worker type for
@@ -119,6 +125,7 @@ impl JobStore {
             topology,
             events,
             submitter,
+            deliveries: Arc::default(),
         }
     }
 
@@ -253,8 +260,11 @@ impl JobStore {
     /// told by the caller; others find out from their fenced writes and their lease).
     pub async fn cancel(&self, id: &str) -> Result<Cancel, StoreError> {
         let cancel = model::cancel(self.db(), id).await?;
-        if let Cancel::Cancelled(_) = &cancel {
+        if let Cancel::Cancelled(job) = &cancel {
             self.events.changed(id);
+            if job.webhook_url.is_some() {
+                self.wake_deliveries();
+            }
         }
         Ok(cancel)
     }
@@ -280,6 +290,58 @@ impl JobStore {
             self.events.changed(&job.id);
         }
         Ok(jobs)
+    }
+
+    /// Lease up to `limit` due webhook deliveries for `lease`, each with one more attempt
+    /// (its fencing token); none is leased to two attempts at once.
+    pub async fn claim_deliveries(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let until = Timestamp::from_now(lease);
+        let claimed = webhooks::claim_due(self.db(), limit as i64, until).await?;
+        for d in &claimed {
+            self.events.changed(&d.job_id);
+        }
+        Ok(claimed)
+    }
+
+    /// Record how an attempt at a delivery of job `job_id`'s event ended. False when the
+    /// attempt had lost its lease to another (nothing written).
+    pub async fn record_delivery(
+        &self,
+        job_id: &str,
+        attempted: &Attempted,
+    ) -> Result<bool, StoreError> {
+        let recorded = webhooks::record(self.db(), attempted).await?;
+        if recorded {
+            self.events.changed(job_id);
+        }
+        Ok(recorded)
+    }
+
+    /// An operator's "Send again": the delivery is due now with the whole retry schedule
+    /// ahead. None when it is delivered, in flight or unknown.
+    pub async fn send_delivery_again(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let delivery = webhooks::send_again(self.db(), id).await?;
+        if let Some(d) = &delivery {
+            self.events.changed(&d.job_id);
+            self.wake_deliveries();
+        }
+        Ok(delivery)
+    }
+
+    /// Tell this process's delivery loop that a delivery may be due (a job with a webhook ended
+    /// here); it otherwise looks every second.
+    pub fn wake_deliveries(&self) {
+        self.deliveries.notify_one();
+    }
+
+    /// Resolves at the next [`JobStore::wake_deliveries`] (or at once for one made since the
+    /// last wait).
+    pub async fn deliveries_woken(&self) {
+        self.deliveries.notified().await
     }
 
     /// Remove finished queue entries (nothing expires by itself). Returns how many.

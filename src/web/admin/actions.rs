@@ -1,4 +1,5 @@
-//! The dashboard's buttons: `POST /admin/jobs/{id}/retry` and `/cancel`. Each checks the form's
+//! The dashboard's buttons: `POST /admin/jobs/{id}/retry` and `/cancel`, and
+//! `POST /admin/webhooks/{id}/send`. Each checks the form's
 //! CSRF token first, then sends the operator back to the dashboard, or to a short message page
 //! when the action is refused or not possible.
 
@@ -8,6 +9,7 @@ use askama::Template;
 
 use super::auth::{admin_token, forbidden_reason};
 use crate::jobs::model::{self, JobRow};
+use crate::jobs::webhooks::{self, DeliveryStatus};
 use crate::web::errors::ApiError;
 use crate::web::{AppState, parse_id};
 
@@ -107,6 +109,48 @@ pub(super) async fn retry(
             back_to_dashboard()
         }
         Err(e) => action_error(e),
+    }
+}
+
+/// `POST /admin/webhooks/{id}/send`: attempt a failing webhook delivery now, with its retry
+/// schedule started over.
+pub(super) async fn send_again(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if let Some(reason) = forbidden_reason(&req, &body, admin_token(&state)) {
+        return message(StatusCode::FORBIDDEN, "Refused", reason);
+    }
+    let id = path.into_inner();
+    match state.deps.store.send_delivery_again(&id).await {
+        Ok(Some(d)) => {
+            tracing::info!(
+                target: super::LOG_TARGET,
+                delivery_id = %d.id,
+                job_id = %d.job_id,
+                "webhook sent again by an operator"
+            );
+            back_to_dashboard()
+        }
+        Ok(None) => match webhooks::get(state.db(), &id).await {
+            Ok(None) => message(
+                StatusCode::NOT_FOUND,
+                "No such delivery",
+                "There is no webhook delivery with this id.",
+            ),
+            Ok(Some(d)) => action_error(ApiError::Conflict {
+                code: "not_sendable",
+                message: if d.status == DeliveryStatus::Delivered {
+                    "The event has been delivered already.".into()
+                } else {
+                    "An attempt is being made right now; look again in a moment.".into()
+                },
+            }),
+            Err(e) => action_error(e.into()),
+        },
+        Err(e) => action_error(e.into()),
     }
 }
 

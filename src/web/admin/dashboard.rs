@@ -9,6 +9,8 @@ use super::auth::{admin_token, csrf_token};
 use crate::jobs::model::{JobRow, Status};
 use crate::jobs::registry::{self, ALIVE_BEATS, BEAT, WorkerRow};
 use crate::jobs::stats::{self, Minute};
+use crate::jobs::store::StoreError;
+use crate::jobs::webhooks::{self, Delivery, DeliveryStatus};
 use crate::timestamp::Timestamp;
 use crate::web::AppState;
 use crate::web::charts::{LEFT, TOP, Tick, count_ticks, f};
@@ -92,6 +94,49 @@ impl JobView {
             finished_at: j.finished_at.map(|t| t.to_string()).unwrap_or_default(),
             error_code: j.error_code.unwrap_or_default(),
             error_message: j.error_message.unwrap_or_default(),
+        }
+    }
+}
+
+/// A webhook delivery whose last attempt failed.
+struct DeliveryView {
+    id: String,
+    job_id: String,
+    event: String,
+    url: String,
+    status: String,
+    attempts: i64,
+    /// `HTTP 500 Internal Server Error`, `no answer within 10 s`...
+    last_error: String,
+    last_attempt_at: String,
+    last_attempt: String,
+    /// When the next attempt is due (pending ones), for a person.
+    next_attempt: String,
+}
+
+impl DeliveryView {
+    fn new(d: Delivery) -> DeliveryView {
+        let next_attempt = match (d.status, d.next_attempt_at) {
+            (DeliveryStatus::Pending, Some(at)) if at > Timestamp::now() => {
+                format!("in {} s", Timestamp::now().seconds_until(at).ceil())
+            }
+            (DeliveryStatus::Pending, _) => "now".into(),
+            _ => String::new(),
+        };
+        DeliveryView {
+            last_attempt: d
+                .last_attempt_at
+                .map(Timestamp::relative)
+                .unwrap_or_default(),
+            last_attempt_at: d.last_attempt_at.map(|t| t.to_string()).unwrap_or_default(),
+            id: d.id,
+            job_id: d.job_id,
+            event: d.event,
+            url: d.url,
+            status: d.status.to_string(),
+            attempts: d.attempts,
+            last_error: d.last_error.unwrap_or_default(),
+            next_attempt,
         }
     }
 }
@@ -219,6 +264,7 @@ struct Dashboard {
     failures: Vec<JobView>,
     cancelled_jobs: Vec<JobView>,
     open: Vec<JobView>,
+    failing_webhooks: Vec<DeliveryView>,
     list_limit: i64,
 }
 
@@ -247,6 +293,34 @@ fn worker_view(w: WorkerRow) -> WorkerView {
     }
 }
 
+/// The queue's own entry counts, or why they could not be read. They are a bonus: a Redis outage
+/// must not take the dashboard with it, that is when an operator needs it most.
+fn entry_views(
+    entries: Result<Vec<(String, String, i64)>, StoreError>,
+) -> (Vec<EntryView>, Option<String>) {
+    match entries {
+        Ok(entries) => (
+            entries
+                .into_iter()
+                .map(|(queue, state, count)| EntryView {
+                    queue,
+                    state,
+                    count,
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => {
+            tracing::warn!(
+                target: super::LOG_TARGET,
+                error = %e,
+                "dashboard: queue entries not read"
+            );
+            (Vec::new(), Some(e.to_string()))
+        }
+    }
+}
+
 /// `GET /admin`.
 pub(super) async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
     match dashboard_page(&state).await {
@@ -257,7 +331,7 @@ pub(super) async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
 
 async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
     let db = state.db();
-    let (depths, minutes, workers, failures, cancelled_jobs, open, entries) = tokio::join!(
+    let (depths, minutes, workers, failures, cancelled_jobs, open, entries, webhooks) = tokio::join!(
         stats::depths(db),
         stats::throughput(db, MINUTES),
         registry::list(db, WORKERS_LIST),
@@ -265,22 +339,11 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
         stats::latest(db, "cancelled", CANCELLED_LIST),
         stats::open_jobs(db, LIST),
         state.deps.store.entry_counts(),
+        webhooks::failing(db, LIST),
     );
-    let (depths, minutes, workers) = (depths?, minutes?, workers?);
+    let (depths, minutes, workers, webhooks) = (depths?, minutes?, workers?, webhooks?);
     let (failures, cancelled_jobs, open) = (failures?, cancelled_jobs?, open?);
-    // The queue's own view is a bonus: a Redis outage must not take the dashboard with it,
-    // that is when an operator needs it most.
-    let (entries, entries_error) = match entries {
-        Ok(e) => (e, None),
-        Err(e) => {
-            tracing::warn!(
-                target: super::LOG_TARGET,
-                error = %e,
-                "dashboard: queue entries not read"
-            );
-            (Vec::new(), Some(e.to_string()))
-        }
-    };
+    let (entries, entries_error) = entry_views(entries);
     let mut workers: Vec<WorkerView> = workers.into_iter().map(worker_view).collect();
     // Alive first, then by last heartbeat (the list comes newest first; the sort is stable).
     workers.sort_by_key(|w| w.state != "alive");
@@ -305,14 +368,7 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
                 running: d.running,
             })
             .collect(),
-        entries: entries
-            .into_iter()
-            .map(|(queue, state, count)| EntryView {
-                queue,
-                state,
-                count,
-            })
-            .collect(),
+        entries,
         entries_error,
         workers,
         alive,
@@ -330,6 +386,7 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
         failures: failures.into_iter().map(JobView::new).collect(),
         cancelled_jobs: cancelled_jobs.into_iter().map(JobView::new).collect(),
         open: open.into_iter().map(JobView::new).collect(),
+        failing_webhooks: webhooks.into_iter().map(DeliveryView::new).collect(),
         list_limit: LIST,
     })
 }

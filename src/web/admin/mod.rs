@@ -1,6 +1,6 @@
 //! The operator dashboard at `/admin`: queue depths, the workers alive and their last heartbeat,
-//! the throughput of the last hour, recent failures with a Retry button and open jobs with a
-//! Cancel button.
+//! the throughput of the last hour, recent failures with a Retry button, open jobs with a
+//! Cancel button and failing webhook deliveries with a Send again button.
 //!
 //! It exists only when `ADMIN_TOKEN` is set: otherwise every `/admin…` path answers exactly as
 //! an unknown page does, so a deployment without it does not even reveal it. With the token,
@@ -55,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/static/admin.css", web::get().to(css))
             .route("/jobs/{id}/retry", web::post().to(actions::retry))
             .route("/jobs/{id}/cancel", web::post().to(actions::cancel))
+            .route("/webhooks/{id}/send", web::post().to(actions::send_again))
             .default_service(web::to(unknown)),
     );
 }

@@ -713,6 +713,11 @@ const CONFIG_VARS: &[&str] = &[
     "SUBMIT_BURST",
     "MAX_WAITERS",
     "TRUST_FORWARDED_FOR",
+    "PUBLIC_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_ALLOW_PRIVATE",
+    "WEBHOOK_RETRY_SCHEDULE",
+    "WEBHOOK_TIMEOUT",
 ];
 
 /// A set of environment variables for `sentiq` children.
