@@ -174,27 +174,80 @@ pub struct SubmissionBody {
 }
 
 /// One document of a batch.
-#[derive(Deserialize, Serialize, ToSchema)]
-#[serde(expecting = "an object with a \"text\" field")]
+#[derive(Serialize, ToSchema)]
 pub struct Document {
     /// The caller's id for the document, echoed in the results (a number is kept as text).
-    #[serde(default, deserialize_with = "document_id")]
     #[schema(value_type = Option<DocumentId>)]
     pub id: Option<String>,
-    #[serde(default, deserialize_with = "some_string")]
     #[schema(required = true, nullable = false)]
     pub text: Option<String>,
 }
 
-/// A document's id as sent: a string or a number (kept as text).
+/// Only an object is a document: serde's derive would also take an array (`["7", "Hi"]` as id
+/// and text), so the fields are read by hand.
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Document, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Document;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with a \"text\" field")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Document, A::Error> {
+                let mut doc = Document {
+                    id: None,
+                    text: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "id" => doc.id = map.next_value::<DocumentIdText>()?.into_text(),
+                        "text" => match map.next_value::<Value>()? {
+                            Value::String(text) => doc.text = Some(text),
+                            _ => return Err(serde::de::Error::custom("text must be a string")),
+                        },
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(doc)
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
+/// A document's id as sent: a string or a number (kept as text), or null.
 #[derive(ToSchema)]
-#[allow(dead_code)]
 #[schema(description = "A string or a number (kept as text).")]
 pub enum DocumentId {
     #[schema(title = "string")]
     Text(String),
     #[schema(title = "number")]
     Number(f64),
+}
+
+/// The id as stored: the text of a string or number, None for null.
+struct DocumentIdText(Option<String>);
+
+impl DocumentIdText {
+    fn into_text(self) -> Option<String> {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DocumentIdText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DocumentIdText, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Null => Ok(DocumentIdText(None)),
+            Value::String(s) => Ok(DocumentIdText(Some(s))),
+            Value::Number(n) => Ok(DocumentIdText(Some(n.to_string()))),
+            _ => Err(serde::de::Error::custom("id must be a string or a number")),
+        }
+    }
 }
 
 impl SubmissionBody {
@@ -208,6 +261,17 @@ impl SubmissionBody {
             return Err(ApiError::InvalidJson(format!(
                 "the body is not valid JSON: it nests deeper than {MAX_JSON_DEPTH} levels"
             )));
+        }
+        // serde's derive would take an array too, as the fields in order.
+        if text
+            .trim_start_matches(['\u{feff}', ' ', '\t', '\n', '\r'])
+            .starts_with('[')
+        {
+            return Err(ApiError::InvalidJson(
+                "the body must be a JSON object with a \"text\" or \"documents\" field, not an \
+                 array"
+                    .into(),
+            ));
         }
         let mut json = serde_json::Deserializer::from_str(text);
         let parsed: SubmissionBody =
@@ -372,14 +436,6 @@ fn some_documents<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Document
     d.deserialize_any(Documents).map(Some)
 }
 
-fn document_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s)),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        _ => Err(serde::de::Error::custom("must be a string or a number")),
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -348,32 +348,37 @@ fn expected_json_code(v: &Value) -> Option<&'static str> {
     let Value::Object(map) = v else {
         return Some("invalid_json");
     };
-    if let Some(t) = map.get("text") {
-        return match t {
-            Value::String(s) if is_blank(s) => Some("empty_input"),
-            Value::String(_) => None,
-            _ => Some("invalid_json"),
-        };
-    }
-    let Some(docs) = map.get("documents") else {
-        return Some("missing_field");
-    };
-    let Value::Array(docs) = docs else {
+    // Every field of a wrong type is found before what is missing or blank.
+    let text = map.get("text");
+    if text.is_some_and(|t| !t.is_string()) {
         return Some("invalid_json");
+    }
+    let docs = match map.get("documents") {
+        None => None,
+        Some(Value::Array(docs)) => Some(docs),
+        Some(_) => return Some("invalid_json"),
     };
-    for d in docs {
+    for d in docs.into_iter().flatten() {
         let Some(o) = d.as_object() else {
             return Some("invalid_json");
         };
-        match o.get("text") {
-            Some(Value::String(_)) => {}
-            Some(_) => return Some("invalid_json"),
-            None => return Some("missing_field"),
+        if o.get("text").is_some_and(|t| !t.is_string()) {
+            return Some("invalid_json");
         }
         match o.get("id") {
             None | Some(Value::Null | Value::String(_) | Value::Number(_)) => {}
             Some(_) => return Some("invalid_json"),
         }
+    }
+    let docs = match (text, docs) {
+        (Some(_), Some(_)) => return Some("invalid_json"),
+        (Some(t), None) if is_blank(t.as_str().unwrap()) => return Some("empty_input"),
+        (Some(_), None) => return None,
+        (None, None) => return Some("missing_field"),
+        (None, Some(docs)) => docs,
+    };
+    if docs.iter().any(|d| d.get("text").is_none()) {
+        return Some("missing_field");
     }
     if docs
         .iter()
