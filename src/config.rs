@@ -204,6 +204,29 @@ pub const SUBMIT_BURST: Var = Var {
     help: "Submissions a client may make at once before the per-minute rate applies",
 };
 
+pub const RESULT_TTL: Var = Var {
+    name: "RESULT_TTL",
+    flag: "result-ttl",
+    default: Some("604800"),
+    value_name: "SECONDS",
+    help: "Seconds a final job's input, items and report are kept (7 days); then it answers \
+         410 Gone. 0: kept forever",
+};
+pub const TOMBSTONE_TTL: Var = Var {
+    name: "TOMBSTONE_TTL",
+    flag: "tombstone-ttl",
+    default: Some("2592000"),
+    value_name: "SECONDS",
+    help: "Seconds an expired or deleted job still answers 410 Gone (30 days); then 404",
+};
+pub const PRUNE_INTERVAL_MS: Var = Var {
+    name: "PRUNE_INTERVAL_MS",
+    flag: "prune-interval-ms",
+    default: Some("10000"),
+    value_name: "MS",
+    help: "How often a worker removes expired data and old tombstones",
+};
+
 pub const ADMIN_TOKEN: Var = Var {
     name: "ADMIN_TOKEN",
     flag: "admin-token",
@@ -258,6 +281,10 @@ pub const SECTIONS: &[Section] = &[
         vars: &[&SUBMIT_RATE_PER_MINUTE, &SUBMIT_BURST],
     },
     Section {
+        heading: "Retention",
+        vars: &[&RESULT_TTL, &TOMBSTONE_TTL, &PRUNE_INTERVAL_MS],
+    },
+    Section {
         heading: "Security",
         vars: &[&ADMIN_TOKEN],
     },
@@ -307,6 +334,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
+    pub retention: Retention,
     pub security: SecurityConfig,
 }
 
@@ -392,6 +420,28 @@ pub struct LimitsConfig {
     pub submit_rate_per_minute: u32,
     /// Submissions a client may make at once before the per-minute rate applies.
     pub submit_burst: u32,
+}
+
+/// How long a job's data is kept, and how often the workers prune.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a final job's input, items and report are kept (None: forever).
+    pub result_ttl: Option<Duration>,
+    /// How long an expired or deleted job's row stays as a tombstone (410 Gone, then 404).
+    pub tombstone_ttl: Duration,
+    /// Interval of the pruner (in every worker process).
+    pub prune_every: Duration,
+}
+
+impl Retention {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        let result_ttl = r.required::<u64>(&RESULT_TTL)?;
+        Ok(Retention {
+            result_ttl: (result_ttl > 0).then(|| Duration::from_secs(result_ttl)),
+            tombstone_ttl: Duration::from_secs(r.required(&TOMBSTONE_TTL)?),
+            prune_every: r.millis(&PRUNE_INTERVAL_MS)?,
+        })
+    }
 }
 
 /// Who may see what.
@@ -623,6 +673,7 @@ impl Config {
             queue: QueueConfig::read(&r)?,
             worker: WorkerConfig::read(&r)?,
             limits: LimitsConfig::read(&r)?,
+            retention: Retention::read(&r)?,
             security: SecurityConfig::read(&r)?,
         })
     }

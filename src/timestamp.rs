@@ -23,6 +23,14 @@ impl Timestamp {
         Timestamp(Utc::now() - duration)
     }
 
+    /// `duration` after `self` (the far future when that is past the calendar's end).
+    pub fn after(self, duration: Duration) -> Timestamp {
+        chrono::Duration::from_std(duration)
+            .ok()
+            .and_then(|d| self.0.checked_add_signed(d))
+            .map_or(Timestamp(DateTime::<Utc>::MAX_UTC), Timestamp)
+    }
+
     /// Seconds from `self` to `later` (0 when `later` is earlier).
     pub fn seconds_until(self, later: Timestamp) -> f64 {
         ((later.0 - self.0).num_milliseconds().max(0)) as f64 / 1000.0

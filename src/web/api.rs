@@ -12,7 +12,7 @@ use utoipa::openapi::{Ref, RefOr};
 use super::errors::{ApiError, ErrorBody};
 use super::input::{self, Submission};
 use super::respond::media_type;
-use super::{AppState, parse_id, submit};
+use super::{AppState, live, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, ItemRow, JobView, Status};
 
@@ -166,6 +166,9 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
         (status = 304, description = "Not modified since the ETag given in `If-None-Match`.",
             headers(("ETag" = String, description = "The job's current ETag."))),
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
@@ -177,9 +180,11 @@ pub async fn get_job(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let job = model::get(state.db(), &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let job = live(
+        model::get(state.db(), &id)
+            .await?
+            .ok_or(ApiError::NotFound)?,
+    )?;
     let etag = job.etag();
     if etag_matches(&req, &etag) {
         return Ok(HttpResponse::NotModified()
@@ -206,6 +211,9 @@ pub async fn get_job(
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
         (status = 409, description = "The job is already final (`already_final`).",
             body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
@@ -219,6 +227,34 @@ pub async fn cancel_job(
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, job.etag()))
         .json(job.view()))
+}
+
+/// `DELETE /api/jobs/{id}`: 204; the job is cancelled first if it is queued or running.
+#[utoipa::path(
+    delete,
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    summary = "Delete a job and its data",
+    description = "Cancels the job if it is queued or running (it stops within about a second), \
+        then removes its input, items and report at once. The job then answers `410 Gone` \
+        (code `deleted`) until `TOMBSTONE_TTL` has passed, then 404. Deleting a job whose data \
+        is already gone (deleted, or expired) answers 204 again: a client may retry a DELETE \
+        whose answer it lost.",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
+    responses(
+        (status = 204, description = "Deleted: nothing of its input, items or report remains."),
+        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
+pub async fn delete_job(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    super::delete(&state, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// How often an event stream re-reads the job row when no change signal came: often when
@@ -245,6 +281,9 @@ const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15)
         (status = 200, description = "The event stream; the schema is that of each event.",
             body = StatusEvent, content_type = "text/event-stream"),
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
@@ -259,9 +298,11 @@ pub async fn job_events(
     // Watch before the first read, so no change between the read and the wait is missed.
     let mut watch = state.deps.store.events().watch(&id);
     watch.mark_seen();
-    let job = model::get(state.db(), &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let job = live(
+        model::get(state.db(), &id)
+            .await?
+            .ok_or(ApiError::NotFound)?,
+    )?;
     let start = EventsState {
         db: state.db().clone(),
         id,
@@ -325,6 +366,8 @@ impl EventsState {
             }
             self.watch.mark_seen();
             match model::get(&self.db, &self.id).await {
+                // A job deleted (or expired) meanwhile has nothing more to show.
+                Ok(Some(job)) if job.purged().is_some() => return None,
                 Ok(Some(job)) => self.pending = Some(job),
                 Ok(None) => return None,
                 Err(e) => {
@@ -345,7 +388,9 @@ impl EventsState {
     description = "Cluster-wide gauges `sentiq_jobs{queue,status}` and \
         `sentiq_queue_entries{queue,state}`, then this process's counters and histograms: \
         `sentiq_jobs_{submitted,started,succeeded,cancelled}_total{queue}`, \
-        `sentiq_jobs_failed_total{queue,code}`, `sentiq_job_duration_seconds{queue}`, \
+        `sentiq_jobs_failed_total{queue,code}`, `sentiq_jobs_pruned_total{reason}` (input, \
+        items and report removed: `expired` by a worker's pruner, `deleted` by a web process), \
+        `sentiq_tombstones_removed_total`, `sentiq_job_duration_seconds{queue}`, \
         `sentiq_job_queue_wait_seconds{queue}`, `sentiq_http_requests_total{route,method,status}` \
         and `sentiq_http_request_duration_seconds{route,method}`.",
     responses(
@@ -407,9 +452,6 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .json(serde_json::json!({"error": {"code": "not_ready", "message": problem}}))
 }
 
-/// Rows fetched per page while streaming items.
-const ITEMS_PAGE: i64 = 2000;
-
 #[derive(Clone, Copy)]
 enum ItemsFormat {
     Csv,
@@ -422,9 +464,11 @@ async fn items(
     kind: ItemsFormat,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let job = model::get(state.db(), &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let job = live(
+        model::get(state.db(), &id)
+            .await?
+            .ok_or(ApiError::NotFound)?,
+    )?;
     if job.status != Status::Succeeded {
         return Err(ApiError::Conflict {
             code: "not_succeeded",
@@ -435,14 +479,13 @@ async fn items(
         });
     }
     let db = state.db().clone();
-    // Keyset pagination: each page is one short query, so the stream holds no connection
-    // between pages and memory stays bounded whatever the number of items.
+    // One stored chunk per step (keyset pagination): each is one short query, so the stream
+    // holds no connection between chunks and at most one decoded chunk in memory, whatever the
+    // number of items.
     let pages = stream::unfold(Some((db, id.clone(), -1i64, true)), move |st| async move {
         let (db, id, after, first) = st?;
-        let rows: Result<Vec<ItemRow>, sqlx::Error> =
-            model::items_page(&db, &id, after, ITEMS_PAGE).await;
-        let rows = match rows {
-            Ok(r) => r,
+        let rows = match next_items(&db, &id, after).await {
+            Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(job_id = %id, error = %e, "items stream failed");
                 return Some((
@@ -454,16 +497,11 @@ async fn items(
         if rows.is_empty() && !first {
             return None;
         }
-        let last = rows.last().map_or(after, |r| r.position);
         let bytes = match render(&rows, kind, first) {
             Ok(b) => b,
             Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
         };
-        let next = if (rows.len() as i64) < ITEMS_PAGE {
-            None
-        } else {
-            Some((db, id, last, false))
-        };
+        let next = rows.last().map(|r| (db, id, r.position, false));
         Some((Ok::<_, actix_web::Error>(web::Bytes::from(bytes)), next))
     });
     let (content_type, ext) = match kind {
@@ -477,6 +515,22 @@ async fn items(
             format!("attachment; filename=\"sentiq-{id}.{ext}\""),
         ))
         .streaming(pages))
+}
+
+/// The items of the next stored chunk after position `after`. When there are none the job is
+/// read again: one deleted (or expired) while its items were being sent lost them all at once,
+/// and its download must fail rather than end as if complete.
+async fn next_items(db: &crate::db::Db, id: &str, after: i64) -> Result<Vec<ItemRow>, String> {
+    let rows = model::items_after(db, id, after)
+        .await
+        .map_err(|e| e.to_string())?;
+    if rows.is_empty() {
+        match model::get(db, id).await.map_err(|e| e.to_string())? {
+            Some(job) if job.purged().is_none() => {}
+            _ => return Err("the job was deleted while its items were sent".into()),
+        }
+    }
+    Ok(rows)
 }
 
 fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, String> {
@@ -530,6 +584,9 @@ fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, 
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
         (status = 409, description = "The job has not succeeded (`not_succeeded`).",
             body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
@@ -557,6 +614,9 @@ pub async fn items_csv(
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
         (status = 409, description = "The job has not succeeded (`not_succeeded`).",
             body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),

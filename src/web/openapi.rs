@@ -34,6 +34,7 @@ use crate::jobs::queue::QueueName;
         api::create_job,
         api::get_job,
         api::cancel_job,
+        api::delete_job,
         api::job_events,
         api::items_csv,
         api::items_jsonl,

@@ -16,5 +16,6 @@ mod parsers_never_panic;
 mod processes;
 mod production;
 mod recovery;
+mod retention;
 mod schemathesis;
 mod server_cli;

@@ -220,6 +220,41 @@ struct Dashboard {
     cancelled_jobs: Vec<JobView>,
     open: Vec<JobView>,
     list_limit: i64,
+    storage: Vec<(&'static str, String)>,
+    tombstones: Vec<(String, i64)>,
+    pruned_expired: u64,
+    pruned_deleted: u64,
+    retention: String,
+}
+
+/// `12.3 MB`: a size as an operator reads it.
+fn bytes_label(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    match b {
+        b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
+        b if b >= 1e3 => format!("{:.1} kB", b / 1e3),
+        _ => format!("{bytes} B"),
+    }
+}
+
+/// "results kept 7 days, tombstones 30 days": the retention settings in words.
+fn retention_label(retention: crate::config::Retention) -> String {
+    let days = |d: std::time::Duration| {
+        let days = d.as_secs_f64() / 86_400.0;
+        if days >= 1.0 {
+            format!("{} days", (days * 10.0).round() / 10.0)
+        } else {
+            format!("{} s", d.as_secs())
+        }
+    };
+    let results = retention
+        .result_ttl
+        .map_or("forever".to_owned(), |ttl| days(ttl));
+    format!(
+        "results kept {results} after a job ends, then 410 Gone for {}",
+        days(retention.tombstone_ttl)
+    )
 }
 
 /// Alive: seen within [`ALIVE_BEATS`] beats and not stopped.
@@ -257,6 +292,16 @@ pub(super) async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
 
 async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
     let db = state.db();
+    let (storage, tombstones) = tokio::join!(stats::stored_bytes(db), stats::tombstones(db));
+    let (storage, tombstones) = (storage?, tombstones?);
+    let pruned = |reason: &str| {
+        state
+            .deps
+            .metrics
+            .jobs_pruned
+            .with_label_values(&[reason])
+            .get()
+    };
     let (depths, minutes, workers, failures, cancelled_jobs, open, entries) = tokio::join!(
         stats::depths(db),
         stats::throughput(db, MINUTES),
@@ -331,6 +376,14 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
         cancelled_jobs: cancelled_jobs.into_iter().map(JobView::new).collect(),
         open: open.into_iter().map(JobView::new).collect(),
         list_limit: LIST,
+        storage: storage
+            .into_iter()
+            .map(|(what, bytes)| (what, bytes_label(bytes)))
+            .collect(),
+        tombstones,
+        pruned_expired: pruned("expired"),
+        pruned_deleted: pruned("deleted"),
+        retention: retention_label(state.deps.store.retention()),
     })
 }
 
