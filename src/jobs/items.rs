@@ -123,7 +123,7 @@ pub fn decode(body: &[u8]) -> Result<Vec<ItemRow>, DecodeError> {
 fn encode_item(out: &mut Vec<u8>, item: &ItemRow, previous: i64) {
     put_varint(out, zigzag(item.position.wrapping_sub(previous)));
     let scores = [item.neg, item.neu, item.pos, item.compound];
-    let kinds: Vec<(u8, u64)> = scores.iter().map(|&v| score_kind(v)).collect();
+    let kinds = scores.map(score_kind);
     out.push(
         kinds
             .iter()

@@ -107,6 +107,7 @@ fn gone_page(reason: PurgeReason, result_ttl: Option<std::time::Duration>) -> Ht
 struct ForbiddenPage {
     back: String,
     back_label: &'static str,
+    not_owner: bool,
 }
 
 /// The answer to a form post that failed the CSRF check: a page in words, and the way back to a
@@ -124,7 +125,12 @@ fn forbidden_page(
     );
     html(
         StatusCode::FORBIDDEN,
-        ForbiddenPage { back, back_label }.render(),
+        ForbiddenPage {
+            back,
+            back_label,
+            not_owner: why == csrf::Rejection::NotOwner,
+        }
+        .render(),
     )
 }
 
@@ -811,7 +817,6 @@ pub async fn delete(
         Err(e) => return ApiError::from(e).error_response(),
     };
     if job.purged().is_none() && !owns(&req, &job) {
-        tracing::warn!(job_id = %id, "delete refused: not the visitor's own job");
         return forbidden_page(
             &req,
             csrf::Rejection::NotOwner,

@@ -770,10 +770,10 @@ async fn migrations_apply_twice_on_postgres_and_the_transition_log_is_written_by
 async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
     let attempts = vec![1i64; ids.len()];
     let texts: Vec<&str> = ids.iter().map(|_| "x").collect();
-    let floats = vec![0.0f64; ids.len()];
+    let bodies: Vec<Vec<u8>> = ids.iter().map(|_| vec![0u8]).collect();
     let query =
         sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")));
-    // The claim takes `$1` to `$3`; the finish `$1`, `$2` and ten more arrays.
+    // The claim takes `$1` to `$3`; the finish eight arrays, the time and the expiry.
     let query = if statement == model::CLAIM_MANY {
         query
             .bind("2026-11-30T00:00:00.000Z")
@@ -787,12 +787,10 @@ async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
             .bind("2026-11-30T00:00:00.000Z")
             .bind(ids)
             .bind(&attempts)
-            .bind(&texts)
-            .bind(&texts)
-            .bind(&floats)
-            .bind(&floats)
-            .bind(&floats)
-            .bind(&floats)
+            .bind(&attempts)
+            .bind(&attempts)
+            .bind(&bodies)
+            .bind(Some("2026-12-07T00:00:00.000Z"))
     };
     plan_of(pg, query).await
 }

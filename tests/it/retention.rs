@@ -11,9 +11,9 @@ use sentiq::analysis::{self, Format, Item, Observer, Options};
 use sentiq::jobs::model;
 use serde_json::{Value, json};
 
-/// Results kept a second, tombstones three, pruned every 100 ms.
+/// Results kept two seconds, tombstones three, pruned every 100 ms.
 fn short_retention(c: &mut sentiq::config::Config) {
-    c.retention.result_ttl = Some(Duration::from_secs(1));
+    c.retention.result_ttl = Some(Duration::from_secs(2));
     c.retention.tombstone_ttl = Duration::from_secs(3);
     c.retention.prune_every = Duration::from_millis(100);
 }
@@ -65,7 +65,7 @@ async fn a_job_past_its_result_ttl_answers_410_after_the_pruner_runs_and_404_aft
         job[field].as_str().unwrap().parse().unwrap()
     };
     let kept = at("finished_at").seconds_until(at("expires_at"));
-    assert!((0.99..=1.01).contains(&kept), "{job}");
+    assert!((1.99..=2.01).contains(&kept), "{job}");
     // The input went when the job succeeded; the items stay until it expires.
     assert_eq!(rows(&app, "job_inputs", &id).await, 0);
     assert_eq!(model::item_count(&app.db, &id).await.unwrap(), 3);
@@ -165,7 +165,7 @@ async fn a_cancelled_job_keeps_its_input_for_a_retry_until_it_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_running_job_stops_it_and_removes_its_input_and_items_at_once() {
     let app = spawn_app_with(|_| {}).await;
-    let id = app.submit_raw("text/plain", &common::big_text(8)).await;
+    let id = app.submit_raw("text/plain", &common::big_text(16)).await;
     app.wait_for(&id, |s| s == "running").await;
     let start = Instant::now();
     let r = delete(&app, &id).await;
@@ -213,110 +213,95 @@ async fn deleting_a_running_job_stops_it_and_removes_its_input_and_items_at_once
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_results_page_deletes_the_visitors_own_job_only_and_says_so() {
-    let app = spawn_app_with(|_| {}).await;
-    let form = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = csrf_field(&form);
+/// GET `path` with `client`; the page's text.
+async fn page(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Submit a text through the browser form and wait for it: the job's id and the form token.
+async fn submit_by_form(app: &TestApp) -> (String, String) {
+    let token = csrf_field(&page(&app.client, app.url("/")).await);
+    let form = [("csrf", token.as_str()), ("text", "Mine to delete.")];
     let r = app
         .client
         .post(app.url("/analyses"))
-        .form(&[("csrf", token.as_str()), ("text", "Mine to delete.")])
+        .form(&form)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    let page_url = r.headers()["location"].to_str().unwrap().to_owned();
-    let id = page_url.trim_start_matches("/analyses/").to_owned();
+    let location = r.headers()["location"].to_str().unwrap();
+    let id = location.trim_start_matches("/analyses/").to_owned();
     app.wait_final(&id).await;
-    let page = app
-        .client
-        .get(app.url(&page_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    (id, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_visitor_who_submitted_a_job_gets_a_delete_button_that_works() {
+    let app = spawn_app_with(|_| {}).await;
+    let (id, _) = submit_by_form(&app).await;
+    let page_url = app.url(&format!("/analyses/{id}"));
+    let mine = page(&app.client, page_url.clone()).await;
     assert!(
-        page.contains(&format!("action=\"/analyses/{id}/delete\"")),
-        "{page}"
+        mine.contains(&format!("action=\"/analyses/{id}/delete\"")),
+        "{mine}"
     );
-    // Someone else (another visitor) sees no button and cannot delete it.
+    // Another visitor sees no button, and a post of their own (with a valid token) is refused.
     let other = common::client();
-    let theirs = other
-        .get(app.url(&page_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let theirs = page(&other, page_url.clone()).await;
     assert!(!theirs.contains("/delete\""), "{theirs}");
-    let their_form = other
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let their_token = csrf_field(&their_form);
+    let their_token = csrf_field(&page(&other, app.url("/")).await);
     let r = other
-        .post(app.url(&format!("{page_url}/delete")))
+        .post(format!("{page_url}/delete"))
         .form(&[("csrf", their_token.as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(app.job(&id).await["status"], "succeeded");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Only the visitor who submitted")
+    );
     // A forged post (no token) deletes nothing either.
     let r = app
         .client
-        .post(app.url(&format!("{page_url}/delete")))
+        .post(format!("{page_url}/delete"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    assert_eq!(app.job(&id).await["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delete_button_removes_the_job_and_says_so_on_the_front_page() {
+    let app = spawn_app_with(|_| {}).await;
+    let (id, token) = submit_by_form(&app).await;
+    let page_url = app.url(&format!("/analyses/{id}"));
     let r = app
         .client
-        .post(app.url(&format!("{page_url}/delete")))
+        .post(format!("{page_url}/delete"))
         .form(&[("csrf", token.as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/?notice=deleted");
-    let index = app
-        .client
-        .get(app.url("/?notice=deleted"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = page(&app.client, app.url("/?notice=deleted")).await;
     assert!(index.contains("The analysis was deleted."), "{index}");
     assert!(
         !index.contains(&format!("/analyses/{id}\"")),
         "still listed: {index}"
     );
-    assert_eq!(
-        app.client
-            .get(app.url(&page_url))
-            .send()
+    let r = app.client.get(page_url).send().await.unwrap();
+    assert_eq!(r.status(), 410);
+    assert!(
+        r.text()
             .await
             .unwrap()
-            .status(),
-        410
+            .contains("This analysis was deleted")
     );
 }
 
@@ -522,7 +507,7 @@ async fn downloads_are_byte_for_byte_the_scores_the_analysis_gave() {
     let app = spawn_app_with(|_| {}).await;
     let text = corpus();
     let items = scored(&text);
-    assert!(items.len() > 10_000, "{}", items.len());
+    assert!(items.len() > 5_000, "{}", items.len());
     let id = app
         .submit_raw("text/plain", std::str::from_utf8(&text).unwrap())
         .await;

@@ -220,11 +220,37 @@ struct Dashboard {
     cancelled_jobs: Vec<JobView>,
     open: Vec<JobView>,
     list_limit: i64,
-    storage: Vec<(&'static str, String)>,
+    storage: StorageView,
+}
+
+/// What the database holds, and what was pruned.
+struct StorageView {
+    /// What holds the bytes, and how many (for a person).
+    parts: Vec<(&'static str, String)>,
+    /// Tombstones by reason.
     tombstones: Vec<(String, i64)>,
+    /// Jobs this process pruned since it started.
     pruned_expired: u64,
     pruned_deleted: u64,
+    /// The retention settings in words.
     retention: String,
+}
+
+async fn storage_view(state: &AppState) -> Result<StorageView, ApiError> {
+    let db = state.db();
+    let (parts, tombstones) = tokio::join!(stats::stored_bytes(db), stats::tombstones(db));
+    let metrics = &state.deps.metrics;
+    let pruned = |reason: &str| metrics.jobs_pruned.with_label_values(&[reason]).get();
+    Ok(StorageView {
+        parts: parts?
+            .into_iter()
+            .map(|(what, bytes)| (what, bytes_label(bytes)))
+            .collect(),
+        tombstones: tombstones?,
+        pruned_expired: pruned("expired"),
+        pruned_deleted: pruned("deleted"),
+        retention: retention_label(state.deps.store.retention()),
+    })
 }
 
 /// `12.3 MB`: a size as an operator reads it.
@@ -250,7 +276,7 @@ fn retention_label(retention: crate::config::Retention) -> String {
     };
     let results = retention
         .result_ttl
-        .map_or("forever".to_owned(), |ttl| days(ttl));
+        .map_or("forever".to_owned(), days);
     format!(
         "results kept {results} after a job ends, then 410 Gone for {}",
         days(retention.tombstone_ttl)
@@ -292,16 +318,7 @@ pub(super) async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
 
 async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
     let db = state.db();
-    let (storage, tombstones) = tokio::join!(stats::stored_bytes(db), stats::tombstones(db));
-    let (storage, tombstones) = (storage?, tombstones?);
-    let pruned = |reason: &str| {
-        state
-            .deps
-            .metrics
-            .jobs_pruned
-            .with_label_values(&[reason])
-            .get()
-    };
+    let storage = storage_view(state).await?;
     let (depths, minutes, workers, failures, cancelled_jobs, open, entries) = tokio::join!(
         stats::depths(db),
         stats::throughput(db, MINUTES),
@@ -376,14 +393,7 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
         cancelled_jobs: cancelled_jobs.into_iter().map(JobView::new).collect(),
         open: open.into_iter().map(JobView::new).collect(),
         list_limit: LIST,
-        storage: storage
-            .into_iter()
-            .map(|(what, bytes)| (what, bytes_label(bytes)))
-            .collect(),
-        tombstones,
-        pruned_expired: pruned("expired"),
-        pruned_deleted: pruned("deleted"),
-        retention: retention_label(state.deps.store.retention()),
+        storage,
     })
 }
 
