@@ -16,6 +16,20 @@ fn short_retention(c: &mut sentiq::config::Config) {
     c.retention.result_ttl = Some(Duration::from_secs(2));
     c.retention.tombstone_ttl = Duration::from_secs(3);
     c.retention.prune_every = Duration::from_millis(100);
+    c.security.admin_token = Some(sentiq::config::Secret::new(ADMIN));
+}
+
+const ADMIN: &str = "retention-admin";
+
+/// The operator dashboard shows the stored bytes and the expired job.
+async fn dashboard_shows_one_expired_job(app: &TestApp) {
+    let url = app.url("/admin");
+    let r = app.client.get(url).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("database file"), "{page}");
+    assert!(page.contains("expired <strong>1</strong>"), "{page}");
+    assert!(page.contains("id=\"pruned-expired\">1<"), "{page}");
 }
 
 /// Rows of `table` that belong to job `id`.
@@ -125,6 +139,7 @@ async fn a_job_past_its_result_ttl_answers_410_after_the_pruner_runs_and_404_aft
         metrics.contains("sentiq_jobs_pruned_total{reason=\"expired\"} 1"),
         "{metrics}"
     );
+    dashboard_shows_one_expired_job(&app).await;
 
     // After TOMBSTONE_TTL the row goes, with its transition log: 404.
     let r = wait_status(&app, &base, 404).await;
@@ -583,15 +598,16 @@ async fn sqlite_bytes(app: &TestApp) -> i64 {
 }
 
 /// The former layout (`migrations/*/20261122000001_jobs.sql`): the input kept, and a row per
-/// item with its text and four doubles, filled with job `$id`'s items.
+/// item with its text and four doubles, filled with job `$id`'s items (a statement at a time:
+/// the app's own writers go on meanwhile).
 macro_rules! legacy_layout {
-    ($tx:expr, $bytes:literal, $double:literal, $db:expr, $id:expr, $text:expr) => {{
+    ($pool:expr, $bytes:literal, $double:literal, $db:expr, $id:expr, $text:expr) => {{
         sqlx::query(concat!(
             "CREATE TABLE legacy_inputs (job_id TEXT PRIMARY KEY NOT NULL, body ",
             $bytes,
             " NOT NULL)"
         ))
-        .execute(&mut *$tx)
+        .execute($pool)
         .await
         .unwrap();
         sqlx::query(concat!(
@@ -606,13 +622,13 @@ macro_rules! legacy_layout {
             $double,
             " NOT NULL, PRIMARY KEY (job_id, position))"
         ))
-        .execute(&mut *$tx)
+        .execute($pool)
         .await
         .unwrap();
         sqlx::query("INSERT INTO legacy_inputs VALUES ($1, $2)")
             .bind($id)
             .bind($text.as_bytes())
-            .execute(&mut *$tx)
+            .execute($pool)
             .await
             .unwrap();
         let mut after = -1;
@@ -631,7 +647,7 @@ macro_rules! legacy_layout {
                     .push_bind(it.pos)
                     .push_bind(it.compound);
             });
-            qb.build().execute(&mut *$tx).await.unwrap();
+            qb.build().execute($pool).await.unwrap();
         }
     }};
 }
@@ -665,10 +681,7 @@ async fn sqlite_growth(text: &str, before_too: bool) -> (f64, Option<f64>) {
     let after = sqlite_bytes(&app).await;
     let len = text.len() as f64;
     let legacy = if before_too {
-        let pool = &app.pool;
-        let mut tx = pool.begin().await.unwrap();
-        legacy_layout!(tx, "BLOB", "REAL", &app.db, &id, text);
-        tx.commit().await.unwrap();
+        legacy_layout!(&app.pool, "BLOB", "REAL", &app.db, &id, text);
         Some((sqlite_bytes(&app).await - after) as f64 / len)
     } else {
         None
@@ -715,9 +728,7 @@ async fn storage_growth_of_a_64_mib_job() {
     let after = size().await;
     sqlx::query("VACUUM").execute(&app.pg).await.unwrap();
     let vacuumed = size().await;
-    let mut tx = app.pg.begin().await.unwrap();
-    legacy_layout!(tx, "BYTEA", "DOUBLE PRECISION", &app.db, &id, text);
-    tx.commit().await.unwrap();
+    legacy_layout!(&app.pg, "BYTEA", "DOUBLE PRECISION", &app.db, &id, text);
     let legacy = size().await - vacuumed;
     let len = text.len() as f64;
     println!(

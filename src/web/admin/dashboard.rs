@@ -274,9 +274,7 @@ fn retention_label(retention: crate::config::Retention) -> String {
             format!("{} s", d.as_secs())
         }
     };
-    let results = retention
-        .result_ttl
-        .map_or("forever".to_owned(), days);
+    let results = retention.result_ttl.map_or("forever".to_owned(), days);
     format!(
         "results kept {results} after a job ends, then 410 Gone for {}",
         days(retention.tombstone_ttl)
