@@ -740,3 +740,40 @@ async fn storage_growth_of_a_64_mib_job() {
     );
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_stored_a_row_each_by_an_older_version_are_converted_to_chunks_at_start_up() {
+    let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
+    let id = app.submit(&json!({"text": "Stored the old way."})).await;
+    // The table as `migrations/sqlite/20261122000001_jobs.sql` made it, with 7,001 items.
+    sqlx::query(
+        "CREATE TABLE job_items (job_id TEXT NOT NULL, position INTEGER NOT NULL, item_id TEXT, \
+         text TEXT NOT NULL, neg REAL NOT NULL, neu REAL NOT NULL, pos REAL NOT NULL, \
+         compound REAL NOT NULL, PRIMARY KEY (job_id, position)) WITHOUT ROWID",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 7000) \
+         INSERT INTO job_items SELECT ?, i * 2, NULL, 'item ' || i, 0.1, 0.9, 0.0, -0.0772 FROM n",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(model::convert_legacy_items(&app.db).await.unwrap(), 7001);
+    let items = model::items_page(&app.db, &id, -1, i64::MAX).await.unwrap();
+    assert_eq!(items.len(), 7001);
+    assert_eq!(items[6999].position, 13_998);
+    assert_eq!(items[6999].text, "item 6999");
+    assert_eq!(items[0].compound.to_bits(), (-0.0772f64).to_bits());
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'job_items'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "the old table is dropped");
+    // Once gone, there is nothing to convert.
+    assert_eq!(model::convert_legacy_items(&app.db).await.unwrap(), 0);
+}
