@@ -263,6 +263,29 @@ pub const WEBHOOK_TIMEOUT: Var = Var {
          for three times as long",
 };
 
+pub const RESULT_TTL: Var = Var {
+    name: "RESULT_TTL",
+    flag: "result-ttl",
+    default: Some("604800"),
+    value_name: "SECONDS",
+    help: "Seconds a final job's input, items and report are kept (7 days); then it answers \
+         410 Gone. 0: kept forever",
+};
+pub const TOMBSTONE_TTL: Var = Var {
+    name: "TOMBSTONE_TTL",
+    flag: "tombstone-ttl",
+    default: Some("2592000"),
+    value_name: "SECONDS",
+    help: "Seconds an expired or deleted job still answers 410 Gone (30 days); then 404",
+};
+pub const PRUNE_INTERVAL_MS: Var = Var {
+    name: "PRUNE_INTERVAL_MS",
+    flag: "prune-interval-ms",
+    default: Some("10000"),
+    value_name: "MS",
+    help: "How often a worker removes expired data and old tombstones",
+};
+
 pub const ADMIN_TOKEN: Var = Var {
     name: "ADMIN_TOKEN",
     flag: "admin-token",
@@ -323,6 +346,10 @@ pub const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        heading: "Retention",
+        vars: &[&RESULT_TTL, &TOMBSTONE_TTL, &PRUNE_INTERVAL_MS],
+    },
+    Section {
         heading: "Security",
         vars: &[&ADMIN_TOKEN],
     },
@@ -381,6 +408,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
+    pub retention: Retention,
     pub security: SecurityConfig,
     pub webhooks: WebhookConfig,
 }
@@ -488,6 +516,28 @@ pub struct LimitsConfig {
     /// Requests of one web process that may wait at once for a job (`Prefer: wait`): each holds
     /// a connection and a little memory, so their number has a cap.
     pub max_waiters: usize,
+}
+
+/// How long a job's data is kept, and how often the workers prune.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// How long a final job's input, items and report are kept (None: forever).
+    pub result_ttl: Option<Duration>,
+    /// How long an expired or deleted job's row stays as a tombstone (410 Gone, then 404).
+    pub tombstone_ttl: Duration,
+    /// Interval of the pruner (in every worker process).
+    pub prune_every: Duration,
+}
+
+impl Retention {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        let result_ttl = r.required::<u64>(&RESULT_TTL)?;
+        Ok(Retention {
+            result_ttl: (result_ttl > 0).then(|| Duration::from_secs(result_ttl)),
+            tombstone_ttl: Duration::from_secs(r.required(&TOMBSTONE_TTL)?),
+            prune_every: r.millis(&PRUNE_INTERVAL_MS)?,
+        })
+    }
 }
 
 /// Who may see what.
@@ -806,6 +856,7 @@ impl Config {
             queue: QueueConfig::read(&r)?,
             worker: WorkerConfig::read(&r)?,
             limits: LimitsConfig::read(&r)?,
+            retention: Retention::read(&r)?,
             security: SecurityConfig::read(&r)?,
             webhooks: WebhookConfig::read(&r)?,
         })

@@ -10,7 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{PgPool, SqlitePool};
 
 /// Run `$body` with `$pool` bound to the pool of whichever dialect `$db` is: the body is
@@ -100,8 +102,17 @@ pub const QUEUE_MIGRATIONS_TABLE: &str = "_apalis_migrations";
 
 /// Open (creating when `mode=rwc`) the database: WAL, `synchronous=NORMAL`, foreign keys on,
 /// and a busy timeout so concurrent writers wait for each other instead of failing.
+///
+/// Deleted data must not stay in the file, and the file must not keep the size of what it
+/// once held: `secure_delete` overwrites deleted content with zeros (so a deleted job's text is
+/// gone from the file once the WAL is checkpointed, not merely unlinked), and
+/// `auto_vacuum = INCREMENTAL` lets the pruner give freed pages back to the file system
+/// ([`crate::jobs::retention::reclaim`]). `auto_vacuum` takes effect when the file is created;
+/// an older file is converted once by [`migrate`].
 pub async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
+        .auto_vacuum(SqliteAutoVacuum::Incremental)
+        .pragma("secure_delete", "on")
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
@@ -125,6 +136,15 @@ pub async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateErro
     queue.dangerous_set_table_name(QUEUE_MIGRATIONS_TABLE);
     queue.run(pool).await?;
     MIGRATOR.run(pool).await?;
+    // A file created before incremental auto-vacuum was asked for: rebuild it once (it takes
+    // as long as copying the file, and is never needed again).
+    let auto_vacuum: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(pool)
+        .await?;
+    if auto_vacuum != 2 {
+        tracing::info!("rebuilding the SQLite file once for incremental auto-vacuum");
+        sqlx::query("VACUUM").execute(pool).await?;
+    }
     // A migration may write planner statistics (see `migrations/sqlite/*_statistics.sql`).
     // Connections opened from now on read them; the ones the pool already holds keep planning
     // with what they read at their start until told to read them again.
@@ -214,12 +234,17 @@ impl Db {
         }
     }
 
-    /// Apply the migrations of this dialect (idempotent).
+    /// Apply the migrations of this dialect, then convert the rows the schema changes left to
+    /// the application (idempotent).
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
-            Db::Sqlite(pool) => migrate(pool).await,
-            Db::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await,
+            Db::Sqlite(pool) => migrate(pool).await?,
+            Db::Postgres(pool) => POSTGRES_MIGRATOR.run(pool).await?,
         }
+        crate::jobs::model::convert_legacy_items(self)
+            .await
+            .map_err(sqlx::migrate::MigrateError::Execute)?;
+        Ok(())
     }
 
     /// The SQLite write gate's permit for SQLite; nothing for PostgreSQL.

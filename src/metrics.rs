@@ -11,7 +11,7 @@
 
 use crate::jobs::store::StoreError;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 /// Seconds: from 1 ms to about 18 minutes, each bucket 4 times the last.
@@ -31,6 +31,10 @@ pub struct Metrics {
     pub jobs_succeeded: IntCounterVec,
     pub jobs_failed: IntCounterVec,
     pub jobs_cancelled: IntCounterVec,
+    /// Jobs whose input, items and report were removed, by reason (`expired`, `deleted`).
+    pub jobs_pruned: IntCounterVec,
+    /// Tombstones removed after `TOMBSTONE_TTL`.
+    pub tombstones_removed: IntCounter,
     /// Run time of finished runs (succeeded or failed), by queue.
     pub job_duration: HistogramVec,
     /// From submission to the first start, by queue.
@@ -94,6 +98,23 @@ impl Metrics {
                 "Jobs cancelled through this web process.",
                 &["queue"],
             ),
+            jobs_pruned: counter(
+                "sentiq_jobs_pruned_total",
+                "Jobs whose input, items and report this process removed, by reason: expired \
+                 (RESULT_TTL, by the pruner of a worker) or deleted (DELETE, by a web process).",
+                &["reason"],
+            ),
+            tombstones_removed: {
+                let c = IntCounter::new(
+                    "sentiq_tombstones_removed_total",
+                    "Rows of expired or deleted jobs this process removed after TOMBSTONE_TTL.",
+                )
+                .expect("a valid counter");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("registered once");
+                c
+            },
             job_duration: histogram(
                 "sentiq_job_duration_seconds",
                 "Run time of jobs that succeeded or failed in this process.",
@@ -163,6 +184,7 @@ fn status_str(status: u16) -> &'static str {
         401 => "401",
         403 => "403",
         404 => "404",
+        410 => "410",
         405 => "405",
         409 => "409",
         413 => "413",

@@ -56,9 +56,10 @@ pub async fn open(
     db.migrate().await?;
     let store = match (db, &config.queue.redis_url) {
         (db, Some(url)) => {
-            JobStore::distributed(db, RedisQueue::connect(url, &config.queue.redis_namespace)?)
+            let redis = RedisQueue::connect(url, &config.queue.redis_namespace)?;
+            JobStore::distributed(db, redis, config.retention)
         }
-        (Db::Sqlite(pool), None) => JobStore::embedded(pool),
+        (Db::Sqlite(pool), None) => JobStore::embedded(pool, config.retention),
         (Db::Postgres(_), None) => {
             unreachable!("Config::check refuses PostgreSQL without Redis")
         }

@@ -167,6 +167,16 @@ const CASES: &[Case] = &[
         c.limits.idempotency_ttl == Duration::from_secs(1)
     }),
     (&[("MAX_WAITERS", "0")], |c| c.limits.max_waiters == 0),
+    (&[("RESULT_TTL", "60")], |c| {
+        c.retention.result_ttl == Some(Duration::from_secs(60))
+    }),
+    (&[("RESULT_TTL", "0")], |c| c.retention.result_ttl.is_none()),
+    (&[("TOMBSTONE_TTL", "0")], |c| {
+        c.retention.tombstone_ttl == Duration::ZERO
+    }),
+    (&[("PRUNE_INTERVAL_MS", "250")], |c| {
+        c.retention.prune_every == Duration::from_millis(250)
+    }),
     (&[("ADMIN_TOKEN", " s3cret ")], |c| {
         c.security.admin_token.as_ref().map(Secret::expose) == Some("s3cret")
     }),

@@ -160,11 +160,14 @@ pub struct RunWrites {
     claims: Batcher<String, Claim>,
     finishes: Batcher<Finish, Result<bool, sqlx::Error>>,
     pool: PgPool,
+    /// How long a succeeded job's data is kept (`RESULT_TTL`; None: forever).
+    result_ttl: Option<Duration>,
 }
 
 impl RunWrites {
-    /// Start the writer tasks (inside a tokio runtime).
-    pub fn start(pool: PgPool) -> Self {
+    /// Start the writer tasks (inside a tokio runtime); finished jobs expire `result_ttl` after
+    /// they succeed.
+    pub fn start(pool: PgPool, result_ttl: Option<Duration>) -> Self {
         let p = pool.clone();
         let claims = Batcher::start(WRITERS, MAX_BATCH, LINGER, move |ids: Vec<String>| {
             let pool = p.clone();
@@ -173,12 +176,13 @@ impl RunWrites {
         let p = pool.clone();
         let finishes = Batcher::start(WRITERS, MAX_BATCH, LINGER, move |runs: Vec<Finish>| {
             let pool = p.clone();
-            async move { finish_batch(&pool, runs).await }
+            async move { finish_batch(&pool, runs, result_ttl).await }
         });
         RunWrites {
             claims,
             finishes,
             pool,
+            result_ttl,
         }
     }
 
@@ -193,7 +197,7 @@ impl RunWrites {
     /// `running → succeeded` with the report and last items (see [`model::finish`]).
     pub async fn finish(&self, run: Finish) -> Result<bool, sqlx::Error> {
         if run.items.len() > MAX_ITEMS_BATCHED {
-            return finish_one(&self.pool, &run).await;
+            return finish_one(&self.pool, &run, self.result_ttl).await;
         }
         match self.finishes.call(run).await {
             Some(finished) => finished,
@@ -227,23 +231,31 @@ async fn claim_batch(pool: &PgPool, ids: Vec<String>) -> Vec<Claim> {
     }
 }
 
-async fn finish_batch(pool: &PgPool, runs: Vec<Finish>) -> Vec<Result<bool, sqlx::Error>> {
-    match model::finish_many(pool, &runs).await {
+async fn finish_batch(
+    pool: &PgPool,
+    runs: Vec<Finish>,
+    result_ttl: Option<Duration>,
+) -> Vec<Result<bool, sqlx::Error>> {
+    match model::finish_many(pool, &runs, result_ttl).await {
         Ok(finished) => finished.into_iter().map(Ok).collect(),
         Err(e) if runs.len() == 1 => vec![Err(e)],
         Err(e) => {
             tracing::warn!(jobs = runs.len(), error = %e, "batched finish failed; finishing one by one");
             let mut each = Vec::with_capacity(runs.len());
             for run in &runs {
-                each.push(finish_one(pool, run).await);
+                each.push(finish_one(pool, run, result_ttl).await);
             }
             each
         }
     }
 }
 
-async fn finish_one(pool: &PgPool, run: &Finish) -> Result<bool, sqlx::Error> {
-    model::finish_many(pool, std::slice::from_ref(run))
+async fn finish_one(
+    pool: &PgPool,
+    run: &Finish,
+    result_ttl: Option<Duration>,
+) -> Result<bool, sqlx::Error> {
+    model::finish_many(pool, std::slice::from_ref(run), result_ttl)
         .await
         .map(|f| f[0])
 }

@@ -12,6 +12,8 @@
 //! write gate first ([`Db::write_permit`]). Statements that must share a transaction with the
 //! embedded queue's push take a `SqliteConnection` (`*_in` functions).
 
+use std::time::Duration;
+
 use serde::Serialize;
 use sqlx::{FromRow, PgPool, SqliteConnection, SqlitePool};
 
@@ -20,6 +22,7 @@ use crate::on_db;
 use uuid::Uuid;
 
 use super::idempotency::{self, KeyClaim};
+use super::items::{self, Chunk};
 use super::queue::QueueName;
 use crate::analysis::{Format, Report};
 use crate::timestamp::Timestamp;
@@ -82,6 +85,50 @@ impl std::str::FromStr for Status {
 crate::text_column!(Status);
 crate::text_column!(Format);
 
+/// Why a job is a tombstone: its data expired (`RESULT_TTL`), or its owner deleted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeReason {
+    Expired,
+    Deleted,
+}
+
+impl PurgeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurgeReason::Expired => "expired",
+            PurgeReason::Deleted => "deleted",
+        }
+    }
+}
+
+impl std::str::FromStr for PurgeReason {
+    type Err = crate::db::UnknownValue;
+
+    fn from_str(s: &str) -> Result<PurgeReason, Self::Err> {
+        match s {
+            "expired" => Ok(PurgeReason::Expired),
+            "deleted" => Ok(PurgeReason::Deleted),
+            _ => Err(crate::db::UnknownValue {
+                kind: "purge reason",
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+crate::text_column!(PurgeReason);
+
+/// When the data of a job that becomes final at `now` expires: `ttl` later, or never (None).
+///
+/// The instant is stored by the UPDATE of the final transition rather than computed when read
+/// from `finished_at`: the web process (which cancels) and the workers (which finish and fail)
+/// may run with different `RESULT_TTL`s while a deployment rolls, or by mistake, and the date a
+/// client was shown must be the one the pruner keeps. A changed `RESULT_TTL` applies to jobs
+/// that become final from then on; the promise made to earlier ones stands.
+pub fn expiry(now: Timestamp, ttl: Option<Duration>) -> Option<String> {
+    ttl.map(|ttl| now.plus(ttl).to_string())
+}
+
 /// A job row without its input.
 #[derive(Clone, Debug, FromRow)]
 pub struct JobRow {
@@ -109,6 +156,11 @@ pub struct JobRow {
     pub result: Option<String>,
     /// Where the completion event is POSTed (see [`crate::webhooks`]), if anywhere.
     pub webhook_url: Option<String>,
+    /// When the pruner removes the data of this final job (None: kept forever, or not final).
+    pub expires_at: Option<Timestamp>,
+    /// When the job became a tombstone: its input, items and report are gone.
+    pub purged_at: Option<Timestamp>,
+    pub purge_reason: Option<PurgeReason>,
 }
 
 /// The columns of [`JobRow`], as a literal so queries stay `&'static str`.
@@ -116,7 +168,8 @@ macro_rules! columns {
     () => {
         "id, visitor, queue, status, format, column_name, input_bytes, title, \
          progress_done, progress_total, attempts, retry_base, version, created_at, started_at, finished_at, \
-         updated_at, error_code, error_message, result, webhook_url"
+         updated_at, error_code, error_message, result, webhook_url, expires_at, purged_at,
+         purge_reason"
     };
 }
 
@@ -129,28 +182,30 @@ pub const LATEST_OPEN_WITH_STATUS: &str = concat!(
     " FROM sentiq_jobs WHERE status = $1 AND finished_at IS NULL \
      ORDER BY updated_at DESC, id LIMIT $2"
 );
-/// The same for a final status (succeeded, failed, cancelled).
+/// The same for a final status (succeeded, failed, cancelled), tombstones left out.
 pub const LATEST_FINISHED_WITH_STATUS: &str = concat!(
     "SELECT ",
     columns!(),
-    " FROM sentiq_jobs WHERE status = $1 AND finished_at IS NOT NULL \
+    " FROM sentiq_jobs WHERE status = $1 AND finished_at IS NOT NULL AND purged_at IS NULL \
      ORDER BY updated_at DESC, id LIMIT $2"
 );
 
-/// Append `VALUES (...), ...` of `items` to a query builder of either dialect.
-macro_rules! push_items {
-    ($qb:expr, $job_id:expr, $items:expr) => {
-        $qb.push_values($items, |mut b, it| {
-            b.push_bind($job_id)
-                .push_bind(it.position)
-                .push_bind(it.item_id.clone())
-                .push_bind(it.text.clone())
-                .push_bind(it.neg)
-                .push_bind(it.neu)
-                .push_bind(it.pos)
-                .push_bind(it.compound);
-        })
-    };
+/// Store `items` of job `$id` as chunks ([`items::encode`]) on a connection or transaction of
+/// either dialect, replacing chunks that end at the same positions (a rerun writes the same
+/// items again: the analysis is deterministic).
+macro_rules! insert_chunks {
+    ($conn:expr, $id:expr, $items:expr) => {{
+        for chunk in items::encode($items) {
+            sqlx::query(INSERT_CHUNK)
+                .bind($id)
+                .bind(chunk.last_position)
+                .bind(chunk.first_position)
+                .bind(chunk.items)
+                .bind(chunk.body)
+                .execute(&mut *$conn)
+                .await?;
+        }
+    }};
 }
 
 impl JobRow {
@@ -164,6 +219,12 @@ impl JobRow {
         self.result
             .as_deref()
             .and_then(|r| serde_json::from_str(r).ok())
+    }
+
+    /// Why the job is a tombstone (its data was removed), if it is one.
+    pub fn purged(&self) -> Option<PurgeReason> {
+        self.purged_at
+            .map(|_| self.purge_reason.unwrap_or(PurgeReason::Expired))
     }
 
     /// ETag of the status representation.
@@ -197,6 +258,7 @@ impl JobRow {
                 .webhook_url
                 .as_deref()
                 .map(super::webhooks::WebhookView::waiting),
+            expires_at: self.expires_at,
         }
     }
 
@@ -256,6 +318,11 @@ pub struct JobView {
     /// submitted without one.
     #[schema(required = true)]
     pub webhook: Option<super::webhooks::WebhookView>,
+    /// When a final job's input, items and report will be removed (`RESULT_TTL` after it became
+    /// final); after that the job answers 410 Gone. Null while the job is not final, or when
+    /// results are kept forever.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// What a submission stores.
@@ -448,7 +515,7 @@ pub async fn input(db: &Db, id: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
     })
 }
 
-/// The visitor's most recent jobs, newest first.
+/// The visitor's most recent jobs, newest first (tombstones left out).
 pub async fn recent_for_visitor(
     db: &Db,
     visitor: &str,
@@ -458,7 +525,8 @@ pub async fn recent_for_visitor(
         sqlx::query_as::<_, JobRow>(concat!(
             "SELECT ",
             columns!(),
-            " FROM sentiq_jobs WHERE visitor = $1 ORDER BY created_at DESC, id LIMIT $2"
+            " FROM sentiq_jobs WHERE visitor = $1 AND purged_at IS NULL \
+             ORDER BY created_at DESC, id LIMIT $2"
         ))
         .bind(visitor)
         .bind(limit)
@@ -576,8 +644,8 @@ pub async fn set_progress(
 }
 
 const SUCCEED: &str = "UPDATE sentiq_jobs SET status = 'succeeded', result = $1, \
-     progress_done = progress_total, finished_at = $2, updated_at = $2, version = version + 1 \
-     WHERE id = $3 AND status = 'running' AND attempts = $4";
+     progress_done = progress_total, finished_at = $2, updated_at = $2, expires_at = $5, \
+     version = version + 1 WHERE id = $3 AND status = 'running' AND attempts = $4";
 
 /// `running → succeeded` with the report. False when the row was not running any more.
 pub async fn succeed(
@@ -585,29 +653,34 @@ pub async fn succeed(
     id: &str,
     attempt: i64,
     report_json: &str,
+    result_ttl: Option<Duration>,
 ) -> Result<bool, sqlx::Error> {
-    finish(db, id, attempt, report_json, &[]).await
+    finish(db, id, attempt, report_json, &[], result_ttl).await
 }
 
 /// `running → succeeded` with the report and the last items, in one transaction: a small job's
-/// items and final state cost one commit. False (and nothing written) when the row was not
-/// running under this attempt any more.
+/// items and final state cost one commit. The input goes in the same transaction: the items
+/// and the report hold all that is shown of a succeeded job, and a succeeded job is never run
+/// again. Its data expires `result_ttl` from now (None: never). False (and nothing written)
+/// when the row was not running under this attempt any more.
 pub async fn finish(
     db: &Db,
     id: &str,
     attempt: i64,
     report_json: &str,
     items: &[ItemRow],
+    result_ttl: Option<Duration>,
 ) -> Result<bool, sqlx::Error> {
     let _write = db.write_permit().await;
-    let now = now();
+    let now = Timestamp::now();
     on_db!(db, |pool| {
         let mut tx = pool.begin().await?;
         let applied = sqlx::query(SUCCEED)
             .bind(report_json)
-            .bind(&now)
+            .bind(now.to_string())
             .bind(id)
             .bind(attempt)
+            .bind(expiry(now, result_ttl))
             .execute(&mut *tx)
             .await?
             .rows_affected()
@@ -616,12 +689,11 @@ pub async fn finish(
             tx.rollback().await?;
             return Ok(false);
         }
-        for chunk in items.chunks(ITEMS_PER_STATEMENT) {
-            let mut qb = sqlx::QueryBuilder::new(INSERT_ITEMS);
-            push_items!(qb, id, chunk);
-            qb.push(UPSERT_ITEMS);
-            qb.build().execute(&mut *tx).await?;
-        }
+        insert_chunks!(tx, id, items);
+        sqlx::query("DELETE FROM job_inputs WHERE job_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     })
@@ -637,70 +709,64 @@ pub struct Finish {
 }
 
 /// The statement of [`finish_many`]. Data-modifying CTEs run as one statement in one snapshot:
-/// the items are inserted only for the rows this statement finished.
+/// the items are inserted, and the inputs deleted, only for the rows this statement finished.
 pub const FINISH_MANY: &str = "WITH done AS (UPDATE sentiq_jobs j SET status = 'succeeded', result = r.report, \
-     progress_done = j.progress_total, finished_at = $4, updated_at = $4, \
+     progress_done = j.progress_total, finished_at = $4, updated_at = $4, expires_at = $10, \
      version = j.version + 1 \
      FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS r(id, attempt, report) \
      WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt \
      RETURNING j.id), \
-     items AS (INSERT INTO job_items (job_id, position, item_id, text, neg, neu, pos, compound) \
-     SELECT i.* FROM UNNEST($5::text[], $6::bigint[], $7::text[], $8::text[], \
-     $9::float8[], $10::float8[], $11::float8[], $12::float8[]) \
-     AS i(job_id, position, item_id, text, neg, neu, pos, compound) \
-     WHERE i.job_id IN (SELECT id FROM done) \
-     ON CONFLICT (job_id, position) DO UPDATE SET item_id = excluded.item_id, \
-     text = excluded.text, neg = excluded.neg, neu = excluded.neu, pos = excluded.pos, \
-     compound = excluded.compound) \
+     chunks AS (INSERT INTO job_item_chunks (job_id, last_position, first_position, items, body) \
+     SELECT c.* FROM UNNEST($5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[]) \
+     AS c(job_id, last_position, first_position, items, body) \
+     WHERE c.job_id IN (SELECT id FROM done) \
+     ON CONFLICT (job_id, last_position) DO UPDATE SET first_position = excluded.first_position, \
+     items = excluded.items, body = excluded.body), \
+     inputs AS (DELETE FROM job_inputs WHERE job_id IN (SELECT id FROM done)) \
      SELECT id FROM done";
 
 /// [`finish`] for many runs in one PostgreSQL statement (the worker's group commit, see
 /// [`crate::jobs::batch`]): every row still running under its run's attempt becomes
-/// `succeeded` and gets its items, all committed together. Returns, per run in order, whether
-/// its row was finished (false: cancelled or taken over meanwhile, and its items not written).
-pub async fn finish_many(pool: &PgPool, runs: &[Finish]) -> Result<Vec<bool>, sqlx::Error> {
+/// `succeeded` (expiring `result_ttl` from now) and gets its items, and loses its input, all
+/// committed together. Returns, per run in order, whether its row was finished (false:
+/// cancelled or taken over meanwhile, and its items not written).
+pub async fn finish_many(
+    pool: &PgPool,
+    runs: &[Finish],
+    result_ttl: Option<Duration>,
+) -> Result<Vec<bool>, sqlx::Error> {
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let attempts: Vec<i64> = runs.iter().map(|r| r.attempt).collect();
     let reports: Vec<&str> = runs.iter().map(|r| r.report_json.as_str()).collect();
-    let items = runs
-        .iter()
-        .flat_map(|r| r.items.iter().map(move |it| (r, it)));
-    let n = runs.iter().map(|r| r.items.len()).sum();
-    let (mut job_ids, mut positions, mut item_ids, mut texts) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut negs, mut neus, mut poss, mut compounds) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for (run, it) in items {
-        job_ids.push(run.id.as_str());
-        positions.push(it.position);
-        item_ids.push(it.item_id.as_deref());
-        texts.push(it.text.as_str());
-        negs.push(it.neg);
-        neus.push(it.neu);
-        poss.push(it.pos);
-        compounds.push(it.compound);
+    let (mut job_ids, mut lasts, mut firsts, mut counts, mut bodies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for run in runs {
+        for Chunk {
+            first_position,
+            last_position,
+            items,
+            body,
+        } in items::encode(&run.items)
+        {
+            job_ids.push(run.id.as_str());
+            lasts.push(last_position);
+            firsts.push(first_position);
+            counts.push(items);
+            bodies.push(body);
+        }
     }
+    let now = Timestamp::now();
     let finished: Vec<String> = sqlx::query_scalar(FINISH_MANY)
         .bind(&ids)
         .bind(&attempts)
         .bind(&reports)
-        .bind(now())
+        .bind(now.to_string())
         .bind(&job_ids)
-        .bind(&positions)
-        .bind(&item_ids)
-        .bind(&texts)
-        .bind(&negs)
-        .bind(&neus)
-        .bind(&poss)
-        .bind(&compounds)
+        .bind(&lasts)
+        .bind(&firsts)
+        .bind(&counts)
+        .bind(&bodies)
+        .bind(expiry(now, result_ttl))
         .fetch_all(pool)
         .await?;
     let finished: std::collections::HashSet<&str> = finished.iter().map(String::as_str).collect();
@@ -710,20 +776,25 @@ pub async fn finish_many(pool: &PgPool, runs: &[Finish]) -> Result<Vec<bool>, sq
         .collect())
 }
 
-/// `running → failed` with an error a person can read. False when the row was not running.
+/// `running → failed` with an error a person can read, expiring `result_ttl` from now (the
+/// input is kept until then: an operator may retry the job). False when the row was not
+/// running.
 pub async fn fail(
     db: &Db,
     id: &str,
     attempt: i64,
     code: &str,
     message: &str,
+    result_ttl: Option<Duration>,
 ) -> Result<bool, sqlx::Error> {
     let _write = db.write_permit().await;
-    let now = now();
+    let now = Timestamp::now();
+    let expires_at = expiry(now, result_ttl);
+    let now = now.to_string();
     let r = on_db!(db, |pool| {
         sqlx::query(
             "UPDATE sentiq_jobs SET status = 'failed', error_code = $1, error_message = $2, \
-             finished_at = $3, updated_at = $3, version = version + 1 \
+             finished_at = $3, updated_at = $3, expires_at = $6, version = version + 1 \
              WHERE id = $4 AND status = 'running' AND attempts = $5",
         )
         .bind(code)
@@ -731,6 +802,7 @@ pub async fn fail(
         .bind(&now)
         .bind(id)
         .bind(attempt)
+        .bind(&expires_at)
         .execute(pool)
         .await?
         .rows_affected()
@@ -881,21 +953,27 @@ pub enum Cancel {
     NotFound,
 }
 
-/// `queued | running → cancelled`.
-pub async fn cancel(db: &Db, id: &str) -> Result<Cancel, sqlx::Error> {
+/// `queued | running → cancelled`, expiring `result_ttl` from now (the input is kept until
+/// then: an operator may retry the job).
+pub async fn cancel(
+    db: &Db,
+    id: &str,
+    result_ttl: Option<Duration>,
+) -> Result<Cancel, sqlx::Error> {
     let row = {
         let _write = db.write_permit().await;
-        let now = now();
+        let now = Timestamp::now();
         on_db!(db, |pool| {
             sqlx::query_as::<_, JobRow>(concat!(
                 "UPDATE sentiq_jobs SET status = 'cancelled', finished_at = $1, updated_at = $1, \
                  error_code = 'cancelled', error_message = 'the analysis was cancelled', \
-                 version = version + 1 WHERE id = $2 AND status IN ('queued', 'running') \
-                 RETURNING ",
+                 expires_at = $3, version = version + 1 \
+                 WHERE id = $2 AND status IN ('queued', 'running') RETURNING ",
                 columns!()
             ))
-            .bind(&now)
+            .bind(now.to_string())
             .bind(id)
+            .bind(expiry(now, result_ttl))
             .fetch_optional(pool)
             .await?
         })
@@ -922,14 +1000,12 @@ pub struct ItemRow {
     pub compound: f64,
 }
 
-/// Rows per INSERT statement (8 parameters each, well under both dialects' parameter limits).
-const ITEMS_PER_STATEMENT: usize = 500;
-/// Rows per transaction on PostgreSQL, where writers do not wait for each other.
-pub const ITEMS_PER_TRANSACTION: usize = 5000;
-/// Rows per transaction on SQLite: the one writer's lock is held for the whole transaction, and
-/// a submission that arrives meanwhile waits it out (5,000 rows put the submission p99 under
-/// load near 50 ms, 500 near 25 ms; BENCHMARKS.md).
-pub const SQLITE_ITEMS_PER_TRANSACTION: usize = ITEMS_PER_STATEMENT;
+/// Items per transaction on PostgreSQL, where writers do not wait for each other (one chunk).
+pub const ITEMS_PER_TRANSACTION: usize = items::CHUNK_ITEMS;
+/// Items per transaction on SQLite: the one writer's lock is held for the whole transaction, and
+/// a submission that arrives meanwhile waits it out (5,000 items written a row each put the
+/// submission p99 under load near 50 ms, 500 near 25 ms; BENCHMARKS.md).
+pub const SQLITE_ITEMS_PER_TRANSACTION: usize = 500;
 
 /// Rows per write transaction of a run's items on `db`.
 pub fn items_per_transaction(db: &Db) -> usize {
@@ -939,12 +1015,12 @@ pub fn items_per_transaction(db: &Db) -> usize {
     }
 }
 
-const INSERT_ITEMS: &str =
-    "INSERT INTO job_items (job_id, position, item_id, text, neg, neu, pos, compound) ";
-/// A rerun writes the same items again (the analysis is deterministic).
-const UPSERT_ITEMS: &str = " ON CONFLICT (job_id, position) DO UPDATE SET \
-     item_id = excluded.item_id, text = excluded.text, neg = excluded.neg, \
-     neu = excluded.neu, pos = excluded.pos, compound = excluded.compound";
+/// One chunk of items ([`items`]); a rerun writes the same items again (the analysis is
+/// deterministic), so a chunk ending at the same position replaces the earlier one.
+const INSERT_CHUNK: &str = "INSERT INTO job_item_chunks \
+     (job_id, last_position, first_position, items, body) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (job_id, last_position) DO UPDATE SET first_position = excluded.first_position, \
+     items = excluded.items, body = excluded.body";
 
 /// The text of [`OWNS_RUN`], for `concat!`.
 macro_rules! owns_run {
@@ -978,12 +1054,7 @@ pub async fn insert_items(
             let mut tx = pool.begin().await?;
             // Write first, then look: on SQLite a transaction that reads before it writes
             // fails at once ("database is locked") if another connection wrote in between.
-            for chunk in group.chunks(ITEMS_PER_STATEMENT) {
-                let mut qb = sqlx::QueryBuilder::new(INSERT_ITEMS);
-                push_items!(qb, job_id, chunk);
-                qb.push(UPSERT_ITEMS);
-                qb.build().execute(&mut *tx).await?;
-            }
+            insert_chunks!(tx, job_id, group);
             let owned = sqlx::query(owns)
                 .bind(job_id)
                 .bind(attempt)
@@ -1004,29 +1075,30 @@ pub async fn insert_items(
     Ok(true)
 }
 
-/// Items removed per statement by [`delete_items`].
-const ITEMS_PER_DELETE: i64 = 5000;
+/// Chunks removed per statement by [`delete_items`] (a few megabytes at most).
+const CHUNKS_PER_DELETE: i64 = 16;
 
 /// Delete the items of a job, unless another run (a later attempt) owns it now: a run that lost
 /// its job must not delete the items the new run is writing. A large job's items go a few
-/// thousand per statement, so on SQLite no single write holds the lock for long.
+/// chunks per statement, so on SQLite no single write holds the lock for long.
 pub async fn delete_items(db: &Db, job_id: &str, attempt: i64) -> Result<(), sqlx::Error> {
     loop {
         let _write = db.write_permit().await;
         let deleted = on_db!(db, |pool| {
             sqlx::query(
-                "DELETE FROM job_items WHERE job_id = $1 AND position IN \
-                 (SELECT position FROM job_items WHERE job_id = $1 ORDER BY position LIMIT $3) \
+                "DELETE FROM job_item_chunks WHERE job_id = $1 AND last_position IN \
+                 (SELECT last_position FROM job_item_chunks WHERE job_id = $1 \
+                 ORDER BY last_position LIMIT $3) \
                  AND NOT EXISTS (SELECT 1 FROM sentiq_jobs WHERE id = $1 AND attempts <> $2)",
             )
             .bind(job_id)
             .bind(attempt)
-            .bind(ITEMS_PER_DELETE)
+            .bind(CHUNKS_PER_DELETE)
             .execute(pool)
             .await?
             .rows_affected()
         });
-        if deleted < ITEMS_PER_DELETE as u64 {
+        if deleted < CHUNKS_PER_DELETE as u64 {
             return Ok(());
         }
     }
@@ -1064,34 +1136,73 @@ pub async fn counts(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> 
     })
 }
 
-/// A page of a job's items after `after` (keyset pagination).
+/// The items after position `after` of the first chunk of job `job_id` that has any, in
+/// position order; empty when there are no more. One short query per chunk (keyset pagination
+/// on the chunk's last position), so a reader holds no connection between chunks and at most
+/// one decoded chunk ([`items::CHUNK_ITEMS`] items) in memory.
+pub async fn items_after(db: &Db, job_id: &str, after: i64) -> Result<Vec<ItemRow>, sqlx::Error> {
+    let body: Option<Vec<u8>> = on_db!(db, |pool| {
+        sqlx::query_scalar(
+            "SELECT body FROM job_item_chunks WHERE job_id = $1 AND last_position > $2 \
+             ORDER BY last_position LIMIT 1",
+        )
+        .bind(job_id)
+        .bind(after)
+        .fetch_optional(pool)
+        .await?
+    });
+    let Some(body) = body else {
+        return Ok(Vec::new());
+    };
+    let mut items = items::decode(&body)?;
+    items.retain(|item| item.position > after);
+    Ok(items)
+}
+
+/// Up to `limit` of a job's items after position `after`, in position order (keyset
+/// pagination; see [`items_after`]).
 pub async fn items_page(
     db: &Db,
     job_id: &str,
     after: i64,
     limit: i64,
 ) -> Result<Vec<ItemRow>, sqlx::Error> {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut page: Vec<ItemRow> = Vec::new();
+    while page.len() < limit {
+        let next = page.last().map_or(after, |item| item.position);
+        let items = items_after(db, job_id, next).await?;
+        if items.is_empty() {
+            break;
+        }
+        page.extend(items);
+    }
+    page.truncate(limit);
+    Ok(page)
+}
+
+/// How many items of job `job_id` are stored.
+pub async fn item_count(db: &Db, job_id: &str) -> Result<i64, sqlx::Error> {
     on_db!(db, |pool| {
-        sqlx::query_as::<_, ItemRow>(
-            "SELECT position, item_id, text, neg, neu, pos, compound FROM job_items \
-             WHERE job_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+        sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(items), 0) AS BIGINT) FROM job_item_chunks \
+             WHERE job_id = $1",
         )
         .bind(job_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(pool)
+        .fetch_one(pool)
         .await
     })
 }
 
-/// `failed | cancelled → queued` (an operator's retry, see [`retry`]). `attempts` is kept (it
+/// `failed | cancelled → queued` (an operator's retry, see [`retry`]), unless the job is a
+/// tombstone (its input is gone). `attempts` is kept (it
 /// is the fencing token: a cancelled run that is still stopping keeps failing its writes, as
 /// the next run's token will be higher); `retry_base` moves up to it, which restores the budget.
 const RETRY: &str = concat!(
     "UPDATE sentiq_jobs SET status = 'queued', retry_base = attempts, progress_done = 0, \
      started_at = NULL, finished_at = NULL, error_code = NULL, error_message = NULL, \
-     result = NULL, updated_at = $1, version = version + 1 WHERE id = $2 \
-     AND status IN ('failed', 'cancelled') RETURNING ",
+     result = NULL, expires_at = NULL, updated_at = $1, version = version + 1 WHERE id = $2 \
+     AND status IN ('failed', 'cancelled') AND purged_at IS NULL RETURNING ",
     columns!()
 );
 
@@ -1104,7 +1215,7 @@ macro_rules! retry_on {
             .fetch_optional(&mut *$conn)
             .await?;
         if row.is_some() {
-            sqlx::query("DELETE FROM job_items WHERE job_id = $1")
+            sqlx::query("DELETE FROM job_item_chunks WHERE job_id = $1")
                 .bind($id)
                 .execute(&mut *$conn)
                 .await?;
@@ -1134,5 +1245,79 @@ pub async fn retry(db: &Db, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
         let row = retry_on!(tx, id)?;
         tx.commit().await?;
         Ok(row)
+    })
+}
+
+/// Items per conversion step of [`convert_legacy_items`] (one chunk).
+const LEGACY_ITEMS_PER_STEP: i64 = items::CHUNK_ITEMS as i64;
+
+/// Convert the rows of the former `job_items` table (one row per item, written before items
+/// were stored in chunks) into chunks, a chunk per short transaction, then drop the table. Run
+/// at start-up after the migrations; does nothing once the table is gone. Conversions by two
+/// processes at once write the same chunks. Returns how many items were converted.
+pub async fn convert_legacy_items(db: &Db) -> Result<u64, sqlx::Error> {
+    let exists =
+        match db {
+            Db::Sqlite(pool) => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'job_items'",
+            )
+            .fetch_one(pool)
+            .await?,
+            Db::Postgres(pool) => {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'job_items'",
+                )
+                .fetch_one(pool)
+                .await?
+            }
+        };
+    if exists == 0 {
+        return Ok(0);
+    }
+    let mut converted = 0;
+    loop {
+        let job: Option<String> = on_db!(db, |pool| {
+            sqlx::query_scalar("SELECT job_id FROM job_items LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some(job) = job else { break };
+        converted += convert_legacy_step(db, &job).await?;
+    }
+    let _write = db.write_permit().await;
+    on_db!(db, |pool| {
+        sqlx::query("DROP TABLE IF EXISTS job_items")
+            .execute(pool)
+            .await?;
+    });
+    if converted > 0 {
+        tracing::info!(items = converted, "stored items converted to chunks");
+    }
+    Ok(converted)
+}
+
+/// Move the first [`LEGACY_ITEMS_PER_STEP`] legacy items of `job` into a chunk.
+async fn convert_legacy_step(db: &Db, job: &str) -> Result<u64, sqlx::Error> {
+    let _write = db.write_permit().await;
+    on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        let rows: Vec<ItemRow> = sqlx::query_as(
+            "SELECT position, item_id, text, neg, neu, pos, compound FROM job_items \
+             WHERE job_id = $1 ORDER BY position LIMIT $2",
+        )
+        .bind(job)
+        .bind(LEGACY_ITEMS_PER_STEP)
+        .fetch_all(&mut *tx)
+        .await?;
+        let last = rows.last().map_or(i64::MAX, |r| r.position);
+        insert_chunks!(tx, job, &rows);
+        sqlx::query("DELETE FROM job_items WHERE job_id = $1 AND position <= $2")
+            .bind(job)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
     })
 }

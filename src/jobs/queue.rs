@@ -143,20 +143,29 @@ impl QueueError {
     }
 }
 
-/// How long finished queue entries are kept (embedded queue; the job rows keep the history).
-pub const KEEP_DONE: Duration = Duration::from_secs(24 * 3600);
+/// Most finished embedded entries removed per statement (a short hold of the one writer).
+const VACUUM_EMBEDDED_BATCH: i64 = 5000;
 
-/// Delete embedded queue entries that finished more than [`KEEP_DONE`] ago.
+/// Delete the embedded queue's finished entries, a few thousand per statement. They only say
+/// "look at job X" and the job rows keep the history, so they go as soon as they finish
+/// instead of piling up (they were kept a day, a table as large as a day of jobs).
 pub async fn vacuum_embedded(pool: &sqlx::SqlitePool) -> Result<u64, sqlx::Error> {
-    let _write = crate::db::write_permit().await;
-    let r = sqlx::query(
-        "DELETE FROM Jobs WHERE status IN ('Done', 'Killed', 'Failed') \
-         AND done_at IS NOT NULL AND done_at < strftime('%s', 'now') - ?",
-    )
-    .bind(KEEP_DONE.as_secs() as i64)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected())
+    let mut removed = 0;
+    loop {
+        let _write = crate::db::write_permit().await;
+        let n = sqlx::query(
+            "DELETE FROM Jobs WHERE rowid IN (SELECT rowid FROM Jobs \
+             WHERE status IN ('Done', 'Killed', 'Failed') AND done_at IS NOT NULL LIMIT ?)",
+        )
+        .bind(VACUUM_EMBEDDED_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        removed += n;
+        if n < VACUUM_EMBEDDED_BATCH as u64 {
+            return Ok(removed);
+        }
+    }
 }
 
 /// Our push, in the key layout apalis-redis 1.0 reads (see `lua/batch_push.lua` and

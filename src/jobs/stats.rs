@@ -133,3 +133,53 @@ pub async fn open_jobs(db: &Db, limit: i64) -> Result<Vec<JobRow>, sqlx::Error> 
     }
     Ok(jobs)
 }
+
+/// Bytes the database holds, by what holds them, from figures the database keeps anyway
+/// (nothing is scanned): on PostgreSQL each table with its indexes and TOAST data; on SQLite
+/// the file, and the part of it that is free (pages the pruner has not given back yet). A
+/// succeeded job holds its items and report; a failed or cancelled one its input until it
+/// expires.
+pub async fn stored_bytes(db: &Db) -> Result<Vec<(&'static str, i64)>, sqlx::Error> {
+    Ok(match db {
+        Db::Sqlite(pool) => {
+            let (pages, free, size): (i64, i64, i64) = sqlx::query_as(
+                "SELECT page_count, freelist_count, page_size FROM pragma_page_count(), \
+                 pragma_freelist_count(), pragma_page_size()",
+            )
+            .fetch_one(pool)
+            .await?;
+            vec![
+                ("database file", pages * size),
+                ("of which free", free * size),
+            ]
+        }
+        Db::Postgres(pool) => {
+            let sizes: (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT pg_total_relation_size('sentiq_jobs'), \
+                 pg_total_relation_size('job_inputs'), \
+                 pg_total_relation_size('job_item_chunks'), \
+                 pg_total_relation_size('job_transitions')",
+            )
+            .fetch_one(pool)
+            .await?;
+            vec![
+                ("jobs and reports", sizes.0),
+                ("inputs", sizes.1),
+                ("items", sizes.2),
+                ("transition log", sizes.3),
+            ]
+        }
+    })
+}
+
+/// Tombstones (jobs whose data was removed) by reason, through the partial index `jobs_purged`.
+pub async fn tombstones(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    on_db!(db, |pool| {
+        sqlx::query_as(
+            "SELECT purge_reason, COUNT(*) FROM sentiq_jobs WHERE purged_at IS NOT NULL \
+             GROUP BY purge_reason ORDER BY 1",
+        )
+        .fetch_all(pool)
+        .await
+    })
+}

@@ -591,14 +591,33 @@ pub async fn reconcile(deps: &Deps) -> Result<usize, StoreError> {
 /// more than the keys that expire between passes at any submission rate the web can take.
 const IDEMPOTENCY_KEYS_PER_PASS: i64 = 5000;
 
-/// Run [`reconcile`] every `reconcile_every` and clear finished queue entries as often as the
-/// store asks, until the task is dropped.
+/// Remove expired data and old tombstones ([`JobStore::prune`]), counting what went.
+pub async fn prune(deps: &Deps) -> Result<(), StoreError> {
+    let pruned = deps.store.prune().await?;
+    if pruned.expired > 0 {
+        deps.metrics
+            .jobs_pruned
+            .with_label_values(&["expired"])
+            .inc_by(pruned.expired);
+        tracing::info!(jobs = pruned.expired, "expired jobs pruned");
+    }
+    if pruned.tombstones > 0 {
+        deps.metrics.tombstones_removed.inc_by(pruned.tombstones);
+        tracing::debug!(jobs = pruned.tombstones, "old tombstones removed");
+    }
+    Ok(())
+}
+
+/// Run [`reconcile`] every `reconcile_every`, clear finished queue entries as often as the
+/// store asks and [`prune`] every `PRUNE_INTERVAL_MS`, until the task is dropped.
 pub async fn reconcile_forever(deps: Deps) {
     use tokio::time::MissedTickBehavior::Delay;
     let mut every = tokio::time::interval(deps.timing.reconcile_every);
     every.set_missed_tick_behavior(Delay);
     let mut vacuum = tokio::time::interval(deps.store.vacuum_every(deps.timing.reconcile_every));
     vacuum.set_missed_tick_behavior(Delay);
+    let mut pruner = tokio::time::interval(deps.store.retention().prune_every);
+    pruner.set_missed_tick_behavior(Delay);
     let mut passes = 0u64;
     loop {
         tokio::select! {
@@ -627,6 +646,11 @@ pub async fn reconcile_forever(deps: Deps) {
                 Ok(n) => tracing::debug!(removed = n, "finished queue entries removed"),
                 Err(e) => tracing::warn!(error = %e, "queue vacuum failed"),
             },
+            _ = pruner.tick() => {
+                if let Err(e) = prune(&deps).await {
+                    tracing::warn!(error = %e, "pruner failed");
+                }
+            }
         }
     }
 }

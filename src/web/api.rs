@@ -14,7 +14,7 @@ use super::idempotency::{self, IdempotencyKey};
 use super::input::{self, Submission, SubmissionBody};
 use super::respond::media_type;
 use super::wait::{self, Follower, PREFERENCE_APPLIED, Waited};
-use super::{AppState, Submitted, parse_id, submit};
+use super::{AppState, Submitted, live, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, ItemRow, JobView, Status};
 use crate::jobs::webhooks;
@@ -317,6 +317,9 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
         (status = 400, description = "A `Prefer: wait` that is not whole seconds from 0 to 25 \
             (`bad_prefer`).", body = ErrorBody),
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`), or \
             too many requests wait on this server (`too_many_waiters`, `MAX_WAITERS`).",
             body = ErrorBody,
@@ -330,16 +333,20 @@ pub async fn get_job(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let wait = wait::preferred(&req)?;
-    let mut job = model::get(state.db(), &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let mut job = live(
+        model::get(state.db(), &id)
+            .await?
+            .ok_or(ApiError::NotFound)?,
+    )?;
     let unchanged = |job: &model::JobRow| etag_matches(&req, &job.etag());
     // A long-poll: only a client that holds the current version has something to wait for.
     let applied = match wait.filter(|_| unchanged(&job)) {
         Some(secs) => {
-            job = wait::for_change(&state, &id, secs, unchanged)
-                .await?
-                .ok_or(ApiError::NotFound)?;
+            job = live(
+                wait::for_change(&state, &id, secs, unchanged)
+                    .await?
+                    .ok_or(ApiError::NotFound)?,
+            )?;
             Some(format!("wait={secs}"))
         }
         None => None,
@@ -376,6 +383,9 @@ pub async fn get_job(
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
         (status = 409, description = "The job is already final (`already_final`).",
             body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
@@ -391,6 +401,33 @@ pub async fn cancel_job(
         .json(webhooks::job_view(state.db(), &job).await?))
 }
 
+/// `DELETE /api/jobs/{id}`: 204; the job is cancelled first if it is queued or running.
+#[utoipa::path(
+    delete,
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    summary = "Delete a job and its data",
+    description = "Cancels the job if it is queued or running (it stops within about a second), \
+        then removes its input, items and report at once. The job then answers `410 Gone` \
+        (code `deleted`) until `TOMBSTONE_TTL` has passed, then 404. Deleting a job whose data \
+        is already gone (deleted, or expired) answers 204 again: a client may retry a DELETE \
+        whose answer it lost.",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
+    responses(
+        (status = 204, description = "Deleted: nothing of its input, items or report remains."),
+        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+)]
+pub async fn delete_job(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    super::delete(&state, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
 /// A comment line this often keeps proxies from closing an idle stream.
 const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -410,6 +447,9 @@ const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15)
         (status = 200, description = "The event stream; the schema is that of each event.",
             body = StatusEvent, content_type = "text/event-stream"),
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
@@ -423,7 +463,7 @@ pub async fn job_events(
     let id = parse_id(&path)?;
     // Follow before the first read, so no change between the read and the wait is missed.
     let mut follower = Follower::new(&state, &id);
-    let job = follower.read().await?.ok_or(ApiError::NotFound)?;
+    let job = live(follower.read().await?.ok_or(ApiError::NotFound)?)?;
     let start = EventsState {
         follower,
         pending: Some(job),
@@ -481,6 +521,8 @@ impl EventsState {
             // A signal that came since the last read resolves at once.
             self.follower.changed().await;
             match self.follower.read().await {
+                // A job deleted (or expired) meanwhile has nothing more to show.
+                Ok(Some(job)) if job.purged().is_some() => return None,
                 Ok(Some(job)) => self.pending = Some(job),
                 Ok(None) => return None,
                 Err(e) => {
@@ -501,7 +543,9 @@ impl EventsState {
     description = "Cluster-wide gauges `sentiq_jobs{queue,status}` and \
         `sentiq_queue_entries{queue,state}`, then this process's counters and histograms: \
         `sentiq_jobs_{submitted,started,succeeded,cancelled}_total{queue}`, \
-        `sentiq_jobs_failed_total{queue,code}`, `sentiq_job_duration_seconds{queue}`, \
+        `sentiq_jobs_failed_total{queue,code}`, `sentiq_jobs_pruned_total{reason}` (input, \
+        items and report removed: `expired` by a worker's pruner, `deleted` by a web process), \
+        `sentiq_tombstones_removed_total`, `sentiq_job_duration_seconds{queue}`, \
         `sentiq_job_queue_wait_seconds{queue}`, `sentiq_http_requests_total{route,method,status}`, \
         `sentiq_http_request_duration_seconds{route,method}` and \
         `sentiq_webhook_deliveries_total{outcome}` (attempts: `delivered`, `retry`, `failed`, \
@@ -565,9 +609,6 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .json(serde_json::json!({"error": {"code": "not_ready", "message": problem}}))
 }
 
-/// Rows fetched per page while streaming items.
-const ITEMS_PAGE: i64 = 2000;
-
 #[derive(Clone, Copy)]
 enum ItemsFormat {
     Csv,
@@ -580,9 +621,11 @@ async fn items(
     kind: ItemsFormat,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let job = model::get(state.db(), &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let job = live(
+        model::get(state.db(), &id)
+            .await?
+            .ok_or(ApiError::NotFound)?,
+    )?;
     if job.status != Status::Succeeded {
         return Err(ApiError::Conflict {
             code: "not_succeeded",
@@ -593,14 +636,13 @@ async fn items(
         });
     }
     let db = state.db().clone();
-    // Keyset pagination: each page is one short query, so the stream holds no connection
-    // between pages and memory stays bounded whatever the number of items.
+    // One stored chunk per step (keyset pagination): each is one short query, so the stream
+    // holds no connection between chunks and at most one decoded chunk in memory, whatever the
+    // number of items.
     let pages = stream::unfold(Some((db, id.clone(), -1i64, true)), move |st| async move {
         let (db, id, after, first) = st?;
-        let rows: Result<Vec<ItemRow>, sqlx::Error> =
-            model::items_page(&db, &id, after, ITEMS_PAGE).await;
-        let rows = match rows {
-            Ok(r) => r,
+        let rows = match next_items(&db, &id, after).await {
+            Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(job_id = %id, error = %e, "items stream failed");
                 return Some((
@@ -612,16 +654,11 @@ async fn items(
         if rows.is_empty() && !first {
             return None;
         }
-        let last = rows.last().map_or(after, |r| r.position);
         let bytes = match render(&rows, kind, first) {
             Ok(b) => b,
             Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
         };
-        let next = if (rows.len() as i64) < ITEMS_PAGE {
-            None
-        } else {
-            Some((db, id, last, false))
-        };
+        let next = rows.last().map(|r| (db, id, r.position, false));
         Some((Ok::<_, actix_web::Error>(web::Bytes::from(bytes)), next))
     });
     let (content_type, ext) = match kind {
@@ -635,6 +672,22 @@ async fn items(
             format!("attachment; filename=\"sentiq-{id}.{ext}\""),
         ))
         .streaming(pages))
+}
+
+/// The items of the next stored chunk after position `after`. When there are none the job is
+/// read again: one deleted (or expired) while its items were being sent lost them all at once,
+/// and its download must fail rather than end as if complete.
+async fn next_items(db: &crate::db::Db, id: &str, after: i64) -> Result<Vec<ItemRow>, String> {
+    let rows = model::items_after(db, id, after)
+        .await
+        .map_err(|e| e.to_string())?;
+    if rows.is_empty() {
+        match model::get(db, id).await.map_err(|e| e.to_string())? {
+            Some(job) if job.purged().is_none() => {}
+            _ => return Err("the job was deleted while its items were sent".into()),
+        }
+    }
+    Ok(rows)
 }
 
 fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, String> {
@@ -688,6 +741,9 @@ fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, 
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
         (status = 409, description = "The job has not succeeded (`not_succeeded`).",
             body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
@@ -715,6 +771,9 @@ pub async fn items_csv(
         (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
         (status = 409, description = "The job has not succeeded (`not_succeeded`).",
             body = ErrorBody),
+        (status = 410, description = "The job's data was removed: it expired (`expired`, \
+            `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
+            `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),

@@ -43,6 +43,8 @@ pub enum Rejection {
     NoCookie,
     NoToken,
     Mismatch,
+    /// A Delete of a job that is not the visitor's own (the page shows no such button).
+    NotOwner,
 }
 
 impl Rejection {
@@ -52,6 +54,7 @@ impl Rejection {
             Rejection::NoCookie => "no token cookie",
             Rejection::NoToken => "no token in the form",
             Rejection::Mismatch => "the token does not match the cookie",
+            Rejection::NotOwner => "the job is not the visitor's own",
         }
     }
 }

@@ -7,6 +7,17 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::analysis::AnalysisError;
+use crate::jobs::model::PurgeReason;
+
+fn gone_message(reason: PurgeReason) -> &'static str {
+    match reason {
+        PurgeReason::Expired => {
+            "this job's results expired and were removed, with its input; submit the text again \
+             to analyse it again"
+        }
+        PurgeReason::Deleted => "this job was deleted: its input and results were removed",
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -38,6 +49,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("no job with this id")]
     NotFound,
+    /// The job is a tombstone: its data expired, or was deleted.
+    #[error("{}", gone_message(*.0))]
+    Gone(PurgeReason),
     #[error("{method} is not allowed here: use {allow}")]
     MethodNotAllowed { method: String, allow: &'static str },
     #[error("{message}")]
@@ -67,6 +81,7 @@ impl ApiError {
             ApiError::BadPrefer(_) => "bad_prefer",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound => "not_found",
+            ApiError::Gone(reason) => reason.as_str(),
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
             ApiError::TooManyWaiters => "too_many_waiters",
@@ -160,9 +175,10 @@ pub struct ErrorBody<'a> {
 pub struct ErrorDetail<'a> {
     /// Stable, e.g. `invalid_json`, `missing_field`, `invalid_utf8`, `empty_input`,
     /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `not_found`,
-    /// `already_final`, `not_succeeded`, `invalid_idempotency_key`, `idempotency_key_reused`,
-    /// `idempotency_key_in_use`, `bad_prefer`, `too_many_waiters`, `unavailable`, `not_ready`,
-    /// `invalid_webhook_url`, `webhook_url_refused`, `webhooks_not_configured`.
+    /// `already_final`, `not_succeeded`, `expired` and `deleted` (410: the job's data was
+    /// removed), `invalid_idempotency_key`, `idempotency_key_reused`, `idempotency_key_in_use`,
+    /// `bad_prefer`, `too_many_waiters`, `unavailable`, `not_ready`, `invalid_webhook_url`,
+    /// `webhook_url_refused`, `webhooks_not_configured`.
     pub code: &'a str,
     pub message: &'a str,
 }
@@ -183,6 +199,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
             ApiError::Unavailable(_) | ApiError::TooManyWaiters => StatusCode::SERVICE_UNAVAILABLE,

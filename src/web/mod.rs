@@ -22,6 +22,7 @@ use crate::db::Db;
 use crate::deps::Deps;
 use crate::jobs::idempotency::KeyClaim;
 use crate::jobs::model::{Cancel, JobRow, NewJob};
+use crate::jobs::store::Delete;
 use crate::jobs::submitter as store;
 use errors::ApiError;
 use input::Submission;
@@ -133,11 +134,48 @@ pub async fn cancel(state: &AppState, raw_id: &str) -> Result<JobRow, ApiError> 
             tracing::info!(job_id = %id, "job cancel requested");
             Ok(*job)
         }
-        Cancel::AlreadyFinal(job) => Err(ApiError::Conflict {
-            code: "already_final",
-            message: format!("the job is already {}", job.status),
-        }),
+        Cancel::AlreadyFinal(job) => {
+            let job = live(*job)?;
+            Err(ApiError::Conflict {
+                code: "already_final",
+                message: format!("the job is already {}", job.status),
+            })
+        }
         Cancel::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+/// Delete a job (the API and the status page's Delete button): the store cancels it if it is
+/// open (and its analysis is told to stop if it runs in this process), then removes its input,
+/// items and report at once. Deleting a job whose data is gone already (deleted, or expired)
+/// succeeds too: DELETE is idempotent, and a client that retries after a lost answer must not
+/// be told it failed. Unknown ids (or tombstones past `TOMBSTONE_TTL`) are 404.
+pub async fn delete(state: &AppState, raw_id: &str) -> Result<(), ApiError> {
+    let id = parse_id(raw_id)?;
+    match state.deps.store.delete(&id).await? {
+        Delete::Deleted { cancelled } => {
+            let metrics = &state.deps.metrics;
+            if let Some(job) = cancelled {
+                state.deps.cancels.cancel(&id);
+                metrics
+                    .jobs_cancelled
+                    .with_label_values(&[&job.queue])
+                    .inc();
+            }
+            metrics.jobs_pruned.with_label_values(&["deleted"]).inc();
+            tracing::info!(job_id = %id, "job deleted");
+            Ok(())
+        }
+        Delete::AlreadyGone(_) => Ok(()),
+        Delete::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+/// A job that still has its data; a tombstone (expired or deleted) is 410 Gone.
+pub fn live(job: JobRow) -> Result<JobRow, ApiError> {
+    match job.purged() {
+        Some(reason) => Err(ApiError::Gone(reason)),
+        None => Ok(job),
     }
 }
 
@@ -161,7 +199,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(only("/metrics", "GET, HEAD").route(get().to(api::metrics)))
     .service(only("/api/openapi.json", "GET, HEAD").route(get().to(openapi::openapi_json)))
     .service(only("/api/jobs", "POST").route(web::post().to(api::create_job)))
-    .service(only("/api/jobs/{id}", "GET, HEAD").route(get().to(api::get_job)))
+    .service(
+        only("/api/jobs/{id}", "GET, HEAD, DELETE")
+            .route(get().to(api::get_job))
+            .route(web::delete().to(api::delete_job)),
+    )
     .service(only("/api/jobs/{id}/cancel", "POST").route(web::post().to(api::cancel_job)))
     .service(only("/api/jobs/{id}/events", "GET, HEAD").route(get().to(api::job_events)))
     .service(only("/api/jobs/{id}/items.csv", "GET, HEAD").route(get().to(api::items_csv)))
@@ -170,6 +212,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(only("/analyses", "POST").route(web::post().to(pages::create)))
     .service(only("/analyses/{id}", "GET, HEAD").route(get().to(pages::status)))
     .service(only("/analyses/{id}/cancel", "POST").route(web::post().to(pages::cancel)))
+    .service(only("/analyses/{id}/delete", "POST").route(web::post().to(pages::delete)))
     .service(only("/static/app.css", "GET, HEAD").route(get().to(pages::css)))
     .service(only("/static/app.js", "GET, HEAD").route(get().to(pages::js)))
     .configure(admin::routes)

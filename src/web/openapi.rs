@@ -35,6 +35,7 @@ use crate::webhooks::{Event, EventData};
         api::create_job,
         api::get_job,
         api::cancel_job,
+        api::delete_job,
         api::job_events,
         api::items_csv,
         api::items_jsonl,

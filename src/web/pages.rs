@@ -14,7 +14,7 @@ use super::input::{self, Submission};
 use super::respond::{self, html, media_type};
 use super::{AppState, csrf, idempotency, parse_id, submit};
 use crate::analysis::{Format, Report};
-use crate::jobs::model::{self, JobRow, Status};
+use crate::jobs::model::{self, JobRow, PurgeReason, Status};
 
 pub const VISITOR_COOKIE: &str = "sentiq_visitor";
 const RECENT: i64 = 12;
@@ -64,6 +64,8 @@ struct IndexPage {
     error: Option<String>,
     text: String,
     max_mb: String,
+    /// Just back from deleting an analysis (`/?notice=deleted`).
+    deleted: bool,
 }
 
 #[derive(Template)]
@@ -75,10 +77,39 @@ pub fn not_found_page() -> HttpResponse {
 }
 
 #[derive(Template)]
+#[template(path = "gone.html")]
+struct GonePage {
+    deleted: bool,
+    reason: &'static str,
+    kept_for: String,
+}
+
+/// The page of a job whose data was removed: 410, saying why in words.
+fn gone_page(reason: PurgeReason, result_ttl: Option<std::time::Duration>) -> HttpResponse {
+    let days = result_ttl.map_or(0, |ttl| ttl.as_secs()) as f64 / 86_400.0;
+    let kept_for = if days >= 1.0 {
+        format!(
+            "{} day{}",
+            days.round(),
+            if days.round() == 1.0 { "" } else { "s" }
+        )
+    } else {
+        "a while".to_owned()
+    };
+    let page = GonePage {
+        deleted: reason == PurgeReason::Deleted,
+        reason: reason.as_str(),
+        kept_for,
+    };
+    html(StatusCode::GONE, page.render())
+}
+
+#[derive(Template)]
 #[template(path = "forbidden.html")]
 struct ForbiddenPage {
     back: String,
     back_label: &'static str,
+    not_owner: bool,
 }
 
 /// The answer to a form post that failed the CSRF check: a page in words, and the way back to a
@@ -96,7 +127,12 @@ fn forbidden_page(
     );
     html(
         StatusCode::FORBIDDEN,
-        ForbiddenPage { back, back_label }.render(),
+        ForbiddenPage {
+            back,
+            back_label,
+            not_owner: why == csrf::Rejection::NotOwner,
+        }
+        .render(),
     )
 }
 
@@ -115,7 +151,7 @@ async fn index_page(
     visitor: &str,
     error: Option<String>,
     text: String,
-    status: StatusCode,
+    (status, deleted): (StatusCode, bool),
 ) -> HttpResponse {
     let recent = match model::recent_for_visitor(state.db(), visitor, RECENT).await {
         Ok(rows) => rows
@@ -150,16 +186,20 @@ async fn index_page(
             error,
             text,
             max_mb,
+            deleted,
         }
         .render(),
     )
 }
 
-/// `GET /`: the form and the visitor's own recent jobs.
+/// `GET /`: the form and the visitor's own recent jobs (`?notice=deleted`: after a Delete).
 pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let (visitor, cookie) = visitor(&req);
     let (token, token_cookie) = csrf::token(&req);
-    let mut resp = index_page(&state, token, &visitor, None, String::new(), StatusCode::OK).await;
+    let deleted = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+        .is_ok_and(|q| q.iter().any(|(k, v)| k == "notice" && v == "deleted"));
+    let status = (StatusCode::OK, deleted);
+    let mut resp = index_page(&state, token, &visitor, None, String::new(), status).await;
     add_cookies(&mut resp, [cookie, token_cookie]);
     resp
 }
@@ -242,7 +282,7 @@ pub async fn create(
                 &visitor,
                 Some(message),
                 kept,
-                e.status_code(),
+                (e.status_code(), false),
             )
             .await;
             add_cookies(&mut resp, [cookie, token_cookie]);
@@ -558,6 +598,11 @@ struct StatusPage {
     arc: ArcChart,
     chart_w: f64,
     chart_h: f64,
+    /// The page is the visitor's own job: it has a Delete button.
+    own: bool,
+    /// When the job's data will be removed, for a person ("" when not final, or kept forever).
+    expires: String,
+    expires_at: String,
 }
 
 fn size_label(bytes: i64) -> String {
@@ -634,7 +679,7 @@ fn empty_report() -> Report {
     }
 }
 
-fn status_page(job: &JobRow, csrf: String) -> StatusPage {
+fn status_page(job: &JobRow, csrf: String, own: bool) -> StatusPage {
     let status = job.status;
     let report = if status == Status::Succeeded {
         job.report()
@@ -683,7 +728,18 @@ fn status_page(job: &JobRow, csrf: String) -> StatusPage {
         arc: charts::arc(&chart_source),
         chart_w: charts::WIDTH,
         chart_h: charts::HEIGHT,
+        own,
+        expires: job.expires_at.map(|t| t.minute_utc()).unwrap_or_default(),
+        expires_at: job.expires_at.map(|t| t.to_string()).unwrap_or_default(),
     }
+}
+
+/// Whether the visitor who sent `req` submitted `job` (its visitor cookie is the job's).
+fn owns(req: &HttpRequest, job: &JobRow) -> bool {
+    job.visitor.as_deref().is_some_and(|visitor| {
+        req.cookie(VISITOR_COOKIE)
+            .is_some_and(|c| c.value() == visitor)
+    })
 }
 
 /// `GET /analyses/{id}`.
@@ -696,14 +752,19 @@ pub async fn status(
         return not_found_page();
     };
     match model::get(state.db(), &id).await {
+        Ok(Some(job)) if job.purged().is_some() => {
+            let reason = job.purged().unwrap_or(PurgeReason::Expired);
+            gone_page(reason, state.deps.store.retention().result_ttl)
+        }
         Ok(Some(job)) => {
-            // A final page has no Cancel form, so it hands out no token.
-            let (token, cookie) = if job.status.is_final() {
+            // A page with no form (a final job of someone else) hands out no token.
+            let own = owns(&req, &job);
+            let (token, cookie) = if job.status.is_final() && !own {
                 (String::new(), None)
             } else {
                 csrf::token(&req)
             };
-            let mut resp = html(StatusCode::OK, status_page(&job, token).render());
+            let mut resp = html(StatusCode::OK, status_page(&job, token, own).render());
             add_cookies(&mut resp, [cookie]);
             resp
         }
@@ -712,10 +773,36 @@ pub async fn status(
     }
 }
 
-/// The cancel form holds the token and nothing else: a few hundred bytes at most.
-const CANCEL_BODY_LIMIT: usize = 4096;
-/// Enough to read past any body a browser would send to the cancel URL, so it shows the page.
-const CANCEL_DRAIN_LIMIT: u64 = 64 * 1024;
+/// The cancel and delete forms hold the token and nothing else: a few hundred bytes at most.
+const BUTTON_BODY_LIMIT: usize = 4096;
+/// Enough to read past any body a browser would send to a button's URL, so it shows the page.
+const BUTTON_DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// The CSRF check of a status page's button (Cancel, Delete), before anything is changed: the
+/// 403 page when it fails.
+async fn check_button(
+    req: &HttpRequest,
+    path: &str,
+    mut payload: web::Payload,
+) -> Result<(), HttpResponse> {
+    let back = parse_id(path).map_or_else(|_| "/".to_owned(), |id| format!("/analyses/{id}"));
+    if let Err(why) = refuse_cross_site(req, &mut payload, BUTTON_DRAIN_LIMIT).await {
+        return Err(forbidden_page(req, why, back, "Back to the analysis"));
+    }
+    // Only the page's own urlencoded form carries a token; any other body has none.
+    let token = if media_type(req).starts_with("application/x-www-form-urlencoded") {
+        input::read_body(req, payload, BUTTON_BODY_LIMIT, BUTTON_DRAIN_LIMIT)
+            .await
+            .ok()
+            .and_then(|body| serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).ok())
+            .and_then(|pairs| pairs.into_iter().find(|(n, _)| n == csrf::FIELD))
+            .map(|(_, v)| v)
+    } else {
+        None
+    };
+    csrf::verify(req, token.as_deref().map(str::as_bytes))
+        .map_err(|why| forbidden_page(req, why, back, "Back to the analysis"))
+}
 
 /// `POST /analyses/{id}/cancel` (the page's Cancel button) → back to the status page, or 403 when
 /// the CSRF check fails (and nothing is cancelled).
@@ -725,28 +812,50 @@ pub async fn cancel(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let back = parse_id(&path).map_or_else(|_| "/".to_owned(), |id| format!("/analyses/{id}"));
-    let mut payload = payload;
-    if let Err(why) = refuse_cross_site(&req, &mut payload, CANCEL_DRAIN_LIMIT).await {
-        return forbidden_page(&req, why, back, "Back to the analysis");
-    }
-    // Only the page's own urlencoded form carries a token; any other body has none.
-    let token = if media_type(&req).starts_with("application/x-www-form-urlencoded") {
-        input::read_body(&req, payload, CANCEL_BODY_LIMIT, CANCEL_DRAIN_LIMIT)
-            .await
-            .ok()
-            .and_then(|body| serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).ok())
-            .and_then(|pairs| pairs.into_iter().find(|(n, _)| n == csrf::FIELD))
-            .map(|(_, v)| v)
-    } else {
-        None
-    };
-    if let Err(why) = csrf::verify(&req, token.as_deref().map(str::as_bytes)) {
-        return forbidden_page(&req, why, back, "Back to the analysis");
+    if let Err(refused) = check_button(&req, &path, payload).await {
+        return refused;
     }
     match super::cancel(&state, &path).await {
         Ok(_) | Err(ApiError::Conflict { .. }) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("/analyses/{}", path.as_str())))
+            .finish(),
+        Err(ApiError::NotFound) => not_found_page(),
+        Err(ApiError::Gone(reason)) => gone_page(reason, state.deps.store.retention().result_ttl),
+        Err(e) => e.error_response(),
+    }
+}
+
+/// `POST /analyses/{id}/delete` (the page's Delete button, shown to the visitor who submitted
+/// the job) → `/` with a notice; 403 when the CSRF check fails or the job is someone else's
+/// (nothing is deleted).
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    if let Err(refused) = check_button(&req, &path, payload).await {
+        return refused;
+    }
+    let Ok(id) = parse_id(&path) else {
+        return not_found_page();
+    };
+    let job = match model::get(state.db(), &id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return not_found_page(),
+        Err(e) => return ApiError::from(e).error_response(),
+    };
+    if job.purged().is_none() && !owns(&req, &job) {
+        return forbidden_page(
+            &req,
+            csrf::Rejection::NotOwner,
+            format!("/analyses/{id}"),
+            "Back to the analysis",
+        );
+    }
+    match super::delete(&state, &id).await {
+        Ok(()) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/?notice=deleted"))
             .finish(),
         Err(ApiError::NotFound) => not_found_page(),
         Err(e) => e.error_response(),

@@ -10,7 +10,6 @@ use crate::common::prod::spawn_prod;
 use crate::common::{TestApp, spawn_app, spawn_app_with};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::{LOCATION, WWW_AUTHENTICATE};
-use sentiq::db::Db;
 use sentiq::jobs::model;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -601,16 +600,13 @@ async fn a_job_cancelled_while_running_can_be_retried_at_once_and_reruns_under_a
         ]
     );
     // A complete set of items: the old run's clean-up did not delete the new run's.
-    let Db::Sqlite(pool) = &app.db else {
-        unreachable!("the embedded app runs on SQLite")
-    };
-    let (count, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COUNT(DISTINCT position) FROM job_items WHERE job_id = $1",
-    )
-    .bind(&id)
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    let items = model::items_page(&app.db, &id, -1, i64::MAX).await.unwrap();
+    let count = items.len() as i64;
+    let distinct = items
+        .iter()
+        .map(|item| item.position)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as i64;
     assert_eq!(Some(count), job["result"]["items"].as_i64(), "{job}");
     assert_eq!(distinct, count);
 }

@@ -368,11 +368,7 @@ async fn a_cancelled_running_job_stops_and_ends_cancelled() {
     // The worker stops at its next chunk and drops the items it had stored.
     let start = Instant::now();
     loop {
-        let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
-            .bind(&id)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let items: i64 = sentiq::jobs::model::item_count(&app.db, &id).await.unwrap();
         if items == 0 {
             break;
         }
@@ -467,9 +463,7 @@ async fn a_job_running_past_job_timeout_fails_with_code_timeout_and_frees_its_wo
     );
     let after = app.wait_final(&next).await;
     assert_eq!(after["status"], "succeeded", "the worker was not freed");
-    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
-        .bind(&big)
-        .fetch_one(&app.pool)
+    let items: i64 = sentiq::jobs::model::item_count(&app.db, &big)
         .await
         .unwrap();
     assert_eq!(items, 0, "a timed-out job keeps no partial items");
@@ -630,11 +624,7 @@ async fn a_second_delivery_of_the_same_job_is_a_no_op() {
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    let items_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
-        .bind(&id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let items_before: i64 = sentiq::jobs::model::item_count(&app.db, &id).await.unwrap();
     // Same function the worker uses, same id, twice more (also concurrently).
     let (a, b) = tokio::join!(
         worker::process(&app.deps, &id),
@@ -651,11 +641,7 @@ async fn a_second_delivery_of_the_same_job_is_a_no_op() {
             .await
             .unwrap();
     assert_eq!(etag_before, etag_after);
-    let items_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
-        .bind(&id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let items_after: i64 = sentiq::jobs::model::item_count(&app.db, &id).await.unwrap();
     assert_eq!(items_before, items_after);
     assert_eq!(second["attempts"], 1);
 }
@@ -1278,6 +1264,42 @@ async fn real_responses_conform_to_the_openapi_document() {
         409
     );
 
+    // Deletion, and the tombstone it leaves: every route of the job answers 410.
+    let delete = |app: &common::TestApp, path: &str| {
+        let request = app.client.delete(app.url(path)).send();
+        async move { request.await.unwrap() }
+    };
+    let gone = format!(
+        "/api/jobs/{}",
+        queued.submit(&json!({"text": "Bye."})).await
+    );
+    for _ in 0..2 {
+        check!("delete", "/api/jobs/{id}", delete(&queued, &gone), 204);
+    }
+    check!("delete", "/api/jobs/{id}", delete(&queued, unknown), 404);
+    check!("get", "/api/jobs/{id}", get(&queued, &gone), 410);
+    let gone_csv = format!("{gone}/items.csv");
+    check!(
+        "get",
+        "/api/jobs/{id}/items.csv",
+        get(&queued, &gone_csv),
+        410
+    );
+    let gone_events = format!("{gone}/events");
+    check!(
+        "get",
+        "/api/jobs/{id}/events",
+        get(&queued, &gone_events),
+        410
+    );
+    let gone_cancel = format!("{gone}/cancel");
+    check!(
+        "post",
+        "/api/jobs/{id}/cancel",
+        post(&queued, &gone_cancel),
+        410
+    );
+
     // Operations.
     check!("get", "/healthz", get(&worked, "/healthz"), 200);
     check!("get", "/readyz", get(&worked, "/readyz"), 200);
@@ -1291,7 +1313,7 @@ async fn real_responses_conform_to_the_openapi_document() {
     worked.pool.close().await;
     check!("get", "/readyz", get(&worked, "/readyz"), 503);
     // Every method, path and status exercised above (a case lost from the list shows here).
-    assert_eq!(seen.len(), 23, "{seen:?}");
+    assert_eq!(seen.len(), 29, "{seen:?}");
 
     // The check has teeth: a renamed field or an undeclared status is caught.
     let mut renamed = doc.clone();
@@ -1328,11 +1350,11 @@ async fn a_method_a_route_does_not_have_gets_405_naming_the_allowed_ones() {
     let id = app.submit(&json!({"text": "Fine."})).await;
     let r = app
         .client
-        .delete(app.url(&format!("/api/jobs/{id}")))
+        .put(app.url(&format!("/api/jobs/{id}")))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    assert_eq!(r.headers()["allow"], "GET, HEAD, DELETE");
     assert_error(r, 405, "method_not_allowed").await;
     // HEAD is answered like GET, without a body.
     let r = app

@@ -219,8 +219,6 @@ fn table(unknown: &str) -> Vec<Case> {
         json("PUT on /api/jobs", r#"{"text": "hello"}"#)
             .method(M::PUT)
             .expect(405, "method_not_allowed"),
-        case("DELETE on a job", M::DELETE, format!("/api/jobs/{unknown}"))
-            .expect(405, "method_not_allowed"),
         case("PATCH on a job", M::PATCH, format!("/api/jobs/{unknown}"))
             .expect(405, "method_not_allowed"),
         json(
@@ -526,6 +524,18 @@ fn table(unknown: &str) -> Vec<Case> {
         // --- Ids.
         case("a malformed id", M::GET, "/api/jobs/not-a-uuid").expect(404, "not_found"),
         case("an unknown id", M::GET, format!("/api/jobs/{unknown}")).expect(404, "not_found"),
+        case(
+            "DELETE of an unknown id",
+            M::DELETE,
+            format!("/api/jobs/{unknown}"),
+        )
+        .expect(404, "not_found"),
+        case(
+            "DELETE of a malformed id",
+            M::DELETE,
+            "/api/jobs/not-a-uuid",
+        )
+        .expect(404, "not_found"),
         case(
             "a UUID with a character more",
             M::GET,

@@ -17,6 +17,7 @@ mod parsers_never_panic;
 mod processes;
 mod production;
 mod recovery;
+mod retention;
 mod schemathesis;
 mod server_cli;
 mod wait;

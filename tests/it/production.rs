@@ -269,8 +269,8 @@ async fn duplicate_deliveries_on_postgres_run_a_job_once_and_never_refinish_it()
     assert_eq!(app.job(&id).await, first);
     assert_eq!(app.path(&id).await, ran_once());
     // A run that lost its job is fenced off by its attempt number.
-    assert!(!model::succeed(&app.db, &id, 0, "{}").await.unwrap());
-    assert!(!model::fail(&app.db, &id, 1, "x", "y").await.unwrap());
+    assert!(!model::succeed(&app.db, &id, 0, "{}", None).await.unwrap());
+    assert!(!model::fail(&app.db, &id, 1, "x", "y", None).await.unwrap());
     assert_eq!(app.job(&id).await, first);
 }
 
@@ -280,13 +280,7 @@ async fn on_postgres_a_run_writes_items_only_while_it_owns_its_job() {
     let id = app.submit(&json!({"text": "Mine, then not."})).await;
     let run = model::claim(&app.db, &id).await.unwrap().expect("claimed");
     let item = |position: i64| common::item(position, &format!("item {position}"));
-    let count = || async {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM job_items WHERE job_id = $1")
-            .bind(&id)
-            .fetch_one(&app.pg)
-            .await
-            .unwrap()
-    };
+    let count = || async { model::item_count(&app.db, &id).await.unwrap() };
     // Another token (an older run) writes nothing; the owner does.
     assert!(
         !model::insert_items(&app.db, &id, run.attempts - 1, &[item(0)])
@@ -303,7 +297,7 @@ async fn on_postgres_a_run_writes_items_only_while_it_owns_its_job() {
     assert_eq!(count().await, 6000);
     // Cancelled: the run's next transaction is refused.
     assert!(matches!(
-        model::cancel(&app.db, &id).await.unwrap(),
+        model::cancel(&app.db, &id, None).await.unwrap(),
         model::Cancel::Cancelled(_)
     ));
     let more: Vec<_> = (6000..6010).map(item).collect();
@@ -347,13 +341,12 @@ async fn hundreds_of_runs_claimed_and_finished_together_each_run_once_with_their
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["result"]["items"], json!(i % 4 + 1), "{job}");
         assert_eq!(app.path(id).await, ran_once());
-        let items: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT position, text FROM job_items WHERE job_id = $1 ORDER BY position",
-        )
-        .bind(id)
-        .fetch_all(&app.pg)
-        .await
-        .unwrap();
+        let items: Vec<(i64, String)> = model::items_page(&app.db, id, -1, i64::MAX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|item| (item.position, item.text))
+            .collect();
         assert_eq!(items.len(), i % 4 + 1);
         for (k, (_, text)) in items.iter().enumerate() {
             assert_eq!(text, &format!("Review {i} part {k} was great."));
@@ -376,12 +369,12 @@ async fn a_batched_finish_leaves_a_job_cancelled_meanwhile_untouched_and_finishe
     // A second claim of the same ids finds nothing queued.
     assert!(model::claim_many(&app.pg, &ids).await.unwrap().is_empty());
     assert!(matches!(
-        model::cancel(&app.db, &ids[1]).await.unwrap(),
+        model::cancel(&app.db, &ids[1], None).await.unwrap(),
         model::Cancel::Cancelled(_)
     ));
     let item = |text: &str| common::item(0, text);
     let runs = first_runs(&ids, |i| vec![item(&format!("item of {i}"))]);
-    let finished = model::finish_many(&app.pg, &runs).await.unwrap();
+    let finished = model::finish_many(&app.pg, &runs, None).await.unwrap();
     assert_eq!(finished, [true, false, true]);
     // A stale run (wrong attempt) finishes nothing.
     let stale = model::Finish {
@@ -391,13 +384,14 @@ async fn a_batched_finish_leaves_a_job_cancelled_meanwhile_untouched_and_finishe
         items: vec![],
     };
     assert_eq!(
-        model::finish_many(&app.pg, &[stale]).await.unwrap(),
+        model::finish_many(&app.pg, &[stale], None).await.unwrap(),
         [false]
     );
     let job = app.job(&ids[1]).await;
     assert_eq!(job["status"], "cancelled", "{job}");
     let counts: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT job_id, count(*) FROM job_items WHERE job_id = ANY($1) GROUP BY job_id ORDER BY job_id",
+        "SELECT job_id, CAST(SUM(items) AS BIGINT) FROM job_item_chunks WHERE job_id = ANY($1) \
+         GROUP BY job_id ORDER BY job_id",
     )
     .bind(&ids)
     .fetch_all(&app.pg)
@@ -776,10 +770,10 @@ async fn migrations_apply_twice_on_postgres_and_the_transition_log_is_written_by
 async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
     let attempts = vec![1i64; ids.len()];
     let texts: Vec<&str> = ids.iter().map(|_| "x").collect();
-    let floats = vec![0.0f64; ids.len()];
+    let bodies: Vec<Vec<u8>> = ids.iter().map(|_| vec![0u8]).collect();
     let query =
         sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")));
-    // The claim takes `$1` to `$3`; the finish `$1`, `$2` and ten more arrays.
+    // The claim takes `$1` to `$3`; the finish eight arrays, the time and the expiry.
     let query = if statement == model::CLAIM_MANY {
         query
             .bind("2026-11-30T00:00:00.000Z")
@@ -793,12 +787,10 @@ async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
             .bind("2026-11-30T00:00:00.000Z")
             .bind(ids)
             .bind(&attempts)
-            .bind(&texts)
-            .bind(&texts)
-            .bind(&floats)
-            .bind(&floats)
-            .bind(&floats)
-            .bind(&floats)
+            .bind(&attempts)
+            .bind(&attempts)
+            .bind(&bodies)
+            .bind(Some("2026-12-07T00:00:00.000Z"))
     };
     plan_of(pg, query).await
 }
@@ -892,7 +884,7 @@ async fn one_batched_finish_logs_each_of_its_jobs_transition_once() {
     assert_eq!(model::claim_many(&app.pg, &ids).await.unwrap().len(), 50);
     let runs = first_runs(&ids, |_| vec![common::item(0, "fine")]);
     assert!(
-        model::finish_many(&app.pg, &runs)
+        model::finish_many(&app.pg, &runs, None)
             .await
             .unwrap()
             .iter()
@@ -960,7 +952,7 @@ async fn deleting_jobs_by_hand_deletes_their_inputs_and_items_as_the_foreign_key
         vec![common::item(0, "one"), common::item(1, "two")]
     });
     assert_eq!(
-        model::finish_many(&app.pg, &runs).await.unwrap(),
+        model::finish_many(&app.pg, &runs, None).await.unwrap(),
         vec![true, true]
     );
     sqlx::query("DELETE FROM sentiq_jobs WHERE id = $1")
@@ -981,9 +973,12 @@ async fn deleting_jobs_by_hand_deletes_their_inputs_and_items_as_the_foreign_key
         }
     };
     assert_eq!(count("job_inputs", gone.clone()).await, 0);
-    assert_eq!(count("job_items", gone.clone()).await, 0);
-    assert_eq!(count("job_inputs", kept.clone()).await, 1);
-    assert_eq!(count("job_items", kept.clone()).await, 2);
+    assert_eq!(count("job_item_chunks", gone.clone()).await, 0);
+    assert_eq!(count("job_transitions", gone.clone()).await, 0);
+    // The other job keeps its items (its input went when it succeeded).
+    assert_eq!(count("job_inputs", kept.clone()).await, 0);
+    assert_eq!(model::item_count(&app.db, &kept).await.unwrap(), 2);
+    assert!(count("job_transitions", kept.clone()).await > 0);
 }
 
 #[test]

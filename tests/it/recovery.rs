@@ -50,8 +50,8 @@ async fn a_job_whose_worker_died_is_re_enqueued_after_its_lease_and_finishes() {
     assert_eq!(job["attempts"], 2);
     // The dead run's writes are fenced off by its attempt number.
     assert!(!model::set_progress(&app.db, &id, 1, 1, 2).await.unwrap());
-    assert!(!model::succeed(&app.db, &id, 1, "{}").await.unwrap());
-    assert!(!model::fail(&app.db, &id, 1, "x", "y").await.unwrap());
+    assert!(!model::succeed(&app.db, &id, 1, "{}", None).await.unwrap());
+    assert!(!model::fail(&app.db, &id, 1, "x", "y", None).await.unwrap());
     assert_eq!(app.job(&id).await, job);
 }
 
@@ -257,11 +257,7 @@ async fn a_job_interrupted_by_shutdown_is_handed_back_to_the_queue() {
     assert_eq!(job["status"], "queued");
     assert_eq!(job["attempts"], 1);
     assert_eq!(app.queue_rows().await, 1, "a new queue entry");
-    let items: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
-        .bind(&id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let items: i64 = model::item_count(&app.db, &id).await.unwrap();
     assert_eq!(items, 0);
 }
 
@@ -320,11 +316,12 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
 }
 
 async fn item_texts(app: &common::TestApp, id: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT text FROM job_items WHERE job_id = ? ORDER BY position")
-        .bind(id)
-        .fetch_all(&app.pool)
+    model::items_page(&app.db, id, -1, i64::MAX)
         .await
         .unwrap()
+        .into_iter()
+        .map(|item| item.text)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,7 +355,7 @@ async fn a_run_that_lost_its_job_writes_no_items_and_learns_it_lost() {
 
     // Once the job is cancelled, its own run writes nothing more either.
     assert!(matches!(
-        model::cancel(&app.db, &id).await.unwrap(),
+        model::cancel(&app.db, &id, None).await.unwrap(),
         model::Cancel::Cancelled(_)
     ));
     assert!(
@@ -370,11 +367,7 @@ async fn a_run_that_lost_its_job_writes_no_items_and_learns_it_lost() {
 }
 
 async fn item_count(app: &common::TestApp, id: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM job_items WHERE job_id = ?")
-        .bind(id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
+    model::item_count(&app.db, id).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,7 +404,7 @@ async fn a_running_job_cancelled_by_another_process_stops_frees_its_worker_and_k
 
     // Another web process cancels: the row changes, but nobody tells this process.
     assert!(matches!(
-        model::cancel(&app.db, &first).await.unwrap(),
+        model::cancel(&app.db, &first, None).await.unwrap(),
         model::Cancel::Cancelled(_)
     ));
     let items_then = item_count(&app, &first).await;
@@ -437,7 +430,7 @@ async fn a_running_job_cancelled_by_another_process_stops_frees_its_worker_and_k
         (Some("cancelled"), Some(1))
     );
     assert!(matches!(
-        model::cancel(&app.db, &second).await.unwrap(),
+        model::cancel(&app.db, &second, None).await.unwrap(),
         model::Cancel::Cancelled(_)
     ));
 }

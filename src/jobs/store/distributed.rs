@@ -36,12 +36,19 @@ pub struct Distributed {
     /// PostgreSQL: this process's claims and finishes, group-committed.
     run_writes: Option<RunWrites>,
     wakers: Wakers,
+    /// How long a succeeded job's data is kept (`RESULT_TTL`; None: forever).
+    result_ttl: Option<Duration>,
 }
 
 impl Distributed {
-    pub(super) fn new(db: Db, redis: RedisQueue, wakers: Wakers) -> Distributed {
+    pub(super) fn new(
+        db: Db,
+        redis: RedisQueue,
+        wakers: Wakers,
+        result_ttl: Option<Duration>,
+    ) -> Distributed {
         let run_writes = match &db {
-            Db::Postgres(pool) => Some(RunWrites::start(pool.clone())),
+            Db::Postgres(pool) => Some(RunWrites::start(pool.clone(), result_ttl)),
             Db::Sqlite(_) => None,
         };
         Distributed {
@@ -49,6 +56,7 @@ impl Distributed {
             redis,
             run_writes,
             wakers,
+            result_ttl,
         }
     }
 
@@ -93,7 +101,8 @@ impl Distributed {
         Ok(match &self.run_writes {
             Some(writes) => writes.finish(run).await?,
             None => {
-                model::finish(&self.db, &run.id, run.attempt, &run.report_json, &run.items).await?
+                let (id, attempt, ttl) = (&run.id, run.attempt, self.result_ttl);
+                model::finish(&self.db, id, attempt, &run.report_json, &run.items, ttl).await?
             }
         })
     }

@@ -19,14 +19,17 @@ pub struct Embedded {
     pool: SqlitePool,
     db: Db,
     wakers: Wakers,
+    /// How long a succeeded job's data is kept (`RESULT_TTL`; None: forever).
+    result_ttl: Option<Duration>,
 }
 
 impl Embedded {
-    pub(super) fn new(pool: SqlitePool, wakers: Wakers) -> Embedded {
+    pub(super) fn new(pool: SqlitePool, wakers: Wakers, result_ttl: Option<Duration>) -> Embedded {
         Embedded {
             db: Db::Sqlite(pool.clone()),
             pool,
             wakers,
+            result_ttl,
         }
     }
 
@@ -71,7 +74,8 @@ impl Embedded {
     }
 
     pub(super) async fn finish(&self, run: Finish) -> Result<bool, StoreError> {
-        Ok(model::finish(&self.db, &run.id, run.attempt, &run.report_json, &run.items).await?)
+        let (id, attempt, ttl) = (&run.id, run.attempt, self.result_ttl);
+        Ok(model::finish(&self.db, id, attempt, &run.report_json, &run.items, ttl).await?)
     }
 
     pub(super) async fn requeue(
@@ -123,7 +127,8 @@ impl Embedded {
         Ok(queue::vacuum_embedded(&self.pool).await?)
     }
 
-    /// The clean-up is one DELETE on the single SQLite writer: it keeps the reconciler's pace.
+    /// The clean-up is a few short DELETEs on the single SQLite writer: it keeps the
+    /// reconciler's pace.
     pub(super) fn vacuum_every(&self, reconcile_every: Duration) -> Duration {
         reconcile_every
     }

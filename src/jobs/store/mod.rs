@@ -30,10 +30,12 @@ pub use embedded::Embedded;
 
 use super::events::JobEvents;
 use super::idempotency::{self, KeyRecord};
-use super::model::{self, Cancel, Claimed, Finish, ItemRow, JobRow, NewJob, StaleJob};
+use super::model::{self, Cancel, Claimed, Finish, ItemRow, JobRow, NewJob, PurgeReason, StaleJob};
 use super::queue::{QueueError, QueueName, RedisQueue, Wakers};
+use super::retention;
 use super::submitter::{Submitted, Submitter};
 use super::webhooks::{self, Attempted, Delivery};
+use crate::config::Retention;
 use crate::db::Db;
 use crate::timestamp::Timestamp;
 
@@ -45,6 +47,9 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("queue: {0}")]
     Queue(#[from] QueueError),
+    /// Concurrent changes kept an operation from settling; trying again later may work.
+    #[error("{0}")]
+    Busy(&'static str),
 }
 
 impl From<redis::RedisError> for StoreError {
@@ -60,6 +65,7 @@ impl StoreError {
         match self {
             StoreError::Db(e) => crate::db::is_unavailable(e),
             StoreError::Queue(e) => e.is_unavailable(),
+            StoreError::Busy(_) => true,
         }
     }
 }
@@ -72,6 +78,28 @@ pub struct JobStore {
     submitter: Submitter,
     /// Wakes this process's webhook delivery loop when a job with a webhook ends here.
     deliveries: Arc<Notify>,
+    retention: Retention,
+}
+
+/// Outcome of [`JobStore::delete`].
+#[derive(Debug)]
+pub enum Delete {
+    /// The job is a tombstone now; `cancelled` holds it when it had to be cancelled first.
+    Deleted {
+        cancelled: Option<Box<JobRow>>,
+    },
+    /// It was a tombstone already (deleted, or expired): nothing left to remove.
+    AlreadyGone(PurgeReason),
+    NotFound,
+}
+
+/// What one [`JobStore::prune`] removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Jobs whose data expired and that are tombstones now.
+    pub expired: u64,
+    /// Tombstones past `TOMBSTONE_TTL`, removed.
+    pub tombstones: u64,
 }
 
 /// The queue backend the apalis workers fetch from: apalis builds a different worker type for
@@ -101,32 +129,37 @@ macro_rules! on_topology {
 impl JobStore {
     /// The embedded store on a SQLite database (must be called inside a tokio runtime: the
     /// submission writer starts here).
-    pub fn embedded(pool: sqlx::SqlitePool) -> JobStore {
+    pub fn embedded(pool: sqlx::SqlitePool, retention: Retention) -> JobStore {
         let wakers = Wakers::default();
         JobStore::start(
-            Topology::Embedded(Embedded::new(pool, wakers)),
+            Topology::Embedded(Embedded::new(pool, wakers, retention.result_ttl)),
             JobEvents::default(),
+            retention,
         )
     }
 
     /// The distributed store: `db` for the rows, Redis for the queue, the wake-ups and the
     /// change signals (must be called inside a tokio runtime).
-    pub fn distributed(db: Db, redis: RedisQueue) -> JobStore {
+    pub fn distributed(db: Db, redis: RedisQueue, retention: Retention) -> JobStore {
         let events = JobEvents::with_redis(redis.clone());
-        JobStore::start(
-            Topology::Distributed(Box::new(Distributed::new(db, redis, Wakers::default()))),
-            events,
-        )
+        let store = Distributed::new(db, redis, Wakers::default(), retention.result_ttl);
+        JobStore::start(Topology::Distributed(Box::new(store)), events, retention)
     }
 
-    fn start(topology: Topology, events: JobEvents) -> JobStore {
+    fn start(topology: Topology, events: JobEvents, retention: Retention) -> JobStore {
         let submitter = Submitter::start(topology.clone());
         JobStore {
             topology,
             events,
             submitter,
             deliveries: Arc::default(),
+            retention,
         }
+    }
+
+    /// How long this store keeps data (`RESULT_TTL`, `TOMBSTONE_TTL`) and prunes.
+    pub fn retention(&self) -> Retention {
+        self.retention
     }
 
     /// The database, for reads (the row layer, [`model`], takes it).
@@ -233,8 +266,8 @@ impl JobStore {
         Ok(finished)
     }
 
-    /// `running → failed` for run `attempt`, with a code and a message a person understands.
-    /// False when the run no longer owns the job.
+    /// `running → failed` for run `attempt`, with a code and a message a person understands
+    /// (the job expires after `RESULT_TTL`). False when the run no longer owns the job.
     pub async fn fail(
         &self,
         id: &str,
@@ -242,7 +275,8 @@ impl JobStore {
         code: &str,
         message: &str,
     ) -> Result<bool, StoreError> {
-        let failed = model::fail(self.db(), id, attempt, code, message).await?;
+        let ttl = self.retention.result_ttl;
+        let failed = model::fail(self.db(), id, attempt, code, message, ttl).await?;
         self.events.changed(id);
         Ok(failed)
     }
@@ -256,10 +290,11 @@ impl JobStore {
         Ok(requeued)
     }
 
-    /// `queued | running → cancelled`. A run of it stops at its next chunk (this process's is
-    /// told by the caller; others find out from their fenced writes and their lease).
+    /// `queued | running → cancelled` (the job expires after `RESULT_TTL`). A run of it stops
+    /// at its next chunk (this process's is told by the caller; others find out from their
+    /// fenced writes and their lease).
     pub async fn cancel(&self, id: &str) -> Result<Cancel, StoreError> {
-        let cancel = model::cancel(self.db(), id).await?;
+        let cancel = model::cancel(self.db(), id, self.retention.result_ttl).await?;
         if let Cancel::Cancelled(job) = &cancel {
             self.events.changed(id);
             if job.webhook_url.is_some() {
@@ -267,6 +302,62 @@ impl JobStore {
             }
         }
         Ok(cancel)
+    }
+
+    /// Delete job `id` at its owner's request: cancel it when it is queued or running (its run
+    /// stops as after [`JobStore::cancel`]), then remove its input, items and report in one
+    /// transaction; the row stays a tombstone for `TOMBSTONE_TTL`. A run that is still
+    /// stopping can write nothing more: every write of a run requires the job to be running.
+    pub async fn delete(&self, id: &str) -> Result<Delete, StoreError> {
+        let mut cancelled = None;
+        // A few rounds at most: an operator may retry the job between the cancel and the purge.
+        for _ in 0..3 {
+            if retention::purge_deleted(self.db(), id).await? {
+                self.events.changed(id);
+                return Ok(Delete::Deleted { cancelled });
+            }
+            match self.cancel(id).await? {
+                Cancel::Cancelled(job) => cancelled = Some(job),
+                Cancel::NotFound => return Ok(Delete::NotFound),
+                Cancel::AlreadyFinal(job) => {
+                    if let Some(reason) = job.purged() {
+                        return Ok(Delete::AlreadyGone(reason));
+                    }
+                }
+            }
+        }
+        Err(StoreError::Busy(
+            "the job kept changing while it was being deleted",
+        ))
+    }
+
+    /// One round of the pruner: purge the jobs whose data expired, in batches of
+    /// [`retention::PURGE_BATCH`] jobs (each one short transaction) until none is due; remove
+    /// tombstones older than `TOMBSTONE_TTL` likewise; then (SQLite) give some of the freed
+    /// pages back to the file system. Any number of workers may prune at once.
+    pub async fn prune(&self) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        loop {
+            let ids = retention::purge_expired(self.db()).await?;
+            for id in &ids {
+                self.events.changed(id);
+            }
+            pruned.expired += ids.len() as u64;
+            if (ids.len() as i64) < retention::PURGE_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        loop {
+            let removed =
+                retention::remove_tombstones(self.db(), self.retention.tombstone_ttl).await?;
+            pruned.tombstones += removed;
+            if (removed as i64) < retention::TOMBSTONE_BATCH {
+                break;
+            }
+        }
+        retention::reclaim(self.db()).await?;
+        Ok(pruned)
     }
 
     /// `failed | cancelled → queued` with a new queue entry and the full attempt budget (an
@@ -344,7 +435,8 @@ impl JobStore {
         self.deliveries.notified().await
     }
 
-    /// Remove finished queue entries (nothing expires by itself). Returns how many.
+    /// Remove finished queue entries (nothing expires by itself; they hold only job ids, and
+    /// are removed as soon as they finish). Returns how many.
     pub async fn vacuum(&self) -> Result<u64, StoreError> {
         on_topology!(&self.topology, |s| s.vacuum().await)
     }

@@ -266,6 +266,65 @@ struct Dashboard {
     open: Vec<JobView>,
     failing_webhooks: Vec<DeliveryView>,
     list_limit: i64,
+    storage: StorageView,
+}
+
+/// What the database holds, and what was pruned.
+struct StorageView {
+    /// What holds the bytes, and how many (for a person).
+    parts: Vec<(&'static str, String)>,
+    /// Tombstones by reason.
+    tombstones: Vec<(String, i64)>,
+    /// Jobs this process pruned since it started.
+    pruned_expired: u64,
+    pruned_deleted: u64,
+    /// The retention settings in words.
+    retention: String,
+}
+
+async fn storage_view(state: &AppState) -> Result<StorageView, ApiError> {
+    let db = state.db();
+    let (parts, tombstones) = tokio::join!(stats::stored_bytes(db), stats::tombstones(db));
+    let metrics = &state.deps.metrics;
+    let pruned = |reason: &str| metrics.jobs_pruned.with_label_values(&[reason]).get();
+    Ok(StorageView {
+        parts: parts?
+            .into_iter()
+            .map(|(what, bytes)| (what, bytes_label(bytes)))
+            .collect(),
+        tombstones: tombstones?,
+        pruned_expired: pruned("expired"),
+        pruned_deleted: pruned("deleted"),
+        retention: retention_label(state.deps.store.retention()),
+    })
+}
+
+/// `12.3 MB`: a size as an operator reads it.
+fn bytes_label(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    match b {
+        b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
+        b if b >= 1e3 => format!("{:.1} kB", b / 1e3),
+        _ => format!("{bytes} B"),
+    }
+}
+
+/// "results kept 7 days, tombstones 30 days": the retention settings in words.
+fn retention_label(retention: crate::config::Retention) -> String {
+    let days = |d: std::time::Duration| {
+        let days = d.as_secs_f64() / 86_400.0;
+        if days >= 1.0 {
+            format!("{} days", (days * 10.0).round() / 10.0)
+        } else {
+            format!("{} s", d.as_secs())
+        }
+    };
+    let results = retention.result_ttl.map_or("forever".to_owned(), days);
+    format!(
+        "results kept {results} after a job ends, then 410 Gone for {}",
+        days(retention.tombstone_ttl)
+    )
 }
 
 /// Alive: seen within [`ALIVE_BEATS`] beats and not stopped.
@@ -331,6 +390,7 @@ pub(super) async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
 
 async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
     let db = state.db();
+    let storage = storage_view(state).await?;
     let (depths, minutes, workers, failures, cancelled_jobs, open, entries, webhooks) = tokio::join!(
         stats::depths(db),
         stats::throughput(db, MINUTES),
@@ -388,6 +448,7 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
         open: open.into_iter().map(JobView::new).collect(),
         failing_webhooks: webhooks.into_iter().map(DeliveryView::new).collect(),
         list_limit: LIST,
+        storage,
     })
 }
 
