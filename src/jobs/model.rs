@@ -161,6 +161,8 @@ pub struct JobRow {
     /// When the job became a tombstone: its input, items and report are gone.
     pub purged_at: Option<Timestamp>,
     pub purge_reason: Option<PurgeReason>,
+    /// The API key the job was submitted with (its owner), if any.
+    pub api_key_id: Option<String>,
 }
 
 /// The columns of [`JobRow`], as a literal so queries stay `&'static str`.
@@ -168,8 +170,8 @@ macro_rules! columns {
     () => {
         "id, visitor, queue, status, format, column_name, input_bytes, title, \
          progress_done, progress_total, attempts, retry_base, version, created_at, started_at, finished_at, \
-         updated_at, error_code, error_message, result, webhook_url, expires_at, purged_at,
-         purge_reason"
+         updated_at, error_code, error_message, result, webhook_url, expires_at, purged_at, \
+         purge_reason, api_key_id"
     };
 }
 
@@ -330,6 +332,8 @@ pub struct JobView {
 pub struct NewJob {
     pub id: Uuid,
     pub visitor: Option<String>,
+    /// The API key of the request that submitted it: the job's owner.
+    pub api_key_id: Option<String>,
     pub queue: QueueName,
     pub format: Format,
     pub column: Option<String>,
@@ -354,7 +358,7 @@ pub async fn insert(conn: &mut SqliteConnection, job: &NewJob) -> Result<(), sql
     insert_many(conn, &[job]).await
 }
 
-/// Rows per multi-row INSERT of new jobs (12 parameters each, under SQLite's variable limit).
+/// Rows per multi-row INSERT of new jobs (13 parameters each, under SQLite's variable limit).
 const JOBS_PER_STATEMENT: usize = 64;
 
 /// Insert several rows and their inputs (inside the caller's transaction) with multi-row
@@ -364,7 +368,8 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
     for chunk in jobs.chunks(JOBS_PER_STATEMENT) {
         let mut rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO sentiq_jobs (id, visitor, queue, status, format, column_name, \
-             input_bytes, title, progress_total, created_at, updated_at, webhook_url) ",
+             input_bytes, title, progress_total, created_at, updated_at, webhook_url, \
+             api_key_id) ",
         );
         rows.push_values(chunk, |mut b, job| {
             b.push_bind(job.id.to_string())
@@ -378,7 +383,8 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
                 .push_bind(job.input.len() as i64)
                 .push_bind(&now)
                 .push_bind(&now)
-                .push_bind(&job.webhook_url);
+                .push_bind(&job.webhook_url)
+                .push_bind(&job.api_key_id);
         });
         rows.build().execute(&mut *conn).await?;
         let mut inputs =
@@ -465,14 +471,15 @@ async fn insert_many_postgres<'e>(
     let titles: Vec<&str> = jobs.iter().map(|j| j.title.as_str()).collect();
     let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.input.as_slice()).collect();
     let webhooks: Vec<Option<&str>> = jobs.iter().map(|j| j.webhook_url.as_deref()).collect();
+    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.api_key_id.as_deref()).collect();
     sqlx::query(
         "WITH j AS (INSERT INTO sentiq_jobs (id, visitor, queue, status, format, \
          column_name, input_bytes, title, progress_total, created_at, updated_at, \
-         webhook_url) \
+         webhook_url, api_key_id) \
          SELECT id, visitor, queue, 'queued', format, col, size, title, size, $8, $8, \
-         webhook FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-         $5::text[], $6::bigint[], $7::text[], $10::text[]) \
-         AS t(id, visitor, queue, format, col, size, title, webhook) \
+         webhook, key FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::bigint[], $7::text[], $10::text[], $11::text[]) \
+         AS t(id, visitor, queue, format, col, size, title, webhook, key) \
          RETURNING id) \
          INSERT INTO job_inputs (job_id, body) \
          SELECT i.id, i.body FROM UNNEST($1::text[], $9::bytea[]) AS i(id, body) \
@@ -488,6 +495,7 @@ async fn insert_many_postgres<'e>(
     .bind(now())
     .bind(&bodies)
     .bind(&webhooks)
+    .bind(&keys)
     .execute(executor)
     .await?;
     Ok(())
@@ -526,7 +534,7 @@ pub async fn recent_for_visitor(
             "SELECT ",
             columns!(),
             " FROM sentiq_jobs WHERE visitor = $1 AND purged_at IS NULL \
-             ORDER BY created_at DESC, id LIMIT $2"
+             ORDER BY created_at DESC, id DESC LIMIT $2"
         ))
         .bind(visitor)
         .bind(limit)

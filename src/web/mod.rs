@@ -72,6 +72,7 @@ pub async fn submit(
     let job = NewJob {
         id: Uuid::new_v4(),
         visitor,
+        api_key_id: None,
         queue: state.config.queue_for(submission.input.len()),
         format: submission.format,
         column: submission.column,

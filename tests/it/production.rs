@@ -1131,9 +1131,11 @@ async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_
     use sentiq::jobs::model::NewJob;
     use sentiq::jobs::queue::QueueName;
     let app = spawn_prod(|_| {}).await;
+    // Every job names an owner (its own id, as a stand-in key id): the UNNEST insert writes it.
     let job = |id: uuid::Uuid| NewJob {
         id,
         visitor: None,
+        api_key_id: Some(format!("key-{id}")),
         queue: QueueName::Quick,
         format: Format::Text,
         column: None,
@@ -1156,6 +1158,11 @@ async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_
     .await;
     assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
     assert_eq!(app.job_rows().await, 199);
+    let row = sentiq::jobs::model::get(&app.db, &ids[0].to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.api_key_id, Some(format!("key-{}", ids[0])));
     let mut conn = app.redis.connection();
     let waiting: i64 = conn
         .llen(app.redis.config(QueueName::Quick).active_jobs_list())

@@ -181,6 +181,7 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
     let job = |text: &str| NewJob {
         id: uuid::Uuid::new_v4(),
         visitor: None,
+        api_key_id: None,
         queue: sentiq::jobs::queue::QueueName::Quick,
         format: Format::Text,
         column: None,
@@ -286,9 +287,11 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
     use sentiq::analysis::Format;
     use sentiq::jobs::model::NewJob;
     let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
+    // Every job names an owner (its own id, as a stand-in key id): the multi-row insert writes it.
     let job = |id: uuid::Uuid| NewJob {
         id,
         visitor: None,
+        api_key_id: Some(format!("key-{id}")),
         queue: sentiq::jobs::queue::QueueName::Quick,
         format: Format::Text,
         column: None,
@@ -313,6 +316,11 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
     // Every job that was answered Ok has its row and its queue entry; nothing half-written.
     assert_eq!(app.job_rows().await, 199);
     assert_eq!(app.queue_rows().await, 199);
+    let row = model::get(&app.db, &ids[0].to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.api_key_id, Some(format!("key-{}", ids[0])));
 }
 
 async fn item_texts(app: &common::TestApp, id: &str) -> Vec<String> {
