@@ -2,6 +2,7 @@
 //!
 //! Service commands (`serve`, the default; `worker`; `migrate`) are configured by environment
 //! variables, each of which an option of the same meaning can replace (see [`ServiceArgs`]).
+//! `keys` manages API keys in the same database (`DATABASE_URL`).
 //!
 //! Offline commands work on files and need nothing else: `score` gives the reference VADER numbers
 //! for each input line, `analyze` runs the same analysis a job runs and prints the report. Neither
@@ -18,6 +19,8 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Parser, Subcommand};
 use rayon::prelude::*;
+
+mod keys;
 
 use crate::analysis::input::{Utf8Reader, read_error};
 use crate::analysis::{self, AnalysisError, Format, Observer, Options};
@@ -46,6 +49,8 @@ pub enum Command {
     Worker(ServiceArgs),
     /// Create the database if needed and apply the migrations.
     Migrate(ServiceArgs),
+    /// Make, list and revoke the API keys of the JSON API (in the database DATABASE_URL names).
+    Keys(keys::KeysArgs),
     /// Score each input line: one JSON line {"neg","neu","pos","compound"} per line, same order,
     /// blank lines included, exactly as vaderSentiment 3.3.2 scores them.
     Score {
@@ -91,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => return service(Service::Serve, &args),
         Command::Worker(args) => return service(Service::Worker, &args),
         Command::Migrate(args) => return service(Service::Migrate, &args),
+        Command::Keys(args) => return keys::run(args),
         Command::Score { file, bench: false } => score(file),
         Command::Score { file, bench: true } => score_bench(file),
         Command::Analyze {
@@ -223,15 +229,9 @@ fn service(what: Service, args: &ServiceArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: could not start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(exit) => return exit,
     };
     let outcome: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async move {
         match what {
@@ -269,6 +269,17 @@ fn service(what: Service, args: &ServiceArgs) -> ExitCode {
 }
 
 use crate::db::redact;
+
+/// The tokio runtime of a command that needs one; else the message and the exit code.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: could not start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
 
 /// A command's failure, printed as `error: ...`.
 #[derive(Debug, thiserror::Error)]

@@ -295,6 +295,24 @@ pub const ADMIN_TOKEN: Var = Var {
          unset: /admin answers 404",
 };
 
+pub const API_KEYS: Var = Var {
+    name: "API_KEYS",
+    flag: "api-keys",
+    default: Some("optional"),
+    value_name: "MODE",
+    help: "off: the JSON API ignores Authorization; optional: anonymous requests work, a key \
+         sent must be valid; required: every /api/ route but health, readiness, metrics and \
+         the OpenAPI document needs a valid key",
+};
+pub const PUBLIC_FORM: Var = Var {
+    name: "PUBLIC_FORM",
+    flag: "public-form",
+    default: Some("true"),
+    value_name: "BOOL",
+    help: "false: the browser form (GET / and POST /analyses) answers 404 and only the JSON API \
+         takes submissions",
+};
+
 /// Every variable [`Config::from_lookup`] reads, by section, in the order `--help` lists them.
 pub const SECTIONS: &[Section] = &[
     Section {
@@ -354,6 +372,10 @@ pub const SECTIONS: &[Section] = &[
         vars: &[&ADMIN_TOKEN],
     },
     Section {
+        heading: "Clients",
+        vars: &[&API_KEYS, &PUBLIC_FORM],
+    },
+    Section {
         heading: "Webhooks",
         vars: &[
             &WEBHOOK_SECRET,
@@ -410,6 +432,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub retention: Retention,
     pub security: SecurityConfig,
+    pub clients: ClientsConfig,
     pub webhooks: WebhookConfig,
 }
 
@@ -545,6 +568,49 @@ impl Retention {
 pub struct SecurityConfig {
     /// The operator dashboard's token; None: `/admin` does not exist (404).
     pub admin_token: Option<Secret>,
+}
+
+/// Who may use the JSON API and the browser form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientsConfig {
+    /// Whether requests to the JSON API authenticate with API keys.
+    pub api_keys: ApiKeys,
+    /// Whether the browser form (`GET /`, `POST /analyses`) is open to anyone.
+    pub public_form: bool,
+}
+
+/// `API_KEYS`: how the JSON API treats `Authorization: Bearer <key>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiKeys {
+    /// The header is ignored: every request is anonymous.
+    Off,
+    /// A request without a key is anonymous; a key sent must be valid.
+    Optional,
+    /// Every route of the API but health, readiness, metrics and the OpenAPI document needs a
+    /// valid key.
+    Required,
+}
+
+impl std::str::FromStr for ApiKeys {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ApiKeys, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(ApiKeys::Off),
+            "optional" => Ok(ApiKeys::Optional),
+            "required" => Ok(ApiKeys::Required),
+            _ => Err("must be off, optional or required".into()),
+        }
+    }
+}
+
+impl ClientsConfig {
+    fn read(r: &Reader) -> Result<Self, ConfigError> {
+        Ok(ClientsConfig {
+            api_keys: r.required(&API_KEYS)?,
+            public_form: r.flag(&PUBLIC_FORM),
+        })
+    }
 }
 
 impl Default for Config {
@@ -858,6 +924,7 @@ impl Config {
             limits: LimitsConfig::read(&r)?,
             retention: Retention::read(&r)?,
             security: SecurityConfig::read(&r)?,
+            clients: ClientsConfig::read(&r)?,
             webhooks: WebhookConfig::read(&r)?,
         })
     }

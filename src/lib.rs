@@ -4,6 +4,7 @@
 //! - [`cli`]: the `sentiq` command line (`serve`, `worker`, `migrate`, `score`, `analyze`, `licenses`).
 //! - [`config`], [`telemetry`], [`db`], [`startup`]: configuration, logging, database, wiring.
 //! - [`deps`]: the services a process shares (the job store, running jobs, timing, metrics).
+//! - [`keys`]: API keys (made, listed, revoked; checked on each request; usage).
 //! - [`jobs`]: the job row, the job store, the queues and the worker; [`web`]: the HTTP API and
 //!   the pages; [`webhooks`]: signed completion webhooks (checks of the URL, delivery).
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod deps;
 pub mod jobs;
+pub mod keys;
 pub mod metrics;
 pub mod startup;
 pub mod telemetry;

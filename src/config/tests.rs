@@ -180,6 +180,13 @@ const CASES: &[Case] = &[
     (&[("ADMIN_TOKEN", " s3cret ")], |c| {
         c.security.admin_token.as_ref().map(Secret::expose) == Some("s3cret")
     }),
+    (&[("API_KEYS", "Required")], |c| {
+        c.clients.api_keys == super::ApiKeys::Required
+    }),
+    (&[("API_KEYS", "off")], |c| {
+        c.clients.api_keys == super::ApiKeys::Off
+    }),
+    (&[("PUBLIC_FORM", "no")], |c| !c.clients.public_form),
     (&[("PUBLIC_URL", "https://sentiq.example.com/")], |c| {
         c.http.public_url.as_deref() == Some("https://sentiq.example.com")
     }),
@@ -242,7 +249,17 @@ fn a_blank_variable_counts_as_unset() {
 fn an_unusable_value_fails_naming_its_variable_and_value() {
     // Kinds whose values are taken as they come; the URLs are checked by `Config::check`.
     let any_text = ["ADDRESS", "URL", "PREFIX", "TOKEN", "BOOL"];
-    let numbers = ["PORT", "N", "BYTES", "MS", "SECONDS", "QUEUES", "DURATIONS"];
+    // Numbers, and the words of a fixed list (MODE).
+    let numbers = [
+        "PORT",
+        "N",
+        "BYTES",
+        "MS",
+        "SECONDS",
+        "QUEUES",
+        "DURATIONS",
+        "MODE",
+    ];
     // Refused without the value in the message.
     let secrets = ["SECRET"];
     for var in vars() {

@@ -1381,3 +1381,122 @@ fn score_bench_times_the_scoring_loop_and_prints_no_scores() {
         run.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// sentiq keys
+// ---------------------------------------------------------------------------------------------
+
+/// `sentiq keys --database-url URL ARGS`.
+fn keys(url: &str, args: &[&str]) -> Run {
+    let mut all = vec!["keys", "--database-url", url];
+    all.extend_from_slice(args);
+    sentiq(&all)
+}
+
+/// Make, list and revoke keys on `url`; the key made, as printed.
+fn keys_round_trip(url: &str) -> String {
+    let made = keys(
+        url,
+        &[
+            "create",
+            "acme",
+            "--rate-per-minute",
+            "30",
+            "--max-running",
+            "2",
+        ],
+    );
+    assert!(made.status.success(), "{}", made.stderr);
+    let key = made.stdout().trim().to_owned();
+    assert_eq!(made.stdout().lines().count(), 1, "the key alone on stdout");
+    assert!(key.starts_with("sq_") && key.len() == 46, "{key}");
+    assert!(
+        made.stderr.contains("only time it is shown"),
+        "{}",
+        made.stderr
+    );
+    assert!(
+        made.stderr.contains(&format!("sq_{}…", &key[3..11])),
+        "{}",
+        made.stderr
+    );
+    assert!(!made.stderr.contains(&key[3..]), "the hint repeats the key");
+    let again = keys(url, &["create", "acme"]);
+    assert!(again.fails().contains("exists already"), "{}", again.stderr);
+    let zero = keys(url, &["create", "other", "--max-running", "0"]);
+    assert!(zero.fails().contains("at least 1"), "{}", zero.stderr);
+    let blank = keys(url, &["create", " "]);
+    assert!(blank.fails().contains("blank"), "{}", blank.stderr);
+    let negative = keys(url, &["create", "other", "--rate-per-minute", "many"]);
+    assert!(!negative.status.success() && negative.stdout.is_empty());
+    assert!(
+        negative.stderr.contains("--rate-per-minute"),
+        "{}",
+        negative.stderr
+    );
+    let list = keys(url, &["list"]);
+    let table = list.ok();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one key:\n{table}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("SUCCEEDED"),
+        "{table}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], "acme");
+    assert_eq!(row[1], format!("sq_{}…", &key[3..11]));
+    assert!(
+        lines[1].contains("never") && lines[1].contains("active"),
+        "{table}"
+    );
+    assert_eq!(
+        &row[row.len() - 7..],
+        ["30", "2", "0", "0", "0", "0", "0"],
+        "{table}"
+    );
+    assert!(
+        keys(url, &["revoke", "acme"])
+            .ok()
+            .contains("revoked: it is refused")
+    );
+    assert!(
+        keys(url, &["revoke", "acme"])
+            .ok()
+            .contains("was revoked already")
+    );
+    let unknown = keys(url, &["revoke", "nobody"]);
+    assert!(
+        unknown.fails().contains("no API key is named \"nobody\""),
+        "{}",
+        unknown.stderr
+    );
+    assert!(keys(url, &["list"]).ok().contains("revoked"));
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_made_listed_and_revoked_from_the_command_line_on_sqlite_and_postgresql() {
+    use sentiq::keys::{Auth, authenticate};
+    let dir = tempdir();
+    let lite = format!("sqlite://{}?mode=rwc", dir.path().join("keys.db").display());
+    let pg = crate::common::procs::FreshDatabase::create().await;
+    for url in [lite.as_str(), pg.url.as_str()] {
+        let key = keys_round_trip(url);
+        let db = sentiq::db::Db::open(url, 2, sentiq::db::Plans::Cached)
+            .await
+            .unwrap();
+        assert_eq!(
+            authenticate(&db, &key).await.unwrap(),
+            Auth::Revoked,
+            "{url}"
+        );
+        db.close().await;
+    }
+    // A database that cannot be opened is a message and exit 1.
+    let nowhere = keys("postgres://nobody@127.0.0.1:1/none", &["list"]);
+    assert!(
+        nowhere.fails().contains("could not open the database"),
+        "{}",
+        nowhere.stderr
+    );
+}

@@ -708,6 +708,8 @@ const CONFIG_VARS: &[&str] = &[
     "RUST_LOG_FORMAT",
     "SENTIQ_THREADS",
     "ADMIN_TOKEN",
+    "API_KEYS",
+    "PUBLIC_FORM",
     "JOB_TIMEOUT",
     "SUBMIT_RATE_PER_MINUTE",
     "SUBMIT_BURST",
