@@ -97,9 +97,19 @@ impl Application {
         let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
         let port = listener.local_addr()?.port();
         let waiters = Arc::new(Waiters::new(config.limits.max_waiters));
+        // API keys' submission buckets are shared by every web process: in Redis when there
+        // is one, else (one process serves everything) in this process.
+        let shared_limits = match &config.queue.redis_url {
+            Some(url) => Some(RedisQueue::connect(url, &config.queue.redis_namespace)?),
+            None => None,
+        };
         let state = web::Data::new(AppState {
-            submit_limit: Arc::new(crate::web::rate_limit::SubmitLimit::new(&config)),
+            submit_limit: Arc::new(crate::web::rate_limit::SubmitLimit::new(
+                &config,
+                shared_limits,
+            )),
             waiters: waiters.clone(),
+            key_use: Arc::default(),
             config: config.clone(),
             deps: deps.clone(),
         });

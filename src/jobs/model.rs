@@ -543,6 +543,91 @@ pub async fn recent_for_visitor(
     })
 }
 
+/// Whose jobs a listing holds: an API key's, or a browser visitor's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Key(&'a str),
+    Visitor(&'a str),
+}
+
+/// One page of an owner's jobs, newest first (`GET /api/jobs`), tombstones left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing<'a> {
+    pub owner: Owner<'a>,
+    /// Only jobs of these statuses (none: every status).
+    pub statuses: Vec<Status>,
+    /// Only jobs created after this instant (exclusive).
+    pub created_after: Option<Timestamp>,
+    /// Only jobs created before this instant (exclusive).
+    pub created_before: Option<Timestamp>,
+    /// The position of the last job of the previous page, `(created_at, id)`: the page holds
+    /// the jobs after it in the listing's order.
+    pub after: Option<(Timestamp, String)>,
+    pub limit: i64,
+}
+
+impl Listing<'_> {
+    /// The statement and its text parameters, in order; the limit is the last parameter, bound
+    /// as a number. Keyset pagination: the owner's partial index (`jobs_by_api_key`,
+    /// `jobs_by_visitor`) is on `(owner, created_at DESC, id DESC)` of the jobs that are not
+    /// tombstones, so a page is one range of it, read in order from the previous page's last
+    /// row on, however deep the page.
+    pub fn statement(&self) -> (String, Vec<String>) {
+        let (column, owner) = match self.owner {
+            Owner::Key(key) => ("api_key_id", key),
+            Owner::Visitor(visitor) => ("visitor", visitor),
+        };
+        let mut params = vec![owner.to_owned()];
+        let next = |value: String, params: &mut Vec<String>| {
+            params.push(value);
+            format!("${}", params.len())
+        };
+        let mut sql = format!(
+            "SELECT {} FROM sentiq_jobs WHERE {column} = $1 AND purged_at IS NULL",
+            columns!()
+        );
+        if !self.statuses.is_empty() {
+            let placeholders: Vec<String> = self
+                .statuses
+                .iter()
+                .map(|s| next(s.as_str().to_owned(), &mut params))
+                .collect();
+            sql += &format!(" AND status IN ({})", placeholders.join(", "));
+        }
+        if let Some(after) = self.created_after {
+            sql += &format!(" AND created_at > {}", next(after.to_string(), &mut params));
+        }
+        if let Some(before) = self.created_before {
+            sql += &format!(
+                " AND created_at < {}",
+                next(before.to_string(), &mut params)
+            );
+        }
+        if let Some((at, id)) = &self.after {
+            let at = next(at.to_string(), &mut params);
+            let id = next(id.clone(), &mut params);
+            sql += &format!(" AND (created_at, id) < ({at}, {id})");
+        }
+        sql += &format!(
+            " ORDER BY created_at DESC, id DESC LIMIT ${}",
+            params.len() + 1
+        );
+        (sql, params)
+    }
+}
+
+/// The jobs of a [`Listing`] page.
+pub async fn list(db: &Db, listing: &Listing<'_>) -> Result<Vec<JobRow>, sqlx::Error> {
+    let (sql, params) = listing.statement();
+    on_db!(db, |pool| {
+        let mut query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql));
+        for param in params {
+            query = query.bind(param);
+        }
+        query.bind(listing.limit).fetch_all(pool).await
+    })
+}
+
 /// A claimed row and its input, read in the same statement.
 #[derive(Debug, FromRow)]
 pub struct Claimed {
@@ -1328,4 +1413,90 @@ async fn convert_legacy_step(db: &Db, job: &str) -> Result<u64, sqlx::Error> {
         tx.commit().await?;
         Ok(rows.len() as u64)
     })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A queued job row, for tests of what is decided from a row.
+    pub(crate) fn row() -> JobRow {
+        // To the millisecond, as stored.
+        let now: Timestamp = now().parse().unwrap();
+        JobRow {
+            id: Uuid::new_v4().to_string(),
+            visitor: None,
+            queue: QueueName::Quick,
+            status: Status::Queued,
+            format: Format::Text,
+            column_name: None,
+            input_bytes: 1,
+            title: String::new(),
+            progress_done: 0,
+            progress_total: 1,
+            attempts: 0,
+            retry_base: 0,
+            version: 1,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_at: now,
+            error_code: None,
+            error_message: None,
+            result: None,
+            webhook_url: None,
+            expires_at: None,
+            purged_at: None,
+            purge_reason: None,
+            api_key_id: None,
+        }
+    }
+
+    #[test]
+    fn a_listing_binds_each_filter_once_and_pages_by_created_at_then_id() {
+        let at: Timestamp = "2026-12-10T10:00:00.000Z".parse().unwrap();
+        let listing = Listing {
+            owner: Owner::Key("k1"),
+            statuses: vec![Status::Queued, Status::Failed],
+            created_after: Some(at),
+            created_before: None,
+            after: Some((at, "job-9".into())),
+            limit: 21,
+        };
+        let (sql, params) = listing.statement();
+        assert!(
+            sql.contains("WHERE api_key_id = $1 AND purged_at IS NULL"),
+            "{sql}"
+        );
+        assert!(sql.contains("status IN ($2, $3)"), "{sql}");
+        assert!(sql.contains("created_at > $4"), "{sql}");
+        assert!(sql.contains("(created_at, id) < ($5, $6)"), "{sql}");
+        assert!(
+            sql.ends_with("ORDER BY created_at DESC, id DESC LIMIT $7"),
+            "{sql}"
+        );
+        assert_eq!(
+            params,
+            [
+                "k1",
+                "queued",
+                "failed",
+                &at.to_string(),
+                &at.to_string(),
+                "job-9"
+            ]
+        );
+        let visitor = Listing {
+            owner: Owner::Visitor("v"),
+            statuses: Vec::new(),
+            after: None,
+            ..listing
+        };
+        let (sql, params) = visitor.statement();
+        assert!(
+            sql.contains("WHERE visitor = $1") && !sql.contains("status IN"),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 2);
+    }
 }

@@ -9,12 +9,14 @@ use utoipa::ToSchema;
 use utoipa::openapi::Ref;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
-use super::errors::{ApiError, ErrorBody};
+use super::caller::Caller;
+use super::errors::{ApiError, ErrorBody, Unauthenticated};
 use super::idempotency::{self, IdempotencyKey};
 use super::input::{self, Submission, SubmissionBody};
+use super::listing::ListQuery;
 use super::respond::media_type;
 use super::wait::{self, Follower, PREFERENCE_APPLIED, Waited};
-use super::{AppState, Submitted, live, parse_id, submit};
+use super::{AppState, Submitted, find_job, live, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, ItemRow, JobView, Status};
 use crate::jobs::webhooks;
@@ -70,8 +72,9 @@ pub struct UploadQuery {
             description = "1 to 255 printable ASCII characters (bare, or quoted as a structured \
                 field string). A repeat of the same request (same content type, query and body) \
                 with the same key within `IDEMPOTENCY_TTL` (24 h by default) gets the first \
-                answer again, with `Idempotent-Replayed: true`, instead of a second job. Keys are \
-                shared by every client of the server: use unguessable ones, e.g. UUIDs."),
+                answer again, with `Idempotent-Replayed: true`, instead of a second job. Each API \
+                key has keys of its own; requests without an API key share one scope, so use \
+                unguessable keys there, e.g. UUIDs."),
         ("Prefer" = Option<String>, Header, nullable = false,
             description = "RFC 7240 preferences. `wait=N` (whole seconds, 0 to 25): answer `200` \
                 with the job if it is final within N seconds, else the usual `202` after N \
@@ -132,22 +135,24 @@ pub struct UploadQuery {
             resolves to a loopback, private, link-local or metadata address \
             (`webhook_url_refused`), or a `webhook_url` on a server without webhooks \
             (`webhooks_not_configured`).", body = ErrorBody),
-        (status = 429, description = "Too many submissions from this client (`rate_limited`).",
+        (status = 429, description = "Too many submissions from this client (`rate_limited`): \
+            with an API key, over the key's rate (shared by every web process); without one, \
+            over the rate of the client's address.",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a submission is accepted."))),
         (status = 503, description = "The database or queue is briefly unavailable \
             (`unavailable`).", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),
-)]
+    ),)]
 pub async fn create_job(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     query: web::Query<UploadQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     // Before the body is read: a client over its limit costs almost nothing.
-    state.submit_limit.check(&req)?;
+    state.submit_limit.check(&req, caller.key()).await?;
     let wait = wait::preferred(&req)?;
     let (media, raw_format) = submission_media(&req)?;
     let key = IdempotencyKey::from_request(&req)?;
@@ -156,6 +161,7 @@ pub async fn create_job(
     let key = key.map(|k| {
         let request = [media.as_bytes(), req.query_string().as_bytes(), &body];
         k.claim(
+            caller.key_id(),
             idempotency::fingerprint(&request),
             state.config.limits.idempotency_ttl,
         )
@@ -170,7 +176,8 @@ pub async fn create_job(
     };
     submission.webhook_url =
         checked_webhook_url(&state, submission.webhook_url, webhook_url).await?;
-    let submitted = submit(&state, submission, None, key).await?;
+    let owner = caller.key_id().map(str::to_owned);
+    let submitted = submit(&state, submission, None, owner, key).await?;
     let id = submitted.id();
     let url = format!("/api/jobs/{id}");
     let waited = wait::for_final(&state, &id.to_string(), wait).await;
@@ -201,6 +208,94 @@ pub async fn create_job(
             status: "queued",
             status_url: url,
         }))
+}
+
+/// A page of the caller's jobs.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobList {
+    /// The caller's jobs, newest first (by `created_at`, then id).
+    pub jobs: Vec<JobView>,
+    /// The URL of the next page (the same filters and limit, and a cursor); null on the last
+    /// page. Also sent as `Link: <...>; rel="next"`.
+    #[schema(required = true)]
+    pub next: Option<String>,
+}
+
+/// `GET /api/jobs`: the caller's own jobs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/jobs",
+    tag = "jobs",
+    summary = "List your jobs",
+    description = "The jobs of the API key the request presents or, without a key, those the \
+        browser form made for the visitor cookie sent; never anyone else's. Newest first \
+        (`created_at`, then id), a page at a time: follow `next` (also the `Link` header, \
+        `rel=\"next\"`) until it is null. Deleted and expired jobs (tombstones) are left out. \
+        Pages are keyset-paginated, so a job submitted meanwhile never shifts a page.",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100,
+            description = "Jobs per page, 1 to 100 (default 20)."),
+        ("cursor" = Option<String>, Query,
+            description = "Where the page starts: the `cursor` of the previous page's `next` \
+                URL. Opaque; a cursor this API did not give out is refused (`invalid_cursor`)."),
+        ("status" = Option<Vec<Status>>, Query, explode = true,
+            description = "Only jobs of these statuses: repeat the parameter \
+                (`status=queued&status=running`) or separate them with commas."),
+        ("created_after" = Option<String>, Query, format = DateTime,
+            description = "Only jobs created after this instant (RFC 3339, exclusive, to the \
+                millisecond)."),
+        ("created_before" = Option<String>, Query, format = DateTime,
+            description = "Only jobs created before this instant (RFC 3339, exclusive, to the \
+                millisecond)."),
+    ),
+    responses(
+        (status = 200, description = "A page of your jobs.", body = JobList,
+            headers(
+                ("Link" = String, description = "`<next URL>; rel=\"next\"` (RFC 8288) when \
+                    there is a next page."),
+                ("Cache-Control" = String, description = "`private, no-cache`."),
+            )),
+        (status = 400, description = "A parameter that cannot be used: `invalid_limit`, \
+            `invalid_cursor`, `invalid_status`, `invalid_date`, `unknown_parameter`, or a \
+            parameter given twice (`bad_request`).", body = ErrorBody),
+        (status = 401, description = "No API key and no visitor cookie (nothing names your \
+            jobs), a key that is malformed, unknown or revoked, or no key where the server \
+            requires one (`unauthorized`).", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"sentiq\"`, \
+                with `error=\"invalid_token\"` for a refused key (RFC 6750)."))),
+        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub async fn list_jobs(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let owner = caller
+        .owner()
+        .ok_or(ApiError::Unauthorized(Unauthenticated::NoOwner))?;
+    let query = ListQuery::parse(req.query_string())?;
+    let mut rows = model::list(state.db(), &query.listing(owner)).await?;
+    let more = rows.len() as i64 > query.limit;
+    rows.truncate(usize::try_from(query.limit).unwrap_or(0));
+    let next = rows
+        .last()
+        .filter(|_| more)
+        .map(|last| query.next_url(last));
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        jobs.push(webhooks::job_view(state.db(), row).await?);
+    }
+    let mut page = HttpResponse::Ok();
+    page.insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    if let Some(next) = &next {
+        page.insert_header((header::LINK, format!("<{next}>; rel=\"next\"")));
+    }
+    Ok(page.json(JobList { jobs, next }))
 }
 
 /// A `200` with the job, its `ETag`, and no caching without revalidation.
@@ -316,7 +411,8 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
             )),
         (status = 400, description = "A `Prefer: wait` that is not whole seconds from 0 to 25 \
             (`bad_prefer`).", body = ErrorBody),
-        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 404, description = "No job with this id, or a job of another API key \
+            (`not_found`, the same answer).", body = ErrorBody),
         (status = 410, description = "The job's data was removed: it expired (`expired`, \
             `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
             `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
@@ -324,20 +420,16 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
             too many requests wait on this server (`too_many_waiters`, `MAX_WAITERS`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),
-)]
+    ),)]
 pub async fn get_job(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let wait = wait::preferred(&req)?;
-    let mut job = live(
-        model::get(state.db(), &id)
-            .await?
-            .ok_or(ApiError::NotFound)?,
-    )?;
+    let mut job = live(find_job(&state, &caller, &id).await?)?;
     let unchanged = |job: &model::JobRow| etag_matches(&req, &job.etag());
     // A long-poll: only a client that holds the current version has something to wait for.
     let applied = match wait.filter(|_| unchanged(&job)) {
@@ -380,7 +472,8 @@ pub async fn get_job(
     responses(
         (status = 200, description = "Cancelled: the job.", body = JobView,
             headers(("ETag" = String, description = "The job's new ETag."))),
-        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 404, description = "No job with this id, or a job of another API key \
+            (`not_found`, the same answer).", body = ErrorBody),
         (status = 409, description = "The job is already final (`already_final`).",
             body = ErrorBody),
         (status = 410, description = "The job's data was removed: it expired (`expired`, \
@@ -389,13 +482,14 @@ pub async fn get_job(
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),
-)]
+    ),)]
 pub async fn cancel_job(
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = super::cancel(&state, &path).await?;
+    let id = find_job(&state, &caller, &path).await?.id;
+    let job = super::cancel(&state, &id).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, job.etag()))
         .json(webhooks::job_view(state.db(), &job).await?))
@@ -415,17 +509,19 @@ pub async fn cancel_job(
     params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
     responses(
         (status = 204, description = "Deleted: nothing of its input, items or report remains."),
-        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 404, description = "No job with this id, or a job of another API key \
+            (`not_found`, the same answer).", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),
-)]
+    ),)]
 pub async fn delete_job(
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    super::delete(&state, &path).await?;
+    let id = find_job(&state, &caller, &path).await?.id;
+    super::delete(&state, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 /// A comment line this often keeps proxies from closing an idle stream.
@@ -446,21 +542,22 @@ const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15)
     responses(
         (status = 200, description = "The event stream; the schema is that of each event.",
             body = StatusEvent, content_type = "text/event-stream"),
-        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 404, description = "No job with this id, or a job of another API key \
+            (`not_found`, the same answer).", body = ErrorBody),
         (status = 410, description = "The job's data was removed: it expired (`expired`, \
             `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
             `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),
-)]
+    ),)]
 pub async fn job_events(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
+    let id = find_job(&state, &caller, &path).await?.id;
     // Follow before the first read, so no change between the read and the wait is missed.
     let mut follower = Follower::new(&state, &id);
     let job = live(follower.read().await?.ok_or(ApiError::NotFound)?)?;
@@ -617,15 +714,12 @@ enum ItemsFormat {
 
 async fn items(
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
     kind: ItemsFormat,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
-    let job = live(
-        model::get(state.db(), &id)
-            .await?
-            .ok_or(ApiError::NotFound)?,
-    )?;
+    let job = live(find_job(&state, &caller, &path).await?)?;
+    let id = job.id.clone();
     if job.status != Status::Succeeded {
         return Err(ApiError::Conflict {
             code: "not_succeeded",
@@ -738,7 +832,8 @@ fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, 
         (status = 200, description = "CSV with a header row.", body = String,
             content_type = "text/csv",
             headers(("Content-Disposition" = String, description = "An attachment file name."))),
-        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 404, description = "No job with this id, or a job of another API key \
+            (`not_found`, the same answer).", body = ErrorBody),
         (status = 409, description = "The job has not succeeded (`not_succeeded`).",
             body = ErrorBody),
         (status = 410, description = "The job's data was removed: it expired (`expired`, \
@@ -747,13 +842,13 @@ fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, 
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),
-)]
+    ),)]
 pub async fn items_csv(
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    items(state, path, ItemsFormat::Csv).await
+    items(state, caller, path, ItemsFormat::Csv).await
 }
 
 /// `GET /api/jobs/{id}/items.jsonl`: the scored items as JSON lines.
@@ -768,7 +863,8 @@ pub async fn items_csv(
         (status = 200, description = "JSON lines; each line is an `Item`.", body = String,
             content_type = "application/x-ndjson",
             headers(("Content-Disposition" = String, description = "An attachment file name."))),
-        (status = 404, description = "No job with this id (`not_found`).", body = ErrorBody),
+        (status = 404, description = "No job with this id, or a job of another API key \
+            (`not_found`, the same answer).", body = ErrorBody),
         (status = 409, description = "The job has not succeeded (`not_succeeded`).",
             body = ErrorBody),
         (status = 410, description = "The job's data was removed: it expired (`expired`, \
@@ -777,13 +873,13 @@ pub async fn items_csv(
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),
-)]
+    ),)]
 pub async fn items_jsonl(
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    items(state, path, ItemsFormat::Jsonl).await
+    items(state, caller, path, ItemsFormat::Jsonl).await
 }
 
 // Schema-only types: bodies written out by hand (an event, a scored item line).

@@ -19,6 +19,49 @@ fn gone_message(reason: PurgeReason) -> &'static str {
     }
 }
 
+/// Why a request is not authenticated (401 `unauthorized`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unauthenticated {
+    /// No key, where one is needed (`API_KEYS=required`).
+    Missing,
+    /// No key and no visitor cookie: nothing names the caller's jobs.
+    NoOwner,
+    /// An `Authorization` header that is not `Bearer` and a key.
+    Malformed,
+    /// A key no one holds, or one that was revoked.
+    Invalid,
+}
+
+impl Unauthenticated {
+    fn message(self) -> &'static str {
+        match self {
+            Unauthenticated::Missing => {
+                "this API needs an API key: send it as Authorization: Bearer <key>"
+            }
+            Unauthenticated::NoOwner => {
+                "listing jobs needs an API key (Authorization: Bearer <key>) or the visitor \
+                 cookie of the browser form"
+            }
+            Unauthenticated::Malformed => {
+                "the Authorization header does not hold an API key: send Authorization: Bearer \
+                 sq_ followed by the 43 characters of the key"
+            }
+            Unauthenticated::Invalid => "this API key is unknown or has been revoked",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750): a refused credential says
+    /// `error="invalid_token"`; a missing one only names the scheme.
+    pub fn challenge(self) -> &'static str {
+        match self {
+            Unauthenticated::Missing | Unauthenticated::NoOwner => "Bearer realm=\"sentiq\"",
+            Unauthenticated::Malformed | Unauthenticated::Invalid => {
+                "Bearer realm=\"sentiq\", error=\"invalid_token\""
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("the request body is larger than the {limit}-byte limit")]
@@ -47,6 +90,11 @@ pub enum ApiError {
     BadPrefer(String),
     #[error("too many submissions from your address; please try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Over the submission rate of the API key (its own, or the server's default).
+    #[error("too many submissions with this API key; please try again in {retry_after_secs} s")]
+    KeyRateLimited { retry_after_secs: u64 },
+    #[error("{}", .0.message())]
+    Unauthorized(Unauthenticated),
     #[error("no job with this id")]
     NotFound,
     /// The job is a tombstone: its data expired, or was deleted.
@@ -79,7 +127,8 @@ impl ApiError {
             ApiError::Invalid { code, .. } => code,
             ApiError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ApiError::BadPrefer(_) => "bad_prefer",
-            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RateLimited { .. } | ApiError::KeyRateLimited { .. } => "rate_limited",
+            ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound => "not_found",
             ApiError::Gone(reason) => reason.as_str(),
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -174,11 +223,13 @@ pub struct ErrorBody<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
     /// Stable, e.g. `invalid_json`, `missing_field`, `invalid_utf8`, `empty_input`,
-    /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `not_found`,
+    /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `unauthorized`,
+    /// `not_found`,
     /// `already_final`, `not_succeeded`, `expired` and `deleted` (410: the job's data was
     /// removed), `invalid_idempotency_key`, `idempotency_key_reused`, `idempotency_key_in_use`,
     /// `bad_prefer`, `too_many_waiters`, `unavailable`, `not_ready`, `invalid_webhook_url`,
-    /// `webhook_url_refused`, `webhooks_not_configured`.
+    /// `webhook_url_refused`, `webhooks_not_configured`, `invalid_cursor`, `invalid_limit`,
+    /// `invalid_status`, `invalid_date`, `unknown_parameter`.
     pub code: &'a str,
     pub message: &'a str,
 }
@@ -197,7 +248,10 @@ impl ResponseError for ApiError {
             | ApiError::Invalid { .. }
             | ApiError::BadPrefer(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::KeyRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -226,11 +280,15 @@ impl ResponseError for ApiError {
             ApiError::IdempotencyKeyInUse => {
                 response.insert_header(("Retry-After", "1"));
             }
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::KeyRateLimited { retry_after_secs } => {
                 response.insert_header(("Retry-After", retry_after_secs.to_string()));
             }
             ApiError::MethodNotAllowed { allow, .. } => {
                 response.insert_header(("Allow", *allow));
+            }
+            ApiError::Unauthorized(why) => {
+                response.insert_header(("WWW-Authenticate", why.challenge()));
             }
             _ => {}
         }

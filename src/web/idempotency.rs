@@ -3,8 +3,9 @@
 //! names its key and how two requests are told apart. The store does the rest
 //! ([`crate::jobs::idempotency`]).
 //!
-//! Keys are scoped by where they come from (`api:` and `form:` today; the API-keys work scopes
-//! them per client), so a key means the same only within its scope.
+//! Keys are scoped by where they come from: `key:<API key id>:` for a client with an API key,
+//! `api:` for anonymous API requests, `form:` for the browser form; a key means the same only
+//! within its scope.
 
 use std::time::Duration;
 
@@ -73,10 +74,17 @@ impl IdempotencyKey {
         IdempotencyKey::parse(raw.trim()).map(Some).map_err(bad)
     }
 
-    /// The claim of an API request with this key.
-    pub fn claim(&self, fingerprint: String, ttl: Duration) -> KeyClaim {
+    /// The claim of an API request with this key, by the client with API key `client` (its
+    /// id), or by an anonymous client: each API key has keys of its own, so two clients that
+    /// happen to choose the same Idempotency-Key never meet; anonymous requests share one
+    /// scope, as before API keys.
+    pub fn claim(&self, client: Option<&str>, fingerprint: String, ttl: Duration) -> KeyClaim {
+        let scope_key = match client {
+            Some(key_id) => format!("key:{key_id}:{}", self.0),
+            None => format!("api:{}", self.0),
+        };
         KeyClaim {
-            scope_key: format!("api:{}", self.0),
+            scope_key,
             fingerprint,
             expires_at: Timestamp::now().plus(ttl),
         }
@@ -118,6 +126,16 @@ mod tests {
         for bad in ["", "\"\"", &"k".repeat(256), "tab\there", "é", "\"a\"b\""] {
             assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn each_api_key_has_a_scope_of_its_own_and_anonymous_clients_share_one() {
+        let key = IdempotencyKey::parse("order-1").unwrap();
+        let ttl = Duration::from_secs(60);
+        let scope = |client| key.claim(client, "f".into(), ttl).scope_key;
+        assert_eq!(scope(None), "api:order-1");
+        assert_eq!(scope(Some("k1")), "key:k1:order-1");
+        assert_ne!(scope(Some("k1")), scope(Some("k2")));
     }
 
     #[test]

@@ -2,11 +2,13 @@
 
 pub mod admin;
 pub mod api;
+pub mod caller;
 pub mod charts;
 pub mod csrf;
 pub mod errors;
 pub mod idempotency;
 pub mod input;
+pub mod listing;
 pub mod openapi;
 pub mod pages;
 pub mod rate_limit;
@@ -21,9 +23,10 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::deps::Deps;
 use crate::jobs::idempotency::KeyClaim;
-use crate::jobs::model::{Cancel, JobRow, NewJob};
+use crate::jobs::model::{self, Cancel, JobRow, NewJob};
 use crate::jobs::store::Delete;
 use crate::jobs::submitter as store;
+use caller::Caller;
 use errors::ApiError;
 use input::Submission;
 
@@ -36,6 +39,8 @@ pub struct AppState {
     pub submit_limit: std::sync::Arc<rate_limit::SubmitLimit>,
     /// Requests waiting for a job (`Prefer: wait`), under their cap.
     pub waiters: std::sync::Arc<wait::Waiters>,
+    /// When this process last recorded each API key's use.
+    pub key_use: std::sync::Arc<caller::KeyUse>,
 }
 
 impl AppState {
@@ -62,17 +67,20 @@ impl Submitted {
 
 /// Write the job row and its queue entry, together with the submissions that arrive at the same
 /// time ([`crate::jobs::submitter`]); with an idempotency `key`, only if no live job holds it
-/// (the one that does is answered instead, if its request was the same).
+/// (the one that does is answered instead, if its request was the same). The job belongs to
+/// the API key `api_key_id` (an API request with a key) or to `visitor` (the form), or to
+/// nobody.
 pub async fn submit(
     state: &AppState,
     submission: Submission,
     visitor: Option<String>,
+    api_key_id: Option<String>,
     key: Option<KeyClaim>,
 ) -> Result<Submitted, ApiError> {
     let job = NewJob {
         id: Uuid::new_v4(),
         visitor,
-        api_key_id: None,
+        api_key_id,
         queue: state.config.queue_for(submission.input.len()),
         format: submission.format,
         column: submission.column,
@@ -172,6 +180,18 @@ pub async fn delete(state: &AppState, raw_id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The job `raw_id` names, if `caller` may see it: every route of a job (its status, items,
+/// events, cancel, delete, and its page) finds it through here. A job of another client's key
+/// is answered exactly as an unknown id (404, not 403), so ids of others' jobs cannot be told
+/// from ids of no job. A tombstone is returned too (see [`live`]).
+pub async fn find_job(state: &AppState, caller: &Caller, raw_id: &str) -> Result<JobRow, ApiError> {
+    let id = parse_id(raw_id)?;
+    match model::get(state.db(), &id).await? {
+        Some(job) if caller.may_see(&job) => Ok(job),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
 /// A job that still has its data; a tombstone (expired or deleted) is 410 Gone.
 pub fn live(job: JobRow) -> Result<JobRow, ApiError> {
     match job.purged() {
@@ -199,7 +219,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(only("/readyz", "GET, HEAD").route(get().to(api::readyz)))
     .service(only("/metrics", "GET, HEAD").route(get().to(api::metrics)))
     .service(only("/api/openapi.json", "GET, HEAD").route(get().to(openapi::openapi_json)))
-    .service(only("/api/jobs", "POST").route(web::post().to(api::create_job)))
+    .service(
+        only("/api/jobs", "GET, HEAD, POST")
+            .route(get().to(api::list_jobs))
+            .route(web::post().to(api::create_job)),
+    )
     .service(
         only("/api/jobs/{id}", "GET, HEAD, DELETE")
             .route(get().to(api::get_job))

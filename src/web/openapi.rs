@@ -33,6 +33,7 @@ use crate::webhooks::{Event, EventData};
     ),
     paths(
         api::create_job,
+        api::list_jobs,
         api::get_job,
         api::cancel_job,
         api::delete_job,
@@ -49,6 +50,7 @@ use crate::webhooks::{Event, EventData};
         Document,
         DocumentId,
         api::Accepted,
+        api::JobList,
         JobView,
         StatusEvent,
         Status,
@@ -67,7 +69,7 @@ use crate::webhooks::{Event, EventData};
         Event,
         EventData,
     )),
-    modifiers(&RequiredHeaders, &WebhookEvents),
+    modifiers(&BearerKeys, &RequiredHeaders, &WebhookEvents),
     tags((name = "jobs", description = "Analysis jobs"), (name = "operations", description = "Health, readiness and metrics")),
 )]
 pub struct ApiDoc;
@@ -85,8 +87,9 @@ pub static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
 struct RequiredHeaders;
 
 /// Response headers sent only with some answers of their status: `Preference-Applied` when a
-/// preference of the request was applied, `Idempotent-Replayed` on a replayed submission.
-const OPTIONAL_HEADERS: &[&str] = &["Preference-Applied", "Idempotent-Replayed"];
+/// preference of the request was applied, `Idempotent-Replayed` on a replayed submission,
+/// `Link` when a listing has a next page.
+const OPTIONAL_HEADERS: &[&str] = &["Preference-Applied", "Idempotent-Replayed", "Link"];
 
 impl Modify for RequiredHeaders {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -114,6 +117,82 @@ impl Modify for RequiredHeaders {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The `bearer` security scheme, and what it means for every job route (`/api/jobs…`), added
+/// here once rather than in each handler's attribute: the scheme listed beside an empty
+/// requirement (OpenAPI's way of saying a credential is optional: with `API_KEYS=optional`, the
+/// default, a request without one is served anonymously; with `required` it is refused), and a
+/// `401` answer where the handler declares none of its own.
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("sq_ and 43 base64url characters")
+            .description(Some(
+                "An API key made with `sentiq keys create NAME` or on `/admin/keys`. A keyed \
+                 job belongs to its key: other clients get 404 for it. Submissions are limited \
+                 per key. A malformed, unknown or revoked key is refused with 401 \
+                 (`WWW-Authenticate: Bearer ... error=\"invalid_token\"`).",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        let unauthorized = ResponseBuilder::new()
+            .description(
+                "A key that is malformed, unknown or revoked, or no key where the server \
+                 requires one (`API_KEYS=required`) (`unauthorized`).",
+            )
+            .header(
+                "WWW-Authenticate",
+                HeaderBuilder::new()
+                    .schema(Some(<String as utoipa::PartialSchema>::schema()))
+                    .description(Some(
+                        "`Bearer realm=\"sentiq\"`, with `error=\"invalid_token\"` for a \
+                         refused key (RFC 6750).",
+                    ))
+                    .build(),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(
+                        <ErrorBody as utoipa::ToSchema>::name(),
+                    )))
+                    .build(),
+            )
+            .build();
+        let jobs = openapi
+            .paths
+            .paths
+            .iter_mut()
+            .filter(|(path, _)| path.starts_with("/api/jobs"));
+        for (_, item) in jobs {
+            let operations = [&mut item.get, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                operation.security.get_or_insert_with(|| {
+                    vec![
+                        SecurityRequirement::default(),
+                        SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    ]
+                });
+                operation
+                    .responses
+                    .responses
+                    .entry("401".into())
+                    .or_insert_with(|| unauthorized.clone().into());
             }
         }
     }

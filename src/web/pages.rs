@@ -8,11 +8,12 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use futures_util::StreamExt;
 
+use super::caller::Caller;
 use super::charts::{self, Arc as ArcChart, Histogram};
 use super::errors::ApiError;
 use super::input::{self, Submission};
 use super::respond::{self, html, media_type};
-use super::{AppState, csrf, idempotency, parse_id, submit};
+use super::{AppState, csrf, find_job, idempotency, parse_id, submit};
 use crate::analysis::{Format, Report};
 use crate::jobs::model::{self, JobRow, PurgeReason, Status};
 
@@ -74,6 +75,16 @@ struct NotFoundPage;
 
 pub fn not_found_page() -> HttpResponse {
     html(StatusCode::NOT_FOUND, NotFoundPage.render())
+}
+
+#[derive(Template)]
+#[template(path = "form_closed.html")]
+struct FormClosedPage;
+
+/// `PUBLIC_FORM=false`: the form's routes answer 404, with a page that says where submissions
+/// go instead.
+fn form_closed_page() -> HttpResponse {
+    html(StatusCode::NOT_FOUND, FormClosedPage.render())
 }
 
 #[derive(Template)]
@@ -194,6 +205,9 @@ async fn index_page(
 
 /// `GET /`: the form and the visitor's own recent jobs (`?notice=deleted`: after a Delete).
 pub async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !state.config.clients.public_form {
+        return form_closed_page();
+    }
     let (visitor, cookie) = visitor(&req);
     let (token, token_cookie) = csrf::token(&req);
     let deleted = serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
@@ -224,8 +238,17 @@ impl From<ApiError> for FormError {
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    payload: web::Payload,
+    mut payload: web::Payload,
 ) -> HttpResponse {
+    if !state.config.clients.public_form {
+        // Read (within bounds) and dropped, so the client sees the page, not a reset.
+        input::drain(
+            &mut payload,
+            input::form_drain_limit(state.config.http.max_body_bytes),
+        )
+        .await;
+        return form_closed_page();
+    }
     let mut kept = String::new();
     let sub = match read_form(&req, payload, &state, &mut kept).await {
         Ok(sub) => Ok(sub),
@@ -237,7 +260,7 @@ pub async fn create(
     let (visitor, cookie) = visitor(&req);
     let result = match sub {
         // Checked after the form was read, so a refused person gets their text back.
-        Ok((sub, token)) => match state.submit_limit.check(&req) {
+        Ok((sub, token)) => match state.submit_limit.check(&req, None).await {
             Ok(()) => {
                 let claim = token.and_then(|t| {
                     let column = sub.column.as_deref().unwrap_or_default();
@@ -252,7 +275,7 @@ pub async fn create(
                         state.config.limits.idempotency_ttl,
                     )
                 });
-                submit(&state, sub, Some(visitor.clone()), claim)
+                submit(&state, sub, Some(visitor.clone()), None, claim)
                     .await
                     .map(|s| s.id())
             }
@@ -746,17 +769,15 @@ fn owns(req: &HttpRequest, job: &JobRow) -> bool {
 pub async fn status(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let Ok(id) = parse_id(&path) else {
-        return not_found_page();
-    };
-    match model::get(state.db(), &id).await {
-        Ok(Some(job)) if job.purged().is_some() => {
+    match find_job(&state, &caller, &path).await {
+        Ok(job) if job.purged().is_some() => {
             let reason = job.purged().unwrap_or(PurgeReason::Expired);
             gone_page(reason, state.deps.store.retention().result_ttl)
         }
-        Ok(Some(job)) => {
+        Ok(job) => {
             // A page with no form (a final job of someone else) hands out no token.
             let own = owns(&req, &job);
             let (token, cookie) = if job.status.is_final() && !own {
@@ -768,8 +789,8 @@ pub async fn status(
             add_cookies(&mut resp, [cookie]);
             resp
         }
-        Ok(None) => not_found_page(),
-        Err(e) => ApiError::from(e).error_response(),
+        Err(ApiError::NotFound) => not_found_page(),
+        Err(e) => e.error_response(),
     }
 }
 
@@ -809,13 +830,19 @@ async fn check_button(
 pub async fn cancel(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
     if let Err(refused) = check_button(&req, &path, payload).await {
         return refused;
     }
-    match super::cancel(&state, &path).await {
+    let id = match find_job(&state, &caller, &path).await {
+        Ok(job) => job.id,
+        Err(ApiError::NotFound) => return not_found_page(),
+        Err(e) => return e.error_response(),
+    };
+    match super::cancel(&state, &id).await {
         Ok(_) | Err(ApiError::Conflict { .. }) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("/analyses/{}", path.as_str())))
             .finish(),
@@ -831,20 +858,19 @@ pub async fn cancel(
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
     if let Err(refused) = check_button(&req, &path, payload).await {
         return refused;
     }
-    let Ok(id) = parse_id(&path) else {
-        return not_found_page();
+    let job = match find_job(&state, &caller, &path).await {
+        Ok(job) => job,
+        Err(ApiError::NotFound) => return not_found_page(),
+        Err(e) => return e.error_response(),
     };
-    let job = match model::get(state.db(), &id).await {
-        Ok(Some(job)) => job,
-        Ok(None) => return not_found_page(),
-        Err(e) => return ApiError::from(e).error_response(),
-    };
+    let id = job.id.clone();
     if job.purged().is_none() && !owns(&req, &job) {
         return forbidden_page(
             &req,

@@ -23,7 +23,7 @@ fn with_token(c: &mut sentiq::config::Config) {
 }
 
 /// The CSRF token as specified: hex HMAC-SHA256(key = admin token, "sentiq admin csrf").
-fn csrf_for(token: &str) -> String {
+pub(crate) fn csrf_for(token: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).unwrap();
     mac.update(b"sentiq admin csrf");
     mac.finalize()

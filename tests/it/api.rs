@@ -1300,6 +1300,92 @@ async fn real_responses_conform_to_the_openapi_document() {
         410
     );
 
+    // API keys: a page of a key's jobs (with its `Link`), a refused parameter, no owner, and
+    // a refused key on every route that takes one.
+    let key = crate::keys::make_key(&queued.db, "conformance", Default::default()).await;
+    let as_key = |method: reqwest::Method, path: &str, key: &str| {
+        let request = reqwest::Client::new()
+            .request(method, queued.url(path))
+            .bearer_auth(key);
+        async move {
+            request
+                .json(&json!({"text": "Keyed."}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..2 {
+        check!(
+            "post",
+            "/api/jobs",
+            as_key(reqwest::Method::POST, "/api/jobs", &key),
+            202
+        );
+    }
+    let page = check!(
+        "get",
+        "/api/jobs",
+        as_key(reqwest::Method::GET, "/api/jobs?limit=1", &key),
+        200
+    );
+    assert!(serde_json::from_str::<Value>(&page).unwrap()["next"].is_string());
+    check!(
+        "get",
+        "/api/jobs",
+        as_key(reqwest::Method::GET, "/api/jobs?limit=0", &key),
+        400
+    );
+    let nobody = async {
+        reqwest::Client::new()
+            .get(queued.url("/api/jobs"))
+            .send()
+            .await
+            .unwrap()
+    };
+    check!("get", "/api/jobs", nobody, 401);
+    let revoked = crate::keys::make_key(&queued.db, "revoked", Default::default()).await;
+    sentiq::keys::revoke(&queued.db, "revoked").await.unwrap();
+    use reqwest::Method as M;
+    check!(
+        "post",
+        "/api/jobs",
+        as_key(M::POST, "/api/jobs", &revoked),
+        401
+    );
+    check!("get", "/api/jobs/{id}", as_key(M::GET, &job, &revoked), 401);
+    check!(
+        "delete",
+        "/api/jobs/{id}",
+        as_key(M::DELETE, &job, &revoked),
+        401
+    );
+    check!(
+        "post",
+        "/api/jobs/{id}/cancel",
+        as_key(M::POST, &cancel, &revoked),
+        401
+    );
+    check!(
+        "get",
+        "/api/jobs/{id}/events",
+        as_key(M::GET, &events, &revoked),
+        401
+    );
+    check!(
+        "get",
+        "/api/jobs/{id}/items.csv",
+        as_key(M::GET, &items, &revoked),
+        401
+    );
+    let jsonl = format!("{job}/items.jsonl");
+    check!(
+        "get",
+        "/api/jobs/{id}/items.jsonl",
+        as_key(M::GET, &jsonl, &revoked),
+        401
+    );
+
     // Operations.
     check!("get", "/healthz", get(&worked, "/healthz"), 200);
     check!("get", "/readyz", get(&worked, "/readyz"), 200);
@@ -1313,7 +1399,7 @@ async fn real_responses_conform_to_the_openapi_document() {
     worked.pool.close().await;
     check!("get", "/readyz", get(&worked, "/readyz"), 503);
     // Every method, path and status exercised above (a case lost from the list shows here).
-    assert_eq!(seen.len(), 29, "{seen:?}");
+    assert_eq!(seen.len(), 39, "{seen:?}");
 
     // The check has teeth: a renamed field or an undeclared status is caught.
     let mut renamed = doc.clone();
@@ -1343,10 +1429,10 @@ async fn real_responses_conform_to_the_openapi_document() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_method_a_route_does_not_have_gets_405_naming_the_allowed_ones() {
     let app = spawn_app_with(|c| c.worker.run_in_process = false).await;
-    let r = app.client.get(app.url("/api/jobs")).send().await.unwrap();
-    assert_eq!(r.headers()["allow"], "POST");
+    let r = app.client.patch(app.url("/api/jobs")).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "GET, HEAD, POST");
     let message = assert_error(r, 405, "method_not_allowed").await;
-    assert!(message.contains("use POST"), "{message}");
+    assert!(message.contains("use GET, HEAD, POST"), "{message}");
     let id = app.submit(&json!({"text": "Fine."})).await;
     let r = app
         .client

@@ -43,6 +43,8 @@ struct Case {
     /// [`MAX_ITEM_BYTES`] that fit in a body. That app has no webhook secret either (the first
     /// has one, and refuses private webhook addresses).
     roomy: bool,
+    /// Sent to a third app, with `API_KEYS=required`.
+    strict: bool,
 }
 
 fn case(name: &'static str, method: Method, path: impl Into<String>) -> Case {
@@ -56,6 +58,7 @@ fn case(name: &'static str, method: Method, path: impl Into<String>) -> Case {
         code: None,
         known_bug: None,
         roomy: false,
+        strict: false,
     }
 }
 
@@ -105,6 +108,15 @@ impl Case {
     /// Sent to the app without webhooks (the roomy one).
     fn without_webhooks(self) -> Self {
         self.roomy()
+    }
+    /// Sent to the app that requires API keys.
+    fn strict(mut self) -> Self {
+        self.strict = true;
+        self
+    }
+    /// Sent with `Authorization: Bearer <key>`.
+    fn key(self, key: &str) -> Self {
+        self.header("authorization", format!("Bearer {key}"))
     }
     fn known_bug(mut self, why: &'static str) -> Self {
         self.known_bug = Some(why);
@@ -198,6 +210,147 @@ const WORKER_ONLY: &str = "only the worker checks this: 202 and a job row, then 
 const LENIENT_QUOTES: &str = "the CSV reader is lenient: the rest of the file becomes one item and \
     the job succeeds";
 
+/// What the API-key cases need in the (small) app: a valid key, a revoked one, and a job of a
+/// third key.
+struct KeyFixture {
+    key: String,
+    revoked: String,
+    others_job: String,
+}
+
+async fn key_fixture(app: &common::TestApp) -> KeyFixture {
+    use crate::keys::make_key;
+    let key = make_key(&app.db, "client", Default::default()).await;
+    let revoked = make_key(&app.db, "revoked", Default::default()).await;
+    sentiq::keys::revoke(&app.db, "revoked").await.unwrap();
+    let owner = make_key(&app.db, "owner", Default::default()).await;
+    let r = app
+        .client
+        .post(app.url("/api/jobs"))
+        .bearer_auth(&owner)
+        .json(&serde_json::json!({"text": "Not yours."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let others_job = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    KeyFixture {
+        key,
+        revoked,
+        others_job,
+    }
+}
+
+/// API keys, ownership and the listing's parameters. Sent first: the listing without a key
+/// must find no visitor cookie, which later form cases give the client.
+fn key_table(fx: &KeyFixture) -> Vec<Case> {
+    use Method as M;
+    let KeyFixture {
+        key,
+        revoked,
+        others_job,
+    } = fx;
+    let job = format!("/api/jobs/{others_job}");
+    let list = |query: &str| format!("/api/jobs?{query}");
+    vec![
+        case(
+            "listing without a key or a visitor cookie",
+            M::GET,
+            "/api/jobs",
+        )
+        .expect(401, "unauthorized"),
+        json("no API key where keys are required", r#"{"text": "hello"}"#)
+            .strict()
+            .expect(401, "unauthorized"),
+        case(
+            "no API key on the list where keys are required",
+            M::GET,
+            "/api/jobs",
+        )
+        .strict()
+        .expect(401, "unauthorized"),
+        case(
+            "no API key on a job where keys are required",
+            M::GET,
+            job.clone(),
+        )
+        .strict()
+        .expect(401, "unauthorized"),
+        json("a malformed API key", r#"{"text": "hello"}"#)
+            .key("sq_tooshort")
+            .expect(401, "unauthorized"),
+        json(
+            "an Authorization header of another scheme",
+            r#"{"text": "hello"}"#,
+        )
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .expect(401, "unauthorized"),
+        json("an unknown API key", r#"{"text": "hello"}"#)
+            .key(&format!("sq_{}", "Q".repeat(43)))
+            .expect(401, "unauthorized"),
+        json("a revoked API key", r#"{"text": "hello"}"#)
+            .key(revoked)
+            .expect(401, "unauthorized"),
+        case("another client's job", M::GET, job.clone())
+            .key(key)
+            .expect(404, "not_found"),
+        case("another client's job without a key", M::GET, job.clone()).expect(404, "not_found"),
+        case(
+            "cancel of another client's job",
+            M::POST,
+            format!("{job}/cancel"),
+        )
+        .key(key)
+        .expect(404, "not_found"),
+        case("DELETE of another client's job", M::DELETE, job.clone())
+            .key(key)
+            .expect(404, "not_found"),
+        case(
+            "items of another client's job",
+            M::GET,
+            format!("{job}/items.jsonl"),
+        )
+        .key(key)
+        .expect(404, "not_found"),
+        case(
+            "events of another client's job",
+            M::GET,
+            format!("{job}/events"),
+        )
+        .key(key)
+        .expect(404, "not_found"),
+        case(
+            "a tampered cursor",
+            M::GET,
+            list("cursor=MXwyMDI2LTEyLTEwVDEwOjAwOjAwWnx4"),
+        )
+        .key(key)
+        .expect(400, "invalid_cursor"),
+        case("a limit of 0", M::GET, list("limit=0"))
+            .key(key)
+            .expect(400, "invalid_limit"),
+        case("a limit of 1,000", M::GET, list("limit=1000"))
+            .key(key)
+            .expect(400, "invalid_limit"),
+        case(
+            "a date that is not RFC 3339",
+            M::GET,
+            list("created_after=yesterday"),
+        )
+        .key(key)
+        .expect(400, "invalid_date"),
+        case("a status that does not exist", M::GET, list("status=done"))
+            .key(key)
+            .expect(400, "invalid_status"),
+        case("an unknown listing parameter", M::GET, list("sort=oldest"))
+            .key(key)
+            .expect(400, "unknown_parameter"),
+    ]
+}
+
 fn table(unknown: &str) -> Vec<Case> {
     use Method as M;
     let over = LIMIT + 1;
@@ -214,7 +367,7 @@ fn table(unknown: &str) -> Vec<Case> {
     vec![
         // --- Wrong methods: a route of the contract answers another method with 405, its
         // `Allow` header naming the right one; a path outside the contract is a JSON 404.
-        case("GET on the POST-only /api/jobs", M::GET, "/api/jobs")
+        case("DELETE on the list of jobs", M::DELETE, "/api/jobs")
             .expect(405, "method_not_allowed"),
         json("PUT on /api/jobs", r#"{"text": "hello"}"#)
             .method(M::PUT)
@@ -784,8 +937,17 @@ async fn every_bad_input_gets_its_status_and_error_code_and_writes_no_job() {
     .await;
     let roomy = spawn_app_with(|c| c.worker.run_in_process = false).await;
     assert!(roomy.deps.db().sqlite().is_some() && MAX_ITEM_BYTES < 64 << 20);
+    let strict = spawn_app_with(|c| {
+        c.worker.run_in_process = false;
+        c.clients.api_keys = sentiq::config::ApiKeys::Required;
+    })
+    .await;
+    let fixture = key_fixture(&app).await;
+    // The fixture's job and its queue entry.
+    let (rows, entries) = (app.job_rows().await, app.queue_rows().await);
     let unknown = uuid::Uuid::new_v4().to_string();
-    let cases = table(&unknown);
+    let mut cases = key_table(&fixture);
+    cases.extend(table(&unknown));
     assert!(cases.len() >= 30, "{} cases", cases.len());
     let mut names = std::collections::HashSet::new();
     for c in &cases {
@@ -797,7 +959,11 @@ async fn every_bad_input_gets_its_status_and_error_code_and_writes_no_job() {
     let mut known = Vec::new();
     let mut rows_by_known_bugs = [0, 0];
     for case in &cases {
-        let on = if case.roomy { &roomy } else { &app };
+        let on = match (case.roomy, case.strict) {
+            (_, true) => &strict,
+            (true, _) => &roomy,
+            _ => &app,
+        };
         let answer = send(on, case).await;
         let problems = problems(case, &answer);
         let expected = format!("{} {}", case.status, case.code.unwrap_or("(page)"));
@@ -857,8 +1023,9 @@ async fn every_bad_input_gets_its_status_and_error_code_and_writes_no_job() {
         failures.join("\n")
     );
     // Nothing but the known bugs wrote a row (or a queue entry).
-    assert_eq!(app.job_rows().await, rows_by_known_bugs[0]);
-    assert_eq!(app.queue_rows().await, rows_by_known_bugs[0]);
+    assert_eq!(app.job_rows().await - rows, rows_by_known_bugs[0]);
+    assert_eq!(app.queue_rows().await - entries, rows_by_known_bugs[0]);
+    assert_eq!(strict.job_rows().await, 0);
     assert_eq!(roomy.job_rows().await, rows_by_known_bugs[1]);
     assert_eq!(roomy.queue_rows().await, rows_by_known_bugs[1]);
 
@@ -869,5 +1036,5 @@ async fn every_bad_input_gets_its_status_and_error_code_and_writes_no_job() {
         .post_raw("/api/jobs", "text/plain", long_line.into_bytes())
         .await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
-    assert_eq!(app.job_rows().await, rows_by_known_bugs[0] + 1);
+    assert_eq!(app.job_rows().await - rows, rows_by_known_bugs[0] + 1);
 }

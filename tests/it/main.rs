@@ -11,6 +11,7 @@ mod bad_inputs;
 mod browser;
 mod cli;
 mod idempotency;
+mod keys;
 mod pages;
 mod parity;
 mod parsers_never_panic;

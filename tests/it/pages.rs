@@ -24,7 +24,7 @@ fn token_in(html: &str) -> String {
 
 /// What a browser does before it posts: load the page with the form (which sets the token
 /// cookie) and read the token from the hidden field.
-async fn form_token(client: &reqwest::Client, url: &str) -> String {
+pub(crate) async fn form_token(client: &reqwest::Client, url: &str) -> String {
     let html = client.get(url).send().await.unwrap().text().await.unwrap();
     token_in(&html)
 }

@@ -1020,3 +1020,201 @@ async fn fifty_identical_keyed_requests_to_two_web_processes_make_one_job() {
         ])
     );
 }
+
+/// `sentiq keys <args>` on the database `database_url`: (success, stdout, stderr).
+pub fn sentiq_keys(database_url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(procs::SENTIQ)
+        .arg("keys")
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run sentiq keys");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A new key from `sentiq keys create <name> <extra>`.
+fn create_key(database_url: &str, name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["create", name];
+    args.extend_from_slice(extra);
+    let (ok, stdout, stderr) = sentiq_keys(database_url, &args);
+    assert!(ok, "sentiq keys create failed: {stderr}");
+    stdout.trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_never_reach_the_json_logs_whether_valid_revoked_or_malformed() {
+    let scratch = Scratch::new("keys_not_logged");
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        scratch.path().join("sentiq.db").display()
+    );
+    const ADMIN: &str = "admin-token-for-the-log-test";
+    let env = Env::new()
+        .set("DATABASE_URL", &database)
+        .set("RUST_LOG_FORMAT", "json")
+        .set("RUST_LOG", "info,sentiq=debug")
+        .set("ADMIN_TOKEN", ADMIN);
+    procs::migrate(&scratch, &env);
+    let valid = create_key(&database, "valid", &["--rate-per-minute", "1000"]);
+    let revoked = create_key(&database, "revoked", &[]);
+    assert!(sentiq_keys(&database, &["revoke", "revoked"]).0);
+    let mut web = Sentiq::serve(&scratch, "web", &env).await;
+    let client = client();
+    // A key made on the dashboard, read from its page.
+    let csrf = crate::admin::csrf_for(ADMIN);
+    let page = client
+        .post(web.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .form(&[("csrf", csrf.as_str()), ("name", "from the dashboard")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 201);
+    let page = page.text().await.unwrap();
+    let dashboard = crate::keys::key_on_page(&page);
+    let malformed = format!("{}!", &valid[..20]);
+    let wrong = format!("{}{}", &valid[..12], "Z".repeat(valid.len() - 12));
+    let mut ids = Vec::new();
+    for key in [&valid, &dashboard] {
+        let r = client
+            .post(web.url("/api/jobs"))
+            .bearer_auth(key)
+            .header("Idempotency-Key", "log-test")
+            .json(&json!({"text": "Logged? Never."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        let r = client
+            .get(web.url("/api/jobs"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    for key in [&revoked, &malformed, &wrong] {
+        for path in ["/api/jobs".to_owned(), format!("/api/jobs/{}", ids[0])] {
+            let r = client
+                .get(web.url(&path))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{path}");
+        }
+    }
+    // Another client's job, and a key sent where a cursor belongs (query strings are not logged).
+    let r = client
+        .get(web.url(&format!("/api/jobs/{}", ids[0])))
+        .bearer_auth(&dashboard)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = client
+        .get(web.url(&format!("/api/jobs?cursor={valid}")))
+        .bearer_auth(&valid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    web.sigterm();
+    assert!(web.wait_exit(Duration::from_secs(30)).await.is_some());
+    let log = web.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.len() > 10,
+        "too few log lines to say anything:\n{log}"
+    );
+    for line in &lines {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("not authenticated")),
+        "the refusals were not logged at all"
+    );
+    for key in [&valid, &revoked, &dashboard, &malformed, &wrong] {
+        let secret = &key[3..];
+        assert!(
+            !lines.iter().any(|l| l.contains(secret)),
+            "a key reached the logs: {key}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_web_processes_share_one_keys_submission_rate_through_redis() {
+    let scratch = Scratch::new("keys_shared_rate");
+    let db = FreshDatabase::create().await;
+    let ns = Namespace::new(&procs::shared_redis_url());
+    // The server's own rate is generous: the key's is what binds.
+    let env = deployment(&db.url, &ns.redis_url, &ns.name)
+        .set("SUBMIT_RATE_PER_MINUTE", 600)
+        .set("SUBMIT_BURST", 100);
+    procs::migrate(&scratch, &env);
+    let limited = create_key(&db.url, "limited", &["--rate-per-minute", "4"]);
+    let other = create_key(&db.url, "other", &[]);
+    let web1 = Sentiq::serve(&scratch, "web1", &env).await;
+    let web2 = Sentiq::serve(&scratch, "web2", &env).await;
+    let client = client();
+    let mut answers = Vec::new();
+    for i in 0..10 {
+        let web = if i % 2 == 0 { &web1 } else { &web2 };
+        let r = client
+            .post(web.url("/api/jobs"))
+            .bearer_auth(&limited)
+            .json(&json!({ "text": format!("Submission {i}.") }))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+        answers.push((r.status(), retry_after));
+    }
+    let accepted = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .count();
+    assert_eq!(
+        accepted, 4,
+        "the burst of 4 is the key's across both processes: {answers:?}"
+    );
+    for (status, retry_after) in &answers[4..] {
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{answers:?}");
+        assert!(
+            retry_after.is_some_and(|s| (1..=15).contains(&s)),
+            "{answers:?}"
+        );
+    }
+    // Another key, through either process, is not held back.
+    for web in [&web1, &web2] {
+        let r = client
+            .post(web.url("/api/jobs"))
+            .bearer_auth(&other)
+            .json(&json!({"text": "Mine is fine."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let pg = pool(&db.url).await;
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sentiq_jobs")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    assert_eq!(rows, 6, "a refused submission wrote a job");
+}

@@ -1170,3 +1170,93 @@ async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_
         .unwrap();
     assert_eq!(waiting, 199, "every committed job has its queue entry");
 }
+
+/// The plan of a listing page as the application sends it.
+async fn listing_plan(pg: &sqlx::PgPool, listing: &model::Listing<'_>) -> String {
+    let (sql, params) = listing.statement();
+    let mut explain =
+        sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")));
+    for param in params {
+        explain = explain.bind(param);
+    }
+    plan_of(pg, explain.bind(listing.limit)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_a_clients_jobs_reads_one_range_of_its_owner_index_in_order() {
+    let app = spawn_prod(|_| {}).await;
+    // 20,000 jobs of 40 keys, and 5,000 of visitors.
+    sqlx::query(
+        "INSERT INTO sentiq_jobs (id, queue, status, format, input_bytes, created_at, updated_at, \
+         finished_at, api_key_id, visitor) \
+         SELECT 'job' || lpad(g::text, 6, '0'), 'quick', \
+         CASE WHEN g % 3 = 0 THEN 'queued' ELSE 'succeeded' END, 'text', 10, at, at, \
+         CASE WHEN g % 3 = 0 THEN NULL ELSE at END, \
+         CASE WHEN g <= 20000 THEN 'key' || (g % 40) END, \
+         CASE WHEN g > 20000 THEN 'visitor' || (g % 50) END \
+         FROM (SELECT g, '2026-12-' || lpad((g % 28 + 1)::text, 2, '0') || 'T00:00:00.' \
+         || lpad((g % 1000)::text, 3, '0') || 'Z' AS at FROM generate_series(1, 25000) g) t",
+    )
+    .execute(&app.pg)
+    .await
+    .unwrap();
+    let at: sentiq::timestamp::Timestamp = "2026-12-15T00:00:00.500Z".parse().unwrap();
+    let first = model::Listing {
+        owner: model::Owner::Key("key7"),
+        statuses: Vec::new(),
+        created_after: None,
+        created_before: None,
+        after: None,
+        limit: 21,
+    };
+    let deep = model::Listing {
+        statuses: vec![model::Status::Succeeded, model::Status::Failed],
+        created_after: Some("2026-12-02T00:00:00Z".parse().unwrap()),
+        after: Some((at, "job010007".into())),
+        ..first.clone()
+    };
+    let visitor = model::Listing {
+        owner: model::Owner::Visitor("visitor3"),
+        ..first.clone()
+    };
+    // Without statistics (a new table, or autovacuum off), then with them.
+    for analysed in [false, true] {
+        if analysed {
+            sqlx::query("ANALYZE sentiq_jobs")
+                .execute(&app.pg)
+                .await
+                .unwrap();
+        }
+        for (listing, index) in [
+            (&first, "jobs_by_api_key"),
+            (&deep, "jobs_by_api_key"),
+            (&visitor, "jobs_by_visitor"),
+        ] {
+            let plan = listing_plan(&app.pg, listing).await;
+            assert!(
+                plan.contains(&format!("Index Scan using {index}")),
+                "{plan}"
+            );
+            assert!(
+                !plan.contains("Sort"),
+                "the index's order is not used:\n{plan}"
+            );
+        }
+        // The cursor is part of the index condition: a deep page starts at its position.
+        let plan = listing_plan(&app.pg, &deep).await;
+        let cond = plan
+            .lines()
+            .find(|l| l.contains("Index Cond"))
+            .unwrap_or_default();
+        assert!(cond.contains("created_at") && cond.contains("id"), "{plan}");
+    }
+    // And the statement finds the right rows: the page after the cursor, newest first.
+    let rows = model::list(&app.db, &deep).await.unwrap();
+    assert!(!rows.is_empty() && rows.len() <= 21);
+    for pair in rows.windows(2) {
+        assert!((pair[0].created_at, &pair[0].id) > (pair[1].created_at, &pair[1].id));
+    }
+    assert!(rows.iter().all(|r| r.api_key_id.as_deref() == Some("key7")
+        && r.status == model::Status::Succeeded
+        && (r.created_at, r.id.as_str()) < (at, "job010007")));
+}

@@ -267,6 +267,8 @@ struct Dashboard {
     failing_webhooks: Vec<DeliveryView>,
     list_limit: i64,
     storage: StorageView,
+    /// API keys not revoked (the list and usage are on `/admin/keys`).
+    api_keys: i64,
 }
 
 /// What the database holds, and what was pruned.
@@ -300,7 +302,7 @@ async fn storage_view(state: &AppState) -> Result<StorageView, ApiError> {
 }
 
 /// `12.3 MB`: a size as an operator reads it.
-fn bytes_label(bytes: i64) -> String {
+pub(super) fn bytes_label(bytes: i64) -> String {
     let b = bytes.max(0) as f64;
     match b {
         b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
@@ -311,7 +313,7 @@ fn bytes_label(bytes: i64) -> String {
 }
 
 /// "results kept 7 days, tombstones 30 days": the retention settings in words.
-fn retention_label(retention: crate::config::Retention) -> String {
+pub(super) fn retention_label(retention: crate::config::Retention) -> String {
     let days = |d: std::time::Duration| {
         let days = d.as_secs_f64() / 86_400.0;
         if days >= 1.0 {
@@ -391,7 +393,7 @@ pub(super) async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
 async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
     let db = state.db();
     let storage = storage_view(state).await?;
-    let (depths, minutes, workers, failures, cancelled_jobs, open, entries, webhooks) = tokio::join!(
+    let (depths, minutes, workers, failures, cancelled_jobs, open, entries, webhooks, api_keys) = tokio::join!(
         stats::depths(db),
         stats::throughput(db, MINUTES),
         registry::list(db, WORKERS_LIST),
@@ -400,6 +402,7 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
         stats::open_jobs(db, LIST),
         state.deps.store.entry_counts(),
         webhooks::failing(db, LIST),
+        crate::keys::active_count(db),
     );
     let (depths, minutes, workers, webhooks) = (depths?, minutes?, workers?, webhooks?);
     let (failures, cancelled_jobs, open) = (failures?, cancelled_jobs?, open?);
@@ -449,6 +452,7 @@ async fn dashboard_page(state: &AppState) -> Result<Dashboard, ApiError> {
         failing_webhooks: webhooks.into_iter().map(DeliveryView::new).collect(),
         list_limit: LIST,
         storage,
+        api_keys: api_keys?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The operator dashboard at `/admin`: queue depths, the workers alive and their last heartbeat,
 //! the throughput of the last hour, recent failures with a Retry button, open jobs with a
-//! Cancel button and failing webhook deliveries with a Send again button.
+//! Cancel button and failing webhook deliveries with a Send again button; and, at
+//! `/admin/keys`, the API keys with their usage, a form that makes one and a Revoke button.
 //!
 //! It exists only when `ADMIN_TOKEN` is set: otherwise every `/admin…` path answers exactly as
 //! an unknown page does, so a deployment without it does not even reveal it. With the token,
@@ -23,6 +24,7 @@
 mod actions;
 mod auth;
 mod dashboard;
+mod keys;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -56,6 +58,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/jobs/{id}/retry", web::post().to(actions::retry))
             .route("/jobs/{id}/cancel", web::post().to(actions::cancel))
             .route("/webhooks/{id}/send", web::post().to(actions::send_again))
+            .route("/keys", web::get().to(keys::page))
+            .route("/keys", web::post().to(keys::create))
+            .route("/keys/{id}/revoke", web::post().to(keys::revoke))
             .default_service(web::to(unknown)),
     );
 }
