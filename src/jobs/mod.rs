@@ -5,10 +5,12 @@
 //! ([`retention`]) and of a worker's claims and finishes on PostgreSQL ([`batch`]); the worker
 //! ([`worker`]); the change signals of the event streams ([`events`]); and, for the operator
 //! dashboard, the registry of live workers ([`registry`]) and the figures of the queues
-//! ([`stats`]); the outbox of completion webhooks ([`webhooks`]).
+//! ([`stats`]); the outbox of completion webhooks ([`webhooks`]); each client's fair share of
+//! the workers ([`fair`]).
 
 pub mod batch;
 pub mod events;
+pub mod fair;
 pub mod idempotency;
 pub mod items;
 pub mod model;

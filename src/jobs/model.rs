@@ -344,9 +344,19 @@ pub struct NewJob {
     /// The idempotency key the job claims, if its request carried one: the job is written only
     /// if the claim succeeds, in the same transaction.
     pub idempotency: Option<KeyClaim>,
+    /// The submitting API key's `max_running` (None: no limit of its own).
+    pub max_running: Option<u32>,
 }
 
 impl NewJob {
+    /// Whose job this is, for the fair share of the workers.
+    pub fn share(&self) -> super::fair::Share {
+        super::fair::Share {
+            owner: super::fair::Owner::of(None, self.visitor.as_deref()),
+            max_running: self.max_running,
+        }
+    }
+
     fn key_claim(&self) -> (String, Option<&KeyClaim>) {
         (self.id.to_string(), self.idempotency.as_ref())
     }
@@ -499,6 +509,33 @@ async fn insert_many_postgres<'e>(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// Which of the jobs `ids` are queued or running.
+pub async fn open_among(db: &Db, ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(
+                "SELECT id FROM sentiq_jobs WHERE id = ANY($1) AND finished_at IS NULL",
+            )
+            .bind(ids)
+            .fetch_all(pool)
+            .await
+        }
+        Db::Sqlite(pool) => {
+            let ids = serde_json::to_string(ids).expect("strings serialise");
+            sqlx::query_scalar(
+                "SELECT id FROM sentiq_jobs WHERE id IN (SELECT value FROM json_each($1)) \
+                 AND finished_at IS NULL",
+            )
+            .bind(ids)
+            .fetch_all(pool)
+            .await
+        }
+    }
 }
 
 pub async fn get(db: &Db, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
@@ -954,7 +991,7 @@ pub struct StaleJob {
 /// slowed every other statement. An id is unique across queues, so an entry in any queue counts.
 pub const STALE_EMBEDDED: &str = "SELECT j.id, j.queue, j.status, j.attempts, j.updated_at \
      FROM sentiq_jobs j WHERE j.finished_at IS NULL AND j.updated_at < $1 \
-     AND (j.status = 'running' OR (j.status = 'queued' \
+     AND (j.status = 'running' OR (j.status = 'queued' AND j.held = 0 \
      AND json_quote(j.id) NOT IN (SELECT CAST(q.job AS TEXT) FROM Jobs q \
      WHERE q.status IN ('Pending', 'Queued', 'Running')))) \
      ORDER BY j.updated_at LIMIT 500";

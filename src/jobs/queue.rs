@@ -99,17 +99,19 @@ impl std::str::FromStr for QueueName {
 crate::text_column!(QueueName);
 
 /// Push a job id onto the embedded `queue` using the caller's connection or transaction:
-/// committed together with the job row, or rolled back together with it.
+/// committed together with the job row, or rolled back together with it. Entries of higher
+/// `priority` are fetched first ([`super::fair::priority`]).
 pub async fn enqueue(
     conn: &mut SqliteConnection,
     queue: QueueName,
     job_id: &str,
     delay: Option<Duration>,
+    priority: usize,
 ) -> Result<(), apalis_sqlite::Error> {
     let args = serde_json::to_vec(job_id).map_err(apalis_sqlite::Error::JsonError)?;
     // One delivery attempt as far as apalis knows: retries are decided by the worker, counted in
     // the job row (the SQLite backend would otherwise re-fetch a failed task at once).
-    let mut builder = TaskBuilder::new(args).max_attempts(1);
+    let mut builder = TaskBuilder::new(args).max_attempts(1).priority(priority);
     if let Some(d) = delay {
         builder = builder.run_after(d);
     }
@@ -191,29 +193,6 @@ end
 return 1
 "#;
 
-/// [`PUSH_SCRIPT`] for many new entries of one queue at once (group commit of submissions):
-/// the same keys and fields per entry, one signal and one wake-up for all of them.
-pub const PUSH_MANY_SCRIPT: &str = r#"
--- KEYS: data hash, active list, signal list
--- ARGV: meta key prefix, wake channel, then task id and payload pairs
-local n = 0
-for i = 3, #ARGV, 2 do
-    local id = ARGV[i]
-    local meta = ARGV[1] .. ':' .. id
-    redis.call('hset', KEYS[1], id, ARGV[i + 1])
-    redis.call('del', meta)
-    redis.call('hset', meta, 'attempts', 0, 'max_attempts', 1, 'status', 'Pending', 'idempotency_key', '')
-    redis.call('rpush', KEYS[2], id)
-    n = n + 1
-end
-if n > 0 then
-    redis.call('del', KEYS[3])
-    redis.call('lpush', KEYS[3], 1)
-    redis.call('publish', ARGV[2], n)
-end
-return n
-"#;
-
 /// Drop finished entries: the ids in the done and dead sets, with their data and metadata
 /// (only if the metadata still says they are finished).
 const VACUUM_SCRIPT: &str = r#"
@@ -245,8 +224,10 @@ pub struct RedisQueue {
     conn: ConnectionManager,
     namespace: String,
     push: Arc<redis::Script>,
-    push_many: Arc<redis::Script>,
     vacuum: Arc<redis::Script>,
+    /// [`super::fair`]'s scripts: a push onto the owners' waiting lists, and a release.
+    pub(super) fair_push: Arc<redis::Script>,
+    pub(super) fair_release: Arc<redis::Script>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -273,13 +254,15 @@ impl RedisQueue {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let (fair_push, fair_release) = super::fair::scripts();
         Ok(RedisQueue {
             client,
             conn,
             namespace: namespace.to_owned(),
             push: Arc::new(redis::Script::new(PUSH_SCRIPT)),
-            push_many: Arc::new(redis::Script::new(PUSH_MANY_SCRIPT)),
             vacuum: Arc::new(redis::Script::new(VACUUM_SCRIPT)),
+            fair_push: Arc::new(fair_push),
+            fair_release: Arc::new(fair_release),
         })
     }
 
@@ -335,49 +318,24 @@ impl RedisQueue {
         }
     }
 
-    /// Push the first entries of new jobs (`(queue, job id)`, attempt counter 0): one round trip
-    /// per queue, retried once like [`RedisQueue::push`]. A failure is logged (once) and left
-    /// to the reconciler, as the rows are committed already.
-    pub async fn push_new_or_log(&self, jobs: &[(QueueName, String)]) {
+    /// Push the first entries of new jobs (`(queue, job id, share)`, attempt counter 0) onto
+    /// their owners' waiting lists ([`super::fair`]): one round trip per queue, retried once
+    /// like [`RedisQueue::push`]. A failure is logged (once) and left to the reconciler, as the
+    /// rows are committed already.
+    pub async fn push_new_or_log(&self, jobs: &[(QueueName, &str, &super::fair::Share)]) {
         for queue in QueueName::ALL {
-            let ids: Vec<&str> = jobs
+            let entries: Vec<(&str, &super::fair::Share)> = jobs
                 .iter()
-                .filter(|(q, _)| *q == queue)
-                .map(|(_, id)| id.as_str())
+                .filter(|(q, _, _)| *q == queue)
+                .map(|(_, id, share)| (*id, *share))
                 .collect();
-            if ids.is_empty() {
+            if entries.is_empty() {
                 continue;
             }
-            let pushed = match self.push_new_once(queue, &ids).await {
-                Ok(()) => Ok(()),
-                Err(first) => {
-                    tracing::debug!(jobs = ids.len(), error = %first, "push failed; retrying once");
-                    self.push_new_once(queue, &ids).await
-                }
-            };
-            if let Err(e) = pushed {
-                tracing::warn!(jobs = ids.len(), queue = queue.as_str(), error = %e, "queue push failed; the reconciler will enqueue the jobs");
+            if let Err(e) = self.push_fair(queue, &entries).await {
+                tracing::warn!(jobs = entries.len(), queue = queue.as_str(), error = %e, "queue push failed; the reconciler will enqueue the jobs");
             }
         }
-    }
-
-    async fn push_new_once(&self, queue: QueueName, ids: &[&str]) -> Result<(), redis::RedisError> {
-        let config = self.config(queue);
-        let mut invocation = self.push_many.prepare_invoke();
-        invocation
-            .key(config.job_data_hash())
-            .key(config.active_jobs_list())
-            .key(config.signal_list())
-            .arg(config.job_meta_hash())
-            .arg(self.wake_channel(queue));
-        for id in ids {
-            invocation
-                .arg(Self::task_id(id, 0))
-                .arg(serde_json::to_vec(id).expect("a string serialises"));
-        }
-        let mut conn = self.conn.clone();
-        invocation.invoke_async::<i64>(&mut conn).await?;
-        Ok(())
     }
 
     /// [`RedisQueue::push`]; a failure is logged (once) and left to the reconciler.
@@ -524,7 +482,8 @@ impl RedisQueue {
         }
     }
 
-    /// Entries waiting and scheduled, by queue.
+    /// Entries pending (on apalis's list), scheduled and waiting (on their owners' lists, for
+    /// their fair share), by queue.
     pub async fn entry_counts(&self) -> Result<Vec<(String, String, i64)>, QueueError> {
         let mut pipe = redis::pipe();
         for queue in QueueName::ALL {
@@ -534,11 +493,17 @@ impl RedisQueue {
         }
         let mut conn = self.conn.clone();
         let n: Vec<i64> = pipe.query_async(&mut conn).await?;
+        let (quick_waiting, bulk_waiting) = (
+            self.waiting(QueueName::Quick).await?,
+            self.waiting(QueueName::Bulk).await?,
+        );
         Ok(vec![
             ("bulk".into(), "pending".into(), n[2]),
             ("bulk".into(), "scheduled".into(), n[3]),
+            ("bulk".into(), "waiting".into(), bulk_waiting),
             ("quick".into(), "pending".into(), n[0]),
             ("quick".into(), "scheduled".into(), n[1]),
+            ("quick".into(), "waiting".into(), quick_waiting),
         ])
     }
 

@@ -228,6 +228,19 @@ struct StoredDocument {
 /// according to how the run ended, [`record`] the metrics. A second delivery of a job that is
 /// already running or final does nothing.
 pub async fn process(deps: &Deps, id: &str) -> Result<Outcome, StoreError> {
+    let outcome = deliver(deps, id).await;
+    // A job sent back to the queue keeps its owner's slot (its next delivery gives it back); a
+    // failed store write leaves the slot to the reconciler.
+    if let Ok(o) = &outcome
+        && *o != Outcome::Retrying
+    {
+        deps.store.delivery_ended(id).await;
+    }
+    outcome
+}
+
+/// [`process`] but for the owner's slot.
+async fn deliver(deps: &Deps, id: &str) -> Result<Outcome, StoreError> {
     let Some(mut run) = claim(deps, id).await? else {
         return Ok(Outcome::Skipped);
     };
@@ -609,7 +622,8 @@ pub async fn prune(deps: &Deps) -> Result<(), StoreError> {
 }
 
 /// Run [`reconcile`] every `reconcile_every`, clear finished queue entries as often as the
-/// store asks and [`prune`] every `PRUNE_INTERVAL_MS`, until the task is dropped.
+/// store asks, [`prune`] every `PRUNE_INTERVAL_MS` and feed the queues from the owners' waiting
+/// lists every [`super::fair::FEED_EVERY`], until the task is dropped.
 pub async fn reconcile_forever(deps: Deps) {
     use tokio::time::MissedTickBehavior::Delay;
     let mut every = tokio::time::interval(deps.timing.reconcile_every);
@@ -618,6 +632,8 @@ pub async fn reconcile_forever(deps: Deps) {
     vacuum.set_missed_tick_behavior(Delay);
     let mut pruner = tokio::time::interval(deps.store.retention().prune_every);
     pruner.set_missed_tick_behavior(Delay);
+    let mut feeder = tokio::time::interval(super::fair::FEED_EVERY);
+    feeder.set_missed_tick_behavior(Delay);
     let mut passes = 0u64;
     loop {
         tokio::select! {
@@ -649,6 +665,11 @@ pub async fn reconcile_forever(deps: Deps) {
             _ = pruner.tick() => {
                 if let Err(e) = prune(&deps).await {
                     tracing::warn!(error = %e, "pruner failed");
+                }
+            }
+            _ = feeder.tick() => {
+                if let Err(e) = deps.store.feed().await {
+                    tracing::debug!(error = %e, "fair-share feed failed");
                 }
             }
         }

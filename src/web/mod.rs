@@ -88,6 +88,7 @@ pub async fn submit(
         input: submission.input,
         webhook_url: submission.webhook_url,
         idempotency: key,
+        max_running: None,
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
     let key = job.idempotency.clone();

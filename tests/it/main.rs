@@ -10,6 +10,7 @@ mod api;
 mod bad_inputs;
 mod browser;
 mod cli;
+mod fair_share;
 mod idempotency;
 mod keys;
 mod pages;

@@ -22,7 +22,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Notify;
 
 /// One heavy test at a time (CI has two cores and runs the other test binaries meanwhile).
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Every request has a deadline: a hang is a failure, not a stuck test.
 fn client() -> reqwest::Client {

@@ -189,6 +189,7 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
         input: text.as_bytes().to_vec(),
         idempotency: None,
         webhook_url: None,
+        max_running: None,
     };
     let rolled_back = job("Never committed.");
     let mut tx = app.pool.begin().await.unwrap();
@@ -198,6 +199,7 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
         sentiq::jobs::queue::QueueName::Quick,
         &rolled_back.id.to_string(),
         None,
+        sentiq::jobs::fair::AHEAD,
     )
     .await
     .unwrap();
@@ -213,6 +215,7 @@ async fn the_row_and_the_queue_entry_commit_or_roll_back_together() {
         sentiq::jobs::queue::QueueName::Quick,
         &committed.id.to_string(),
         None,
+        sentiq::jobs::fair::AHEAD,
     )
     .await
     .unwrap();
@@ -299,6 +302,7 @@ async fn submissions_that_arrive_together_share_a_commit_and_one_bad_job_fails_a
         input: b"Together is better.".to_vec(),
         idempotency: None,
         webhook_url: None,
+        max_running: None,
     };
     // 200 at once, two of them with the same id: that pair cannot both be written.
     let twin = uuid::Uuid::new_v4();

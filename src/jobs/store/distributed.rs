@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 
 use super::StoreError;
 use crate::db::Db;
-use crate::jobs::batch::RunWrites;
+use crate::jobs::batch::{Batcher, RunWrites};
+use crate::jobs::fair::Share;
 use crate::jobs::model::{self, Claimed, Finish, JobRow, NewJob, StaleJob, Status};
 use crate::jobs::queue::{QueueName, RedisQueue, Wakers};
 
@@ -38,7 +39,12 @@ pub struct Distributed {
     wakers: Wakers,
     /// How long a succeeded job's data is kept (`RESULT_TTL`; None: forever).
     result_ttl: Option<Duration>,
+    /// Ended deliveries give back their owners' slots ([`crate::jobs::fair`]) a batch at a time.
+    releases: Batcher<String, ()>,
 }
+
+/// Most ended jobs released in one script.
+const RELEASE_BATCH: usize = 256;
 
 impl Distributed {
     pub(super) fn new(
@@ -51,12 +57,27 @@ impl Distributed {
             Db::Postgres(pool) => Some(RunWrites::start(pool.clone(), result_ttl)),
             Db::Sqlite(_) => None,
         };
+        let releaser = redis.clone();
+        let releases = Batcher::start(1, RELEASE_BATCH, Duration::ZERO, move |ids: Vec<String>| {
+            let redis = releaser.clone();
+            async move {
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                // The job ids say nothing of their queue: each queue ignores the others' ids.
+                for queue in QueueName::ALL {
+                    if let Err(e) = redis.release(queue, &refs).await {
+                        tracing::warn!(jobs = refs.len(), queue = queue.as_str(), error = %e, "fair-share release failed; the reconciler will release the jobs");
+                    }
+                }
+                vec![(); ids.len()]
+            }
+        });
         Distributed {
             db,
             redis,
             run_writes,
             wakers,
             result_ttl,
+            releases,
         }
     }
 
@@ -78,8 +99,14 @@ impl Distributed {
     }
 
     pub(super) async fn announce_new(&self, jobs: &[&NewJob]) {
-        let written: Vec<(QueueName, String)> =
-            jobs.iter().map(|j| (j.queue, j.id.to_string())).collect();
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
+        let shares: Vec<Share> = jobs.iter().map(|j| j.share()).collect();
+        let written: Vec<(QueueName, &str, &Share)> = jobs
+            .iter()
+            .zip(&ids)
+            .zip(&shares)
+            .map(|((j, id), share)| (j.queue, id.as_str(), share))
+            .collect();
         self.redis.push_new_or_log(&written).await;
         for job in jobs {
             self.wakers.wake(job.queue);
@@ -91,10 +118,68 @@ impl Distributed {
     }
 
     pub(super) async fn claim(&self, id: &str) -> Result<Option<Claimed>, StoreError> {
-        Ok(match &self.run_writes {
+        let claimed = match &self.run_writes {
             Some(writes) => writes.claim(id).await?,
             None => model::claim_with_input(&self.db, id).await?,
-        })
+        };
+        if let Some(c) = &claimed
+            && c.job.queue == QueueName::Bulk
+        {
+            // `bulk`'s active list is one entry deep and this claim may have emptied it: feed
+            // it now rather than at the next release, so another free slot does not idle.
+            self.feed_soon(QueueName::Bulk);
+        }
+        Ok(claimed)
+    }
+
+    /// A delivery of job `id` ended without a new entry of its own: its owner's slot is free.
+    pub(super) async fn delivery_ended(&self, id: &str) {
+        self.releases.call(id.to_owned()).await;
+    }
+
+    /// Feed `queue` from the owners' waiting lists, in the background.
+    fn feed_soon(&self, queue: QueueName) {
+        let redis = self.redis.clone();
+        tokio::spawn(async move {
+            if let Err(e) = redis.release(queue, &[]).await {
+                tracing::debug!(queue = queue.as_str(), error = %e, "feed failed");
+            }
+        });
+    }
+
+    /// Feed every queue (the safety net under the feeds of pushes, claims and releases).
+    pub(super) async fn feed(&self) -> Result<(), StoreError> {
+        for queue in QueueName::ALL {
+            self.redis.release(queue, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// Release the slots of dispatched jobs that are no longer open (a release lost with its
+    /// process, or never sent). Returns how many.
+    async fn heal_dispatched(&self) -> Result<usize, StoreError> {
+        let mut healed = 0;
+        for queue in QueueName::ALL {
+            let mut cursor = 0;
+            loop {
+                let (next, ids) = self.redis.dispatched(queue, cursor).await?;
+                let open = model::open_among(&self.db, &ids).await?;
+                let ended: Vec<&str> = ids
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|id| !open.iter().any(|o| o == id))
+                    .collect();
+                if !ended.is_empty() {
+                    self.redis.release(queue, &ended).await?;
+                    healed += ended.len();
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(healed)
     }
 
     pub(super) async fn finish(&self, run: Finish) -> Result<bool, StoreError> {
@@ -161,6 +246,11 @@ impl Distributed {
             if (page.len() as i64) < RECONCILE_PAGE {
                 break;
             }
+        }
+        match self.heal_dispatched().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "fair-share slots of ended jobs released"),
+            Err(e) => tracing::warn!(error = %e, "fair-share slot clean-up failed"),
         }
         Ok(done)
     }

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::StoreError;
 use crate::db::Db;
+use crate::jobs::fair;
 use crate::jobs::model::{self, Claimed, Finish, JobRow, NewJob, StaleJob};
 use crate::jobs::queue::{self, QueueError, QueueName, Wakers};
 
@@ -50,8 +51,22 @@ impl Embedded {
         let _write = crate::db::write_permit().await;
         let mut tx = self.pool.begin().await?;
         let fresh = model::insert_new_in(&mut tx, jobs).await?;
-        for (job, _) in jobs.iter().zip(&fresh).filter(|(_, f)| **f) {
-            enqueue(&mut tx, job.queue, &job.id.to_string(), None).await?;
+        let written: Vec<&NewJob> = jobs
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, f)| **f)
+            .map(|(j, _)| *j)
+            .collect();
+        let held = fair::hold_beyond_limits(&mut tx, &written).await?;
+        let queued: Vec<&NewJob> = written
+            .iter()
+            .zip(&held)
+            .filter(|(_, h)| !**h)
+            .map(|(j, _)| *j)
+            .collect();
+        let priorities = fair::priorities(&mut tx, &queued).await?;
+        for (job, priority) in queued.iter().zip(priorities) {
+            enqueue(&mut tx, job.queue, &job.id.to_string(), None, priority).await?;
         }
         tx.commit().await?;
         Ok(fresh)
@@ -73,6 +88,45 @@ impl Embedded {
         Ok(model::claim_with_input(&self.db, id).await?)
     }
 
+    /// The owners' order is the entries' priority; only a key with `max_running` has
+    /// something to give back: its held jobs, as far as the limit allows.
+    pub(super) async fn delivery_ended(&self, id: &str) {
+        let released = match fair::limit_of_job(&self.pool, id).await {
+            Ok(Some((key, limit))) => self.release_held(&key, limit).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = released {
+            tracing::warn!(job_id = %id, error = %e, "held jobs not released; the reconciler will");
+        }
+    }
+
+    /// Release what keys hold beyond their limits (the safety net: a release that failed, a
+    /// limit raised or lifted).
+    pub(super) async fn feed(&self) -> Result<(), StoreError> {
+        for (key, limit) in fair::keys_holding(&self.pool).await? {
+            self.release_held(&key, limit.unwrap_or(i64::MAX)).await?;
+        }
+        Ok(())
+    }
+
+    async fn release_held(&self, key: &str, limit: i64) -> Result<(), StoreError> {
+        let _write = crate::db::write_permit().await;
+        let mut tx = self.pool.begin().await?;
+        let released = fair::release_held(&mut tx, key, limit).await?;
+        if released.is_empty() {
+            return Ok(());
+        }
+        for (id, queue) in &released {
+            enqueue(&mut tx, *queue, id, None, fair::AHEAD).await?;
+        }
+        tx.commit().await?;
+        for (_, queue) in released {
+            self.wakers.wake(queue);
+        }
+        Ok(())
+    }
+
     pub(super) async fn finish(&self, run: Finish) -> Result<bool, StoreError> {
         let (id, attempt, ttl) = (&run.id, run.attempt, self.result_ttl);
         Ok(model::finish(&self.db, id, attempt, &run.report_json, &run.items, ttl).await?)
@@ -88,7 +142,7 @@ impl Embedded {
         if !model::requeue_in(&mut tx, &job.id, job.attempts).await? {
             return Ok(false);
         }
-        enqueue(&mut tx, job.queue, &job.id, delay).await?;
+        enqueue(&mut tx, job.queue, &job.id, delay, fair::AHEAD).await?;
         tx.commit().await?;
         if delay.is_none() {
             self.wakers.wake(job.queue);
@@ -102,7 +156,7 @@ impl Embedded {
         let Some(job) = model::retry_in(&mut tx, id).await? else {
             return Ok(None);
         };
-        enqueue(&mut tx, job.queue, &job.id, None).await?;
+        enqueue(&mut tx, job.queue, &job.id, None, fair::AHEAD).await?;
         tx.commit().await?;
         self.wakers.wake(job.queue);
         Ok(Some(job))
@@ -114,7 +168,7 @@ impl Embedded {
             let _write = crate::db::write_permit().await;
             let mut tx = self.pool.begin().await?;
             if model::reset_stale_in(&mut tx, &job, stale_before).await? {
-                enqueue(&mut tx, job.queue, &job.id, None).await?;
+                enqueue(&mut tx, job.queue, &job.id, None, fair::AHEAD).await?;
                 tx.commit().await?;
                 self.wakers.wake(job.queue);
                 done.push(job);
@@ -163,8 +217,9 @@ async fn enqueue(
     queue: QueueName,
     job_id: &str,
     delay: Option<Duration>,
+    priority: usize,
 ) -> Result<(), QueueError> {
-    queue::enqueue(tx, queue, job_id, delay)
+    queue::enqueue(tx, queue, job_id, delay, priority)
         .await
         .map_err(QueueError::Embedded)
 }

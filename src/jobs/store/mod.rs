@@ -217,6 +217,19 @@ impl JobStore {
         Ok(claimed)
     }
 
+    /// A delivery of job `id` ended (it ran, was skipped, or its job was final or gone) and
+    /// left no queue entry of its own: its owner's share of the workers is free again
+    /// ([`crate::jobs::fair`]). Every delivery but one that re-enqueued its job ends with this.
+    pub async fn delivery_ended(&self, id: &str) {
+        on_topology!(&self.topology, |s| s.delivery_ended(id).await)
+    }
+
+    /// Move waiting entries into the queues where there is room ([`crate::jobs::fair`]): the
+    /// periodic safety net under the moves that submissions and ended deliveries make.
+    pub async fn feed(&self) -> Result<(), StoreError> {
+        on_topology!(&self.topology, |s| s.feed().await)
+    }
+
     /// Refresh the lease of run `attempt`. False when the run no longer owns the job.
     pub async fn touch(&self, id: &str, attempt: i64) -> Result<bool, StoreError> {
         Ok(model::touch(self.db(), id, attempt).await?)
