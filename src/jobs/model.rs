@@ -352,7 +352,7 @@ impl NewJob {
     /// Whose job this is, for the fair share of the workers.
     pub fn share(&self) -> super::fair::Share {
         super::fair::Share {
-            owner: super::fair::Owner::of(None, self.visitor.as_deref()),
+            owner: super::fair::Owner::of(self.api_key_id.as_deref(), self.visitor.as_deref()),
             max_running: self.max_running,
         }
     }

@@ -26,6 +26,7 @@ fn job(visitor: &str, queue: QueueName, text: &str) -> NewJob {
         idempotency: None,
         webhook_url: None,
         max_running: None,
+        api_key_id: None,
     }
 }
 
@@ -33,7 +34,7 @@ fn job(visitor: &str, queue: QueueName, text: &str) -> NewJob {
 async fn submit_many(store: &JobStore, n: usize, make: impl Fn() -> NewJob) -> Vec<String> {
     let jobs: Vec<NewJob> = (0..n).map(|_| make()).collect();
     let ids: Vec<String> = jobs.iter().map(|j| j.id.to_string()).collect();
-    for chunk in jobs.chunks(200) {
+    for chunk in jobs.chunks(2000) {
         let results = futures_util::future::join_all(chunk.iter().map(|j| {
             let (store, j) = (store.clone(), j.clone());
             async move { store.submit(j).await }
