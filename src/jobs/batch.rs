@@ -81,19 +81,25 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                 let mut busy = false;
                 loop {
                     {
-                        // One writer collects at a time; the others write theirs meanwhile.
-                        let mut rx = inbox.lock().await;
-                        let first = match carried.take() {
-                            Some(first) => first,
-                            None => match rx.recv().await {
-                                Some(first) => first,
-                                None => return,
-                            },
+                        // One writer collects at a time; the others write theirs meanwhile. A
+                        // request carried over from this writer's last batch is written now,
+                        // with whatever else is waiting if the inbox is free: another writer
+                        // may be parked on the inbox with nothing more coming, and waiting for
+                        // it would strand the carried request.
+                        let (first, mut rx) = match carried.take() {
+                            Some(first) => (first, inbox.try_lock().ok()),
+                            None => {
+                                let mut rx = inbox.lock().await;
+                                match rx.recv().await {
+                                    Some(first) => (first, Some(rx)),
+                                    None => return,
+                                }
+                            }
                         };
                         let mut weight_sum = weight(&first.0);
                         batch.push(first);
                         let deadline = tokio::time::Instant::now() + linger;
-                        while batch.len() < max {
+                        while let Some(rx) = rx.as_mut().filter(|_| batch.len() < max) {
                             let next = match rx.try_recv() {
                                 Ok(next) => next,
                                 Err(TryRecvError::Empty) if busy && !linger.is_zero() => {
@@ -293,6 +299,36 @@ mod tests {
             (2..=10).contains(&n),
             "100 concurrent requests took {n} writes"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_carried_over_a_weight_limit_is_written_though_nothing_else_arrives() {
+        // Two writers, batches of at most 10 by weight: 16 requests of weight 2 arrive at once,
+        // so some are carried to a writer's next batch while the other writer waits on an
+        // inbox that stays empty. Every request must still be answered.
+        let batcher = Batcher::start_weighted(
+            2,
+            64,
+            Duration::ZERO,
+            (10, |_: &u32| 2),
+            |xs: Vec<u32>| async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                xs
+            },
+        );
+        let calls: Vec<_> = (0..16u32)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.call(i).await })
+            })
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            let answer = tokio::time::timeout(Duration::from_secs(5), call)
+                .await
+                .unwrap_or_else(|_| panic!("request {i} was never written"))
+                .unwrap();
+            assert_eq!(answer, Some(i as u32));
+        }
     }
 
     #[tokio::test]

@@ -158,9 +158,14 @@ pub(crate) async fn hold_beyond_limits(
             Some(n) => n,
             None => {
                 // The batch's rows are written already, none held yet: count only older ones.
-                let batch = jobs.iter().filter(|j| j.share().owner == share.owner).count() as i64;
+                let batch = jobs
+                    .iter()
+                    .filter(|j| j.share().owner == share.owner)
+                    .count() as i64;
                 let open = dispatched_jobs(conn, key, limit + batch).await?;
-                dispatched.entry(key.clone()).or_insert((open - batch).max(0))
+                dispatched
+                    .entry(key.clone())
+                    .or_insert((open - batch).max(0))
             }
         };
         if *n < limit {
@@ -201,7 +206,9 @@ pub(crate) async fn release_held(
 
 /// Embedded: the keys that have held jobs, with their `max_running` (None: the limit was
 /// lifted, every held job may go).
-pub(crate) async fn keys_holding(pool: &sqlx::SqlitePool) -> Result<Vec<(String, Option<i64>)>, sqlx::Error> {
+pub(crate) async fn keys_holding(
+    pool: &sqlx::SqlitePool,
+) -> Result<Vec<(String, Option<i64>)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT h.api_key_id, k.max_running FROM (SELECT DISTINCT api_key_id FROM sentiq_jobs \
          WHERE held = 1 AND finished_at IS NULL) h LEFT JOIN api_keys k ON k.id = h.api_key_id",

@@ -143,7 +143,8 @@ pub struct UploadQuery {
         (status = 503, description = "The database or queue is briefly unavailable \
             (`unavailable`).", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),)]
+    ),
+)]
 pub async fn create_job(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -176,8 +177,7 @@ pub async fn create_job(
     };
     submission.webhook_url =
         checked_webhook_url(&state, submission.webhook_url, webhook_url).await?;
-    let owner = caller.key_id().map(str::to_owned);
-    let submitted = submit(&state, submission, None, owner, key).await?;
+    let submitted = submit(&state, submission, None, caller.key(), key).await?;
     let id = submitted.id();
     let url = format!("/api/jobs/{id}");
     let waited = wait::for_final(&state, &id.to_string(), wait).await;
@@ -420,7 +420,8 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
             too many requests wait on this server (`too_many_waiters`, `MAX_WAITERS`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),)]
+    ),
+)]
 pub async fn get_job(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -482,7 +483,8 @@ pub async fn get_job(
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),)]
+    ),
+)]
 pub async fn cancel_job(
     state: web::Data<AppState>,
     caller: Caller,
@@ -514,7 +516,8 @@ pub async fn cancel_job(
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),)]
+    ),
+)]
 pub async fn delete_job(
     state: web::Data<AppState>,
     caller: Caller,
@@ -550,7 +553,8 @@ const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15)
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),)]
+    ),
+)]
 pub async fn job_events(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -842,7 +846,8 @@ fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, 
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),)]
+    ),
+)]
 pub async fn items_csv(
     state: web::Data<AppState>,
     caller: Caller,
@@ -873,7 +878,8 @@ pub async fn items_csv(
         (status = 503, description = "The database is briefly unavailable (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-    ),)]
+    ),
+)]
 pub async fn items_jsonl(
     state: web::Data<AppState>,
     caller: Caller,

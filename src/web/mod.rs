@@ -68,19 +68,19 @@ impl Submitted {
 /// Write the job row and its queue entry, together with the submissions that arrive at the same
 /// time ([`crate::jobs::submitter`]); with an idempotency `key`, only if no live job holds it
 /// (the one that does is answered instead, if its request was the same). The job belongs to
-/// the API key `api_key_id` (an API request with a key) or to `visitor` (the form), or to
-/// nobody.
+/// the API key `api_key` (an API request with a key, whose `max_running` the workers keep) or
+/// to `visitor` (the form), or to nobody.
 pub async fn submit(
     state: &AppState,
     submission: Submission,
     visitor: Option<String>,
-    api_key_id: Option<String>,
+    api_key: Option<&crate::keys::Authenticated>,
     key: Option<KeyClaim>,
 ) -> Result<Submitted, ApiError> {
     let job = NewJob {
         id: Uuid::new_v4(),
         visitor,
-        api_key_id,
+        api_key_id: api_key.map(|k| k.id.clone()),
         queue: state.config.queue_for(submission.input.len()),
         format: submission.format,
         column: submission.column,
@@ -88,7 +88,7 @@ pub async fn submit(
         input: submission.input,
         webhook_url: submission.webhook_url,
         idempotency: key,
-        max_running: None,
+        max_running: api_key.and_then(|k| k.limits.max_running),
     };
     let (id, queue, input_bytes, format) = (job.id, job.queue, job.input.len(), job.format);
     let key = job.idempotency.clone();

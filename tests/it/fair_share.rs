@@ -40,7 +40,10 @@ async fn submit_many(store: &JobStore, n: usize, make: impl Fn() -> NewJob) -> V
             async move { store.submit(j).await }
         }))
         .await;
-        assert!(results.iter().all(|r| r.is_ok()), "every submission is written");
+        assert!(
+            results.iter().all(|r| r.is_ok()),
+            "every submission is written"
+        );
     }
     ids
 }
@@ -97,7 +100,10 @@ async fn b_starts_soon_behind_a_backlog(store: &JobStore, db: &Db) {
             if let Some(ms) = started_after_ms(db, &id).await {
                 break ms;
             }
-            assert!(std::time::Instant::now() < deadline, "B's job never started");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "B's job never started"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         let backlog = queued_of(db, "client-a").await;
@@ -119,7 +125,10 @@ async fn b_starts_soon_behind_a_backlog(store: &JobStore, db: &Db) {
         if open == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{open} of A's jobs never ended");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open} of A's jobs never ended"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let once = count(
@@ -128,7 +137,10 @@ async fn b_starts_soon_behind_a_backlog(store: &JobStore, db: &Db) {
          AND status = 'succeeded' AND attempts = 1",
     )
     .await;
-    assert_eq!(once, a_jobs as i64, "every one of A's jobs succeeded in one run");
+    assert_eq!(
+        once, a_jobs as i64,
+        "every one of A's jobs succeeded in one run"
+    );
 }
 
 async fn count(db: &Db, sql: &'static str) -> i64 {
@@ -185,7 +197,12 @@ async fn ran_ms(db: &Db, id: &str) -> Option<f64> {
         }
     };
     let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
-    Some((parse(&finished?) - parse(&started?)).num_microseconds().unwrap() as f64 / 1000.0)
+    Some(
+        (parse(&finished?) - parse(&started?))
+            .num_microseconds()
+            .unwrap() as f64
+            / 1000.0,
+    )
 }
 
 /// A submits 20 large jobs on `bulk`; once they run, B submits one: it starts within one of
@@ -195,7 +212,10 @@ async fn b_waits_at_most_one_run_behind_a_bulk_backlog(store: &JobStore, db: &Db
     let a = submit_many(store, 20, || job("client-a", QueueName::Bulk, &text)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while started_after_ms(db, &a[0]).await.is_none() {
-        assert!(std::time::Instant::now() < deadline, "A's jobs never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's jobs never started"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let b = job("client-b", QueueName::Bulk, &text);
@@ -205,7 +225,10 @@ async fn b_waits_at_most_one_run_behind_a_bulk_backlog(store: &JobStore, db: &Db
         if let Some(ms) = started_after_ms(db, &b_id).await {
             break ms;
         }
-        assert!(std::time::Instant::now() < deadline, "B's job never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's job never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert!(
@@ -220,7 +243,10 @@ async fn b_waits_at_most_one_run_behind_a_bulk_backlog(store: &JobStore, db: &Db
                 runs.push(ms);
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "A's job {id} never finished");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "A's job {id} never finished"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -249,4 +275,120 @@ async fn on_postgres_and_redis_a_backlog_of_large_jobs_delays_another_clients_la
     let worker = app.worker();
     b_waits_at_most_one_run_behind_a_bulk_backlog(&app.deps.store, &app.db).await;
     worker.stop().await;
+}
+
+/// `(started_at, finished_at)` in milliseconds since the epoch of each of `ids`, once final.
+async fn run_intervals(db: &Db, ids: &[String]) -> Vec<(f64, f64)> {
+    let parse = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_micros() as f64
+            / 1000.0
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut intervals = Vec::new();
+    for id in ids {
+        loop {
+            let sql = "SELECT started_at, finished_at, status FROM sentiq_jobs WHERE id = $1";
+            let (started, finished, status): (Option<String>, Option<String>, String) = match db {
+                Db::Sqlite(pool) => {
+                    let row = sqlx::query(sql).bind(id).fetch_one(pool).await.unwrap();
+                    (row.get(0), row.get(1), row.get(2))
+                }
+                Db::Postgres(pool) => {
+                    let row = sqlx::query(sql).bind(id).fetch_one(pool).await.unwrap();
+                    (row.get(0), row.get(1), row.get(2))
+                }
+            };
+            if let (Some(s), Some(f)) = (started, finished) {
+                assert_eq!(status, "succeeded", "job {id}");
+                intervals.push((parse(&s), parse(&f)));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {id} never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    intervals
+}
+
+/// The most intervals that overlap at one instant.
+fn most_at_once(intervals: &[(f64, f64)]) -> usize {
+    let mut edges: Vec<(f64, i32)> = intervals
+        .iter()
+        .flat_map(|&(s, f)| [(s, 1), (f, -1)])
+        .collect();
+    // An end sorts before a start at the same instant: back-to-back runs do not overlap.
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+/// A key with `max_running = 2` submits 16 jobs at once, with an unlimited client's 16 beside
+/// them: never more than 2 of the key's jobs run at once (their run intervals, as recorded,
+/// overlap at most twice), while the other client's do run side by side; all succeed.
+async fn a_key_never_runs_more_than_its_max_running(store: &JobStore, db: &Db) {
+    let key = sentiq::keys::create(
+        db,
+        "limited",
+        sentiq::keys::Limits {
+            rate_per_minute: None,
+            max_running: Some(2),
+        },
+    )
+    .await
+    .unwrap()
+    .key;
+    let text = crate::common::big_text(2);
+    let limited = submit_many(store, 16, || NewJob {
+        api_key_id: Some(key.id.clone()),
+        max_running: Some(2),
+        visitor: None,
+        ..job("", QueueName::Quick, &text)
+    })
+    .await;
+    let free = submit_many(store, 16, || job("client-free", QueueName::Quick, &text)).await;
+    let limited_runs = run_intervals(db, &limited).await;
+    let free_runs = run_intervals(db, &free).await;
+    let (most_limited, most_free) = (most_at_once(&limited_runs), most_at_once(&free_runs));
+    eprintln!("at once: the limited key's jobs {most_limited}, the other client's {most_free}");
+    assert!(
+        most_limited <= 2,
+        "{most_limited} of the key's jobs ran at once, over its max_running of 2"
+    );
+    assert!(
+        most_free > 2,
+        "the unlimited client never had more than 2 jobs running at once ({most_free}): the \
+         workers ran too few jobs side by side for this test to show the limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_default_a_key_never_has_more_jobs_running_than_its_max_running() {
+    let app = crate::common::spawn_app_with(|c| c.worker.concurrency = 4).await;
+    a_key_never_runs_more_than_its_max_running(&app.deps.store, &app.db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_and_redis_a_key_never_has_more_jobs_running_than_its_max_running_across_workers()
+ {
+    let _heavy = crate::processes::HEAVY.lock().await;
+    let app = spawn_prod(|c| c.worker.concurrency = 4).await;
+    let (one, two) = (app.worker(), app.worker());
+    a_key_never_runs_more_than_its_max_running(&app.deps.store, &app.db).await;
+    one.stop().await;
+    two.stop().await;
+}
+
+#[test]
+fn overlapping_runs_are_counted_and_back_to_back_ones_are_not() {
+    assert_eq!(most_at_once(&[(0.0, 10.0), (10.0, 20.0)]), 1);
+    assert_eq!(
+        most_at_once(&[(0.0, 10.0), (5.0, 15.0), (6.0, 7.0), (20.0, 30.0)]),
+        3
+    );
 }

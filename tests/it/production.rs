@@ -1171,7 +1171,11 @@ async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_
         .unwrap();
     // The fair share keeps the active list short; the rest wait on their owner's list.
     let waiting = app.redis.waiting(QueueName::Quick).await.unwrap();
-    assert_eq!(active + waiting, 199, "every committed job has its queue entry");
+    assert_eq!(
+        active + waiting,
+        199,
+        "every committed job has its queue entry"
+    );
 }
 
 /// The plan of a listing page as the application sends it.
