@@ -8,7 +8,6 @@ use sentiq::db::Db;
 use sentiq::jobs::model::NewJob;
 use sentiq::jobs::queue::QueueName;
 use sentiq::jobs::store::JobStore;
-use sqlx::Row;
 
 use crate::common::prod::spawn_prod;
 use crate::common::spawn_app;
@@ -48,38 +47,64 @@ async fn submit_many(store: &JobStore, n: usize, make: impl Fn() -> NewJob) -> V
     ids
 }
 
-/// Milliseconds from submission to start of job `id` (None: not started yet), and the number
-/// of `other`'s jobs still queued.
-async fn started_after_ms(db: &Db, id: &str) -> Option<f64> {
-    let sql = "SELECT created_at, started_at FROM sentiq_jobs WHERE id = $1";
-    let (created, started): (String, Option<String>) = match db {
-        Db::Sqlite(pool) => {
-            let row = sqlx::query(sql).bind(id).fetch_one(pool).await.unwrap();
-            (row.get(0), row.get(1))
-        }
-        Db::Postgres(pool) => {
-            let row = sqlx::query(sql).bind(id).fetch_one(pool).await.unwrap();
-            (row.get(0), row.get(1))
-        }
+/// A job's `created_at`, `started_at`, `finished_at` and status, as stored.
+struct Times {
+    created: String,
+    started: Option<String>,
+    finished: Option<String>,
+    status: String,
+}
+
+async fn times(db: &Db, id: &str) -> Times {
+    let sql = "SELECT created_at, started_at, finished_at, status FROM sentiq_jobs WHERE id = $1";
+    let row = |r: (String, Option<String>, Option<String>, String)| Times {
+        created: r.0,
+        started: r.1,
+        finished: r.2,
+        status: r.3,
     };
+    match db {
+        Db::Sqlite(pool) => row(sqlx::query_as(sql).bind(id).fetch_one(pool).await.unwrap()),
+        Db::Postgres(pool) => row(sqlx::query_as(sql).bind(id).fetch_one(pool).await.unwrap()),
+    }
+}
+
+/// Milliseconds from `from` to `to`, two stored timestamps.
+fn ms_between(from: &str, to: &str) -> f64 {
     let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
-    started.map(|s| (parse(&s) - parse(&created)).num_microseconds().unwrap() as f64 / 1000.0)
+    (parse(to) - parse(from)).num_microseconds().unwrap() as f64 / 1000.0
+}
+
+/// Milliseconds from submission to start of job `id` (None: not started yet).
+async fn started_after_ms(db: &Db, id: &str) -> Option<f64> {
+    let t = times(db, id).await;
+    Some(ms_between(&t.created, &t.started?))
 }
 
 async fn queued_of(db: &Db, visitor: &str) -> i64 {
-    let sql = "SELECT COUNT(*) FROM sentiq_jobs WHERE visitor = $1 AND status = 'queued'";
+    of_status(db, visitor, "queued").await
+}
+
+/// How many of `visitor`'s jobs have `status`.
+async fn of_status(db: &Db, visitor: &str, status: &str) -> i64 {
+    let sql = "SELECT COUNT(*) FROM sentiq_jobs WHERE visitor = $1 AND status = $2";
     match db {
-        Db::Sqlite(pool) => sqlx::query_scalar(sql)
-            .bind(visitor)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-        Db::Postgres(pool) => sqlx::query_scalar(sql)
-            .bind(visitor)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar(sql)
+                .bind(visitor)
+                .bind(status)
+                .fetch_one(pool)
+                .await
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(sql)
+                .bind(visitor)
+                .bind(status)
+                .fetch_one(pool)
+                .await
+        }
     }
+    .unwrap()
 }
 
 /// 20 times: A submits 2,000 quick jobs at once, then B submits one, which must start within
@@ -121,7 +146,7 @@ async fn b_starts_soon_behind_a_backlog(store: &JobStore, db: &Db) {
     assert!(p99 < 500.0, "B's job waited {p99:.0} ms behind A's backlog");
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
-        let open = queued_of(db, "client-a").await + running_of(db, "client-a").await;
+        let open = queued_of(db, "client-a").await + of_status(db, "client-a", "running").await;
         if open == 0 {
             break;
         }
@@ -150,22 +175,6 @@ async fn count(db: &Db, sql: &'static str) -> i64 {
     }
 }
 
-async fn running_of(db: &Db, visitor: &str) -> i64 {
-    let sql = "SELECT COUNT(*) FROM sentiq_jobs WHERE visitor = $1 AND status = 'running'";
-    match db {
-        Db::Sqlite(pool) => sqlx::query_scalar(sql)
-            .bind(visitor)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-        Db::Postgres(pool) => sqlx::query_scalar(sql)
-            .bind(visitor)
-            .fetch_one(pool)
-            .await
-            .unwrap(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_embedded_default_another_clients_job_starts_within_half_a_second_behind_a_backlog_of_two_thousand()
  {
@@ -183,26 +192,10 @@ async fn on_postgres_and_redis_another_clients_job_starts_within_half_a_second_b
     worker.stop().await;
 }
 
-/// Seconds job `id` ran (None: not final yet).
+/// Milliseconds job `id` ran (None: not final yet).
 async fn ran_ms(db: &Db, id: &str) -> Option<f64> {
-    let sql = "SELECT started_at, finished_at FROM sentiq_jobs WHERE id = $1";
-    let (started, finished): (Option<String>, Option<String>) = match db {
-        Db::Sqlite(pool) => {
-            let row = sqlx::query(sql).bind(id).fetch_one(pool).await.unwrap();
-            (row.get(0), row.get(1))
-        }
-        Db::Postgres(pool) => {
-            let row = sqlx::query(sql).bind(id).fetch_one(pool).await.unwrap();
-            (row.get(0), row.get(1))
-        }
-    };
-    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
-    Some(
-        (parse(&finished?) - parse(&started?))
-            .num_microseconds()
-            .unwrap() as f64
-            / 1000.0,
-    )
+    let t = times(db, id).await;
+    Some(ms_between(&t.started?, &t.finished?))
 }
 
 /// A submits 20 large jobs on `bulk`; once they run, B submits one: it starts within one of
@@ -289,20 +282,10 @@ async fn run_intervals(db: &Db, ids: &[String]) -> Vec<(f64, f64)> {
     let mut intervals = Vec::new();
     for id in ids {
         loop {
-            let sql = "SELECT started_at, finished_at, status FROM sentiq_jobs WHERE id = $1";
-            let (started, finished, status): (Option<String>, Option<String>, String) = match db {
-                Db::Sqlite(pool) => {
-                    let row = sqlx::query(sql).bind(id).fetch_one(pool).await.unwrap();
-                    (row.get(0), row.get(1), row.get(2))
-                }
-                Db::Postgres(pool) => {
-                    let row = sqlx::query(sql).bind(id).fetch_one(pool).await.unwrap();
-                    (row.get(0), row.get(1), row.get(2))
-                }
-            };
-            if let (Some(s), Some(f)) = (started, finished) {
-                assert_eq!(status, "succeeded", "job {id}");
-                intervals.push((parse(&s), parse(&f)));
+            let t = times(db, id).await;
+            if let (Some(s), Some(f)) = (&t.started, &t.finished) {
+                assert_eq!(t.status, "succeeded", "job {id}");
+                intervals.push((parse(s), parse(f)));
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "job {id} never ended");
