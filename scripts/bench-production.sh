@@ -13,7 +13,9 @@
 #        RATE=5000; oha: `cargo install oha --locked`, or OHA=path; OHA_DB=file.db keeps every
 #        request's times of 1b there and prints the p99 of each 250 ms)
 # Environment: PG (server URL without database, default postgres://postgres@127.0.0.1:5432),
-# REDIS_URL (default: a throwaway redis-server on a free port), CONCURRENCY (worker, default 2).
+# REDIS_URL (default: a throwaway redis-server on a free port), CONCURRENCY (worker, default 2),
+# KEYED=1 (every request of parts 1, 1b and 3 sends one API key, made by `sentiq keys create`
+# without a rate limit: the cost of authenticating each request).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -51,6 +53,13 @@ fi
 psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
 export DATABASE_URL="$PG/$DB" REDIS_URL REDIS_NAMESPACE="bench$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
 "$BIN" migrate
+AUTH=()
+if [[ -n "${KEYED:-}" ]]; then
+  API_KEY=$("$BIN" keys create bench --rate-per-minute 0 | grep -oE 'sq_[A-Za-z0-9_-]{43}' | head -1)
+  [[ -n "$API_KEY" ]] || { echo "error: no API key made" >&2; exit 1; }
+  AUTH=(-H "Authorization: Bearer $API_KEY")
+  export BENCH_AUTHORIZATION="Bearer $API_KEY"
+fi
 
 PORT=$(free_port)
 ADDR="127.0.0.1:$PORT"
@@ -90,6 +99,8 @@ cat > "$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body   = '{"text": "I loved the first half. The ending was a letdown, sadly."}'
 wrk.headers["Content-Type"] = "application/json"
+local auth = os.getenv("BENCH_AUTHORIZATION")
+if auth then wrk.headers["Authorization"] = auth end
 LUA
 wrk -t2 -c16 -d"${DURATION}s" --latency -s "$WORK/post.lua" "http://$ADDR/api/jobs" | tee "$WORK/wrk.txt"
 RPS=$(grep -oP 'Requests/sec:\s+\K[0-9.]+' "$WORK/wrk.txt")
@@ -110,10 +121,10 @@ sql "SELECT format('per-job transitions: %s jobs ran more than once', count(*)) 
 
 echo
 echo "== 1b. POST /api/jobs at ${RATE} req/s offered (open loop), 64 connections, ${DURATION}s, the worker running the jobs"
-sql "TRUNCATE sentiq_jobs, job_inputs, job_items, job_transitions, webhook_deliveries"
+sql "TRUNCATE sentiq_jobs, job_inputs, job_items, job_item_chunks, job_transitions, webhook_deliveries"
 S0=$(ticks $SPID); W0=$(ticks $WPID); P0=$(pg_ticks)
 "$OHA" -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui --output-format json \
-  ${OHA_DB:+--db-url "$OHA_DB"} -m POST -H 'Content-Type: application/json' \
+  ${OHA_DB:+--db-url "$OHA_DB"} -m POST -H 'Content-Type: application/json' "${AUTH[@]}" \
   -d '{"text": "I loved the first half. The ending was a letdown, sadly."}' \
   "http://$ADDR/api/jobs" > "$WORK/oha.json"
 python3 - "$WORK/oha.json" "$RATE" "$DURATION" <<'PY'
@@ -141,7 +152,7 @@ sql "SELECT format('end to end at that rate: %s jobs, %s succeeded; queue wait p
 
 echo
 echo "== 3. Pick-up: ${PICKUP_JOBS} one-sentence jobs one at a time to an idle worker"
-sql "TRUNCATE sentiq_jobs, job_inputs, job_items, job_transitions, webhook_deliveries"
+sql "TRUNCATE sentiq_jobs, job_inputs, job_items, job_item_chunks, job_transitions, webhook_deliveries"
 python3 scripts/bench_http_latency.py "$ADDR" "$PICKUP_JOBS"
 sql "SELECT format('commit to running (started_at - created_at, ms resolution): p50 %s ms, p90 %s ms, p99 %s ms, max %s ms',
        percentile_cont(0.5) WITHIN GROUP (ORDER BY w), percentile_cont(0.9) WITHIN GROUP (ORDER BY w),

@@ -7,9 +7,11 @@ sending the POST to reading the first final status is the job's latency. Prints 
 p90 and p99 in milliseconds and the count of jobs that did not succeed.
 
 Usage: bench_http_latency.py HOST:PORT [N]
+With BENCH_AUTHORIZATION in the environment, every request sends it as `Authorization`.
 """
 import http.client
 import json
+import os
 import statistics
 import sys
 import time
@@ -21,17 +23,19 @@ def main():
     host, port = addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     body = json.dumps({"text": "The service was fast and the staff were lovely!"})
+    auth = os.environ.get("BENCH_AUTHORIZATION")
+    headers = {"Authorization": auth} if auth else {}
     latencies, failed = [], 0
     for _ in range(n):
         t0 = time.perf_counter()
-        conn.request("POST", "/api/jobs", body, {"Content-Type": "application/json"})
+        conn.request("POST", "/api/jobs", body, {"Content-Type": "application/json", **headers})
         r = conn.getresponse()
         job = json.loads(r.read())
         if r.status != 202:
             sys.exit(f"POST /api/jobs answered {r.status}: {job}")
         url = job["status_url"]
         while True:
-            conn.request("GET", url)
+            conn.request("GET", url, headers=headers)
             r = conn.getresponse()
             status = json.loads(r.read())["status"]
             if status in ("succeeded", "failed", "cancelled"):
