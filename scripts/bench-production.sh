@@ -121,7 +121,7 @@ sql "SELECT format('per-job transitions: %s jobs ran more than once', count(*)) 
 
 echo
 echo "== 1b. POST /api/jobs at ${RATE} req/s offered (open loop), 64 connections, ${DURATION}s, the worker running the jobs"
-sql "TRUNCATE sentiq_jobs, job_inputs, job_items, job_item_chunks, job_transitions, webhook_deliveries"
+sql "TRUNCATE sentiq_jobs, job_inputs, job_item_chunks, job_transitions, webhook_deliveries"
 S0=$(ticks $SPID); W0=$(ticks $WPID); P0=$(pg_ticks)
 "$OHA" -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction --no-tui --output-format json \
   ${OHA_DB:+--db-url "$OHA_DB"} -m POST -H 'Content-Type: application/json' "${AUTH[@]}" \
@@ -152,7 +152,7 @@ sql "SELECT format('end to end at that rate: %s jobs, %s succeeded; queue wait p
 
 echo
 echo "== 3. Pick-up: ${PICKUP_JOBS} one-sentence jobs one at a time to an idle worker"
-sql "TRUNCATE sentiq_jobs, job_inputs, job_items, job_item_chunks, job_transitions, webhook_deliveries"
+sql "TRUNCATE sentiq_jobs, job_inputs, job_item_chunks, job_transitions, webhook_deliveries"
 python3 scripts/bench_http_latency.py "$ADDR" "$PICKUP_JOBS"
 sql "SELECT format('commit to running (started_at - created_at, ms resolution): p50 %s ms, p90 %s ms, p99 %s ms, max %s ms',
        percentile_cont(0.5) WITHIN GROUP (ORDER BY w), percentile_cont(0.9) WITHIN GROUP (ORDER BY w),

@@ -8,7 +8,7 @@
 //! - **Redis** (production): a new entry does not go onto apalis's active list but onto its
 //!   owner's *waiting* list. A *feed* ([`FEED_LUA`], inside every script below, so each step is
 //!   atomic) moves entries from the waiting lists onto the active list while that list is shorter
-//!   than the queue's depth ([`depth`]: 128 on `quick`, 1 on `bulk`), each time from the owner
+//!   than the queue's depth ([`depth`]: 512 on `quick`, 1 on `bulk`), each time from the owner
 //!   with the fewest *dispatched* jobs (moved to the active list and not yet ended: waiting
 //!   there, fetched or running), skipping owners at their `max_running`. An owner with nothing
 //!   running is therefore next, whatever another owner's backlog, and an owner never has more
@@ -78,12 +78,14 @@ pub struct Share {
 }
 
 /// How many entries of `queue` the feed keeps on apalis's active list. Every entry there is
-/// ahead of the next owner's first job, so the list is kept short: a few hundred quick jobs
-/// take a worker tens of milliseconds; one bulk entry, because a bulk job takes seconds and a
-/// second one waiting would double another owner's wait.
+/// ahead of the next owner's first job, so the list is short; but it refills only when jobs
+/// end, so it must hold about what a worker fetches at once (`WORKER_IN_FLIGHT`, 512) or a
+/// draining worker finds it empty and idles (128 cost 15 % of the drain rate, BENCHMARKS.md).
+/// 512 quick jobs take a worker about a tenth of a second. One bulk entry, because a bulk job
+/// takes seconds and a second one waiting would double another owner's wait.
 pub fn depth(queue: QueueName) -> usize {
     match queue {
-        QueueName::Quick => 128,
+        QueueName::Quick => 512,
         QueueName::Bulk => 1,
     }
 }

@@ -107,16 +107,34 @@ async fn of_status(db: &Db, visitor: &str, status: &str) -> i64 {
     .unwrap()
 }
 
+/// A review of a dozen sentences: enough work per job that a worker drains 2,000 of them more
+/// slowly than they are submitted, so A's backlog is there when B submits (one-sentence jobs
+/// drain as fast as a client can submit them here, and leave nothing to be held up behind).
+fn review() -> String {
+    [
+        "The food was good but the service was slow.",
+        "We waited forty minutes for a table, which was frustrating!",
+        "The pasta was excellent and the wine list is great.",
+        "Our waiter seemed bored and forgot the bread twice.",
+        "Prices are high, though not outrageous for the area.",
+        "I would not say it was bad, but I expected more.",
+    ]
+    .repeat(2)
+    .join(" ")
+}
+
 /// 20 times: A submits 2,000 quick jobs at once, then B submits one, which must start within
 /// 500 ms while A's backlog is still there. Every job of A then succeeds, each in one run.
 async fn b_starts_soon_behind_a_backlog(store: &JobStore, db: &Db) {
-    let text = "The food was good but the service was slow.";
+    let text = review();
+    let text = text.as_str();
     let mut waits = Vec::new();
     let mut a_jobs = 0;
     for round in 1..=20 {
         a_jobs += submit_many(store, 2000, || job("client-a", QueueName::Quick, text))
             .await
             .len();
+        let behind = queued_of(db, "client-a").await;
         let b = job("client-b", QueueName::Quick, "I love it!");
         let id = b.id.to_string();
         store.submit(b).await.unwrap();
@@ -132,7 +150,10 @@ async fn b_starts_soon_behind_a_backlog(store: &JobStore, db: &Db) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
         let backlog = queued_of(db, "client-a").await;
-        eprintln!("round {round}: B waited {waited:.1} ms; A had {backlog} jobs queued then");
+        eprintln!(
+            "round {round}: B waited {waited:.1} ms behind {behind} of A's queued jobs; A had \
+             {backlog} queued when B started"
+        );
         assert!(
             backlog > 0,
             "A's backlog drained before B's job {round} started: the test measured nothing"
