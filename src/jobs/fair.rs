@@ -508,8 +508,12 @@ mod tests {
     }
 
     #[test]
-    fn the_bulk_list_is_one_entry_deep_and_the_quick_list_short() {
+    fn the_bulk_list_is_one_entry_deep_and_the_quick_list_what_a_worker_fetches_at_once() {
         assert_eq!(depth(QueueName::Bulk), 1);
-        assert!(depth(QueueName::Quick) <= 256);
+        let in_flight: usize = crate::config::WORKER_IN_FLIGHT
+            .default
+            .and_then(|d| d.parse().ok())
+            .unwrap();
+        assert_eq!(depth(QueueName::Quick), in_flight);
     }
 }
