@@ -9,8 +9,9 @@
 //! tell keys apart) and its hash is then compared in constant time.
 //!
 //! Keys are revoked, never deleted: the jobs that name a key keep their owner, and a revoked
-//! key is refused from the next request on, on every web process (each request reads the row;
-//! nothing is cached). Each key may carry its own limits ([`Limits`]): submissions per minute
+//! key is refused from the next request on, on every web process (the row is read, or on
+//! PostgreSQL a process's cache of it is emptied as the revocation commits: `web::caller::KeyCache`).
+//! Each key may carry its own limits ([`Limits`]): submissions per minute
 //! (`web::rate_limit`) and jobs running at once.
 //!
 //! The SQL of `api_keys`, and the usage figures read from `sentiq_jobs` (an aggregate grouped
@@ -367,8 +368,7 @@ struct KeyForAuth {
     max_running: Option<i64>,
 }
 
-/// Check a presented key against the database (one indexed read, no cache: a revoked key is
-/// refused from the next request on). The hash is compared in constant time, and computed
+/// Check a presented key against the database (one indexed read). The hash is compared in constant time, and computed
 /// whether or not a row has the prefix.
 pub async fn authenticate(db: &Db, presented: &str) -> Result<Auth, sqlx::Error> {
     let Some(prefix) = lookup_prefix(presented) else {

@@ -76,6 +76,8 @@ pub struct Application {
     waiters: Arc<Waiters>,
     /// The webhook sender of the in-process worker (None: no worker here, or no secret).
     webhooks: Option<Arc<Sender>>,
+    /// The API keys this process authenticated lately (`web::caller::KeyCache`).
+    key_cache: Arc<crate::web::caller::KeyCache>,
 }
 
 impl Application {
@@ -103,6 +105,7 @@ impl Application {
             Some(url) => Some(RedisQueue::connect(url, &config.queue.redis_namespace)?),
             None => None,
         };
+        let key_cache = Arc::new(crate::web::caller::KeyCache::default());
         let state = web::Data::new(AppState {
             submit_limit: Arc::new(crate::web::rate_limit::SubmitLimit::new(
                 &config,
@@ -110,6 +113,7 @@ impl Application {
             )),
             waiters: waiters.clone(),
             key_use: Arc::default(),
+            key_cache: key_cache.clone(),
             config: config.clone(),
             deps: deps.clone(),
         });
@@ -139,6 +143,7 @@ impl Application {
             deps,
             waiters,
             webhooks,
+            key_cache,
         })
     }
 
@@ -172,6 +177,14 @@ impl Application {
         });
         // Change signals of jobs run by other processes, for the event streams.
         let events = tokio::spawn(self.deps.store.events().clone().listen());
+        // Revoked and changed API keys leave this process's cache (PostgreSQL only).
+        let key_changes = match self.deps.db() {
+            Db::Postgres(pool) => Some(tokio::spawn(crate::web::caller::listen_for_key_changes(
+                self.key_cache.clone(),
+                pool.clone(),
+            ))),
+            Db::Sqlite(_) => None,
+        };
         let (stop, stopped) = watch::channel(false);
         let workers = self
             .config
@@ -194,6 +207,9 @@ impl Application {
         let served = self.server.await;
         signals.abort();
         events.abort();
+        if let Some(k) = key_changes {
+            k.abort();
+        }
         let _ = stop.send(true);
         if let Some(r) = reconciler {
             r.abort();

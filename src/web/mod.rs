@@ -41,6 +41,8 @@ pub struct AppState {
     pub waiters: std::sync::Arc<wait::Waiters>,
     /// When this process last recorded each API key's use.
     pub key_use: std::sync::Arc<caller::KeyUse>,
+    /// API keys authenticated lately (PostgreSQL only; see [`caller::KeyCache`]).
+    pub key_cache: std::sync::Arc<caller::KeyCache>,
 }
 
 impl AppState {

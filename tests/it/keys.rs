@@ -784,3 +784,71 @@ async fn the_dashboard_makes_a_key_shows_it_once_lists_its_usage_and_revokes_it(
         .unwrap();
     assert!(dashboard.text().await.unwrap().contains("0 active"));
 }
+
+/// Revoke or restore key `name` without telling anyone: the change-notifying trigger is off for
+/// the one transaction that makes it.
+async fn revoke_silently(pg: &sqlx::PgPool, name: &str, revoked: bool) {
+    let mut tx = pg.begin().await.unwrap();
+    sqlx::query("ALTER TABLE api_keys DISABLE TRIGGER api_key_changed")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE api_keys SET revoked_at = CASE WHEN $2 THEN '2026-12-06T00:00:00.000Z' END \
+         WHERE name = $1",
+    )
+    .bind(name)
+    .bind(revoked)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("ALTER TABLE api_keys ENABLE TRIGGER api_key_changed")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_web_process_serves_keys_from_its_cache_and_refuses_a_revoked_one_at_once() {
+    let app = spawn_prod(|_| {}).await;
+    let key = make_key(&app.db, "cached", Limits::default()).await;
+    let list = || send(Method::GET, app.url("/api/jobs"), Some(&key));
+    // The cache is used once the process listens for key changes: a key revoked behind its
+    // back (no notification) is then still served, which only a cache can do.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(list().await.status(), StatusCode::OK);
+        revoke_silently(&app.pg, "cached", true).await;
+        let served = list().await.status();
+        revoke_silently(&app.pg, "cached", false).await;
+        if served == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a keyed request never came from the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A real revocation notifies every process as it commits: refused from then on.
+    keys::revoke(&app.db, "cached").await.unwrap();
+    let revoked = Instant::now();
+    loop {
+        let r = list().await;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "a revoked key was still served {:?} after its revocation",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "revoked key refused {:?} after revocation",
+        revoked.elapsed()
+    );
+}
