@@ -508,9 +508,11 @@ async fn jobs_survive_a_redis_flushall_and_a_redis_restart_mid_run() {
         "FLUSHALL with {open_at_flush} jobs queued ({} after the start)",
         secs(t0.elapsed())
     );
+    // Any backlog makes the point (entries lost with the flush); how many of the 300 are still
+    // queued depends on the machine (38 to 60 seen).
     assert!(
-        open_at_flush >= 50,
-        "a backlog was queued at the FLUSHALL ({open_at_flush}): make the jobs bigger"
+        open_at_flush >= 20,
+        "no backlog was queued at the FLUSHALL ({open_at_flush}): make the jobs bigger"
     );
 
     // Phase 2: more jobs while the queue recovers, then Redis dies and comes back empty.
