@@ -128,6 +128,12 @@ fn bench_analyze(c: &mut Criterion) {
     group.bench_function("text_2mib", |b| {
         b.iter(|| analyze(black_box(doc.as_bytes()), &options, &mut ()).expect("analyses"))
     });
+    // The cost of telling each sentence's language, side by side with the run above.
+    let mut without = Options::new(Format::Text);
+    without.languages = false;
+    group.bench_function("text_2mib_without_languages", |b| {
+        b.iter(|| analyze(black_box(doc.as_bytes()), &without, &mut ()).expect("analyses"))
+    });
     group.bench_function("split_sentences_2mib", |b| {
         b.iter(|| Chunk::text_ranges(black_box(&doc)))
     });
@@ -143,6 +149,14 @@ fn bench_analyze(c: &mut Criterion) {
                 .iter()
                 .map(|s| scorer.score(black_box(s)).compound)
                 .sum::<f64>()
+        })
+    });
+    group.bench_function("detect_language_sentences_2mib", |b| {
+        b.iter(|| {
+            sentences
+                .iter()
+                .filter(|s| sentiq::analysis::lang::detect(black_box(s)) == Some("en"))
+                .count()
         })
     });
     group.finish();

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 mod keys;
 
-use crate::analysis::input::{Utf8Reader, read_error};
+use crate::analysis::input::{Fields, Utf8Reader, read_error};
 use crate::analysis::{self, AnalysisError, Format, Observer, Options};
 use crate::config::{self, Config};
 
@@ -69,9 +69,24 @@ pub enum Command {
         /// Input format; by default from the file name (.csv, .jsonl/.ndjson, else text).
         #[arg(long, value_enum)]
         format: Option<Format>,
-        /// CSV: the column holding the text (default: text, review, body, content or comment).
+        /// CSV: the column holding the text (default: text, review, body, content or comment);
+        /// JSONL: the key (default: text).
         #[arg(long)]
         column: Option<String>,
+        /// The column (or JSONL key) naming each item (default: id, uuid, or a name ending
+        /// in _id).
+        #[arg(long)]
+        id_column: Option<String>,
+        /// Group the results by this column (or JSONL key); a column of dates gives a time
+        /// series.
+        #[arg(long)]
+        group_by: Option<String>,
+        /// The period of a time series: day, week or month (default: chosen from the span).
+        #[arg(long, requires = "group_by")]
+        group_by_period: Option<analysis::groups::Period>,
+        /// The column (or JSONL key) of the rows' own ratings (default: rating, stars or score).
+        #[arg(long)]
+        rating_column: Option<String>,
     },
     /// Print the licence notices of the data built into this binary.
     Licenses,
@@ -103,7 +118,21 @@ pub fn main() -> ExitCode {
             file,
             format,
             column,
-        } => analyze(file, format, column),
+            id_column,
+            group_by,
+            group_by_period,
+            rating_column,
+        } => analyze(
+            file,
+            format,
+            Fields {
+                text: column,
+                id: id_column,
+                group_by,
+                group_by_period,
+                rating: rating_column,
+            },
+        ),
         Command::Licenses => writeln!(
             io::stdout().lock(),
             "sentiq includes the VADER lexicons (vaderSentiment 3.3.2, C.J. Hutto):\n\n{}",
@@ -500,7 +529,7 @@ impl Observer for CliObserver {
     }
 }
 
-fn analyze(path: PathBuf, format: Option<Format>, column: Option<String>) -> Result<(), CliError> {
+fn analyze(path: PathBuf, format: Option<Format>, fields: Fields) -> Result<(), CliError> {
     let path = Some(path);
     let (file, name) = open_input(&path)?;
     let format = format.unwrap_or_else(|| Format::from_file_name(&name));
@@ -518,8 +547,9 @@ fn analyze(path: PathBuf, format: Option<Format>, column: Option<String>) -> Res
     let mut observer = CliObserver { bar };
     let options = Options {
         format,
-        column,
+        fields,
         total_bytes: total,
+        languages: true,
     };
     let result = analysis::analyze(
         io::BufReader::with_capacity(1 << 20, file),

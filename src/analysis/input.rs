@@ -188,8 +188,109 @@ pub fn read_error(e: io::Error) -> AnalysisError {
 pub enum Chunk {
     /// Plain text; its sentences are found by the thread that scores it.
     Text(String),
-    /// Ready-made items (CSV rows, JSONL lines, batch documents): optional id and text.
-    Records(Vec<(Option<String>, String)>),
+    /// Ready-made items (CSV rows, JSONL lines, batch documents).
+    Records(Vec<Record>),
+}
+
+/// One item of a CSV, JSONL or batch input, with what the analyst asked to be taken from its row.
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    pub id: Option<String>,
+    pub text: String,
+    /// The row itself, so downloads can give it back with its scores.
+    pub source: Source,
+    /// The cell of the `group_by` column (trimmed; empty when the row has none).
+    pub group: Option<String>,
+    /// The value of the rating column, when the row has one.
+    pub rating: Option<f64>,
+}
+
+impl Record {
+    /// A record that is only an id and a text (a batch document).
+    pub fn plain(id: Option<String>, text: String) -> Record {
+        Record {
+            id,
+            text,
+            ..Record::default()
+        }
+    }
+}
+
+/// Where an item came from, as the downloads give it back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    /// Nothing beyond the id and text (batch documents, and items stored before rows were kept).
+    #[default]
+    None,
+    /// The cells of a CSV row, in column order (as many as the header names).
+    Cells(Vec<String>),
+    /// A JSONL line, exactly as written (without its line break and surrounding whitespace).
+    Json(String),
+    /// A sentence of a plain-text document: its offsets in the document in Unicode code points
+    /// (`text[start:end]` in Python), end exclusive.
+    Span { start: u64, end: u64 },
+}
+
+/// Which columns (CSV) or keys (JSONL) play which part, as the analyst named them; `None` means
+/// "find it by name" for the text, id and rating, and "none" for the grouping.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by_period: Option<super::groups::Period>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<String>,
+}
+
+impl Fields {
+    /// Only the text column named (or none): what every job stored before the other roles.
+    pub fn text(column: Option<String>) -> Fields {
+        Fields {
+            text: column,
+            ..Fields::default()
+        }
+    }
+
+    /// True when no role but the text is set (the job row's `analysis_options` stays NULL).
+    pub fn only_text(&self) -> bool {
+        self.id.is_none()
+            && self.group_by.is_none()
+            && self.group_by_period.is_none()
+            && self.rating.is_none()
+    }
+}
+
+/// Candidate names of an id column, in order of preference (case-insensitive); after them, the
+/// first column whose name ends in `_id`, `-id` or ` id`.
+pub const ID_COLUMNS: &[&str] = &["id", "uuid"];
+/// Candidate names of a rating column (case-insensitive).
+pub const RATING_COLUMNS: &[&str] = &["rating", "stars", "score", "star_rating", "ratings"];
+
+/// The index of the id column among `names`, found by name.
+fn find_id(names: &[String]) -> Option<usize> {
+    let find = |w: &str| names.iter().position(|n| n.trim().eq_ignore_ascii_case(w));
+    ID_COLUMNS.iter().find_map(|c| find(c)).or_else(|| {
+        names.iter().position(|n| {
+            let n = n.trim().to_ascii_lowercase();
+            n.len() > 3 && (n.ends_with("_id") || n.ends_with("-id") || n.ends_with(" id"))
+        })
+    })
+}
+
+/// A rating cell as a number: `Ok(None)` when blank, `Err` with a message when it is not a number.
+pub fn rating_value(cell: &str, column: &str) -> Result<Option<f64>, String> {
+    super::agreement::parse_rating(cell).map_err(|_| {
+        let shown: String = cell.trim().chars().take(40).collect();
+        format!(
+            "the rating column \"{column}\" holds \"{shown}\", which is not a number; \
+             give numbers (e.g. 4 or 3.5), leave the cell empty, or choose another rating column"
+        )
+    })
 }
 
 impl Chunk {
@@ -212,6 +313,18 @@ impl Chunk {
 pub trait Chunker {
     fn next_chunk(&mut self) -> Result<Option<Chunk>, AnalysisError>;
     fn consumed(&self) -> u64;
+    /// Why a rating column found by name was dropped, if it was.
+    fn rating_unusable(&self) -> Option<String> {
+        None
+    }
+    /// The columns or keys that played each part (known once the input is read).
+    fn roles(&self) -> Roles {
+        Roles::default()
+    }
+    /// The header of a CSV input.
+    fn columns(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Plain text, cut after the last line feed of each [`CHUNK_BYTES`] window.
@@ -292,22 +405,57 @@ impl<R: Read> Chunker for TextChunker<R> {
     }
 }
 
-/// JSONL: one JSON object with a string `text` (and optional `id`) per non-blank line.
+/// JSONL: one JSON object with a string `text` (and optional `id`) per non-blank line; the
+/// line itself is kept, verbatim, for the downloads.
 pub struct JsonlChunker<R> {
     reader: Utf8Reader<R>,
     line_no: u64,
     line: Vec<u8>,
     done: bool,
+    text_key: String,
+    id_key: String,
+    id_chosen: bool,
+    group_key: Option<String>,
+    /// The rating key and whether the analyst chose it (see [`RatingColumn`]).
+    rating_key: Option<(String, bool)>,
+    rating_unusable: Option<String>,
 }
 
 impl<R: Read> JsonlChunker<R> {
-    pub fn new(reader: R) -> Self {
+    pub fn new(reader: R, fields: &Fields) -> Self {
         JsonlChunker {
             reader: Utf8Reader::new(reader),
             line_no: 0,
             line: Vec::new(),
             done: false,
+            text_key: fields.text.clone().unwrap_or_else(|| "text".into()),
+            id_key: fields.id.clone().unwrap_or_else(|| "id".into()),
+            id_chosen: fields.id.is_some(),
+            group_key: fields.group_by.clone(),
+            rating_key: fields.rating.clone().map(|k| (k, true)),
+            rating_unusable: None,
         }
+    }
+
+    /// The keys that play each part. A rating key found by name is only known once a line
+    /// has one; the id key only counts when it was chosen.
+    fn jsonl_roles(&self) -> Roles {
+        Roles {
+            text: Some(self.text_key.clone()),
+            id: self.id_chosen.then(|| self.id_key.clone()),
+            group_by: self.group_key.clone(),
+            rating: self.rating_key.as_ref().map(|(k, _)| k.clone()),
+        }
+    }
+}
+
+/// A JSON value as a group's key: strings as they are, other scalars as JSON writes them,
+/// `null` as missing.
+fn group_text(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.trim().to_owned(),
+        Some(other) => other.to_string(),
     }
 }
 
@@ -359,13 +507,48 @@ impl<R: Read> Chunker for JsonlChunker<R> {
                     "expected a JSON object such as {\"text\": \"...\"}".into()
                 ));
             };
-            let Some(serde_json::Value::String(text)) = object.remove("text") else {
-                return Err(bad(
-                    "the object needs a \"text\" field holding a string".into()
-                ));
+            let Some(serde_json::Value::String(text)) = object.remove(&self.text_key) else {
+                return Err(bad(format!(
+                    "the object needs a \"{}\" field holding a string",
+                    self.text_key
+                )));
             };
-            let id = id_text(object.remove("id")).map_err(|m| bad(m.into()))?;
-            items.push((id, text));
+            let id = id_text(object.remove(&self.id_key)).map_err(|m| bad(m.into()))?;
+            let group = self.group_key.as_ref().map(|k| group_text(object.get(k)));
+            if self.rating_key.is_none() && self.rating_unusable.is_none() {
+                self.rating_key = RATING_COLUMNS
+                    .iter()
+                    .find_map(|c| object.keys().find(|k| k.eq_ignore_ascii_case(c)))
+                    .map(|k| (k.clone(), false));
+            }
+            let mut rating = None;
+            if let Some((key, chosen)) = &self.rating_key {
+                let value = match object.get(key) {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(serde_json::Value::Number(n)) => Ok(n.as_f64()),
+                    Some(serde_json::Value::String(s)) => rating_value(s, key),
+                    Some(other) => rating_value(&other.to_string(), key),
+                };
+                match value {
+                    Ok(v) => rating = v,
+                    Err(message) if *chosen => return Err(bad(message)),
+                    Err(message) => {
+                        self.rating_unusable = Some(format!(
+                            "line {}: {message} (the key was not used for agreement)",
+                            self.line_no
+                        ));
+                        self.rating_key = None;
+                    }
+                }
+            }
+            let line = super::pytext::strip(line).to_owned();
+            items.push(Record {
+                id,
+                text,
+                source: Source::Json(line),
+                group,
+                rating,
+            });
         }
         Ok(if items.is_empty() && self.done {
             None
@@ -377,21 +560,44 @@ impl<R: Read> Chunker for JsonlChunker<R> {
     fn consumed(&self) -> u64 {
         self.reader.consumed()
     }
+
+    fn rating_unusable(&self) -> Option<String> {
+        self.rating_unusable.clone()
+    }
+
+    fn roles(&self) -> Roles {
+        self.jsonl_roles()
+    }
 }
 
-/// CSV with a header row; one item per row from the text column.
+/// CSV with a header row; one item per row from the text column, keeping the row's cells.
 pub struct CsvChunker<R> {
     reader: csv::Reader<Utf8Reader<R>>,
+    names: Vec<String>,
     column: usize,
     id_column: Option<usize>,
+    group_column: Option<usize>,
+    rating: Option<RatingColumn>,
+    /// Why a rating column found by name is not used (a cell that is not a number).
+    rating_unusable: Option<String>,
     record: csv::StringRecord,
     done: bool,
 }
 
+/// The rating column and whether the analyst chose it (a chosen one must hold numbers; one
+/// found by name is dropped, with a note, at its first cell that is not a number).
+struct RatingColumn {
+    index: usize,
+    chosen: bool,
+}
+
 impl<R: Read> CsvChunker<R> {
-    /// Read the header and pick the text column: `column` if given, else the first of
-    /// [`TEXT_COLUMNS`] present (case-insensitive). An `id` column, if any, names the items.
-    pub fn new(input: R, column: Option<&str>) -> Result<Self, AnalysisError> {
+    /// Read the header and pick the columns: the text column `fields.text` if given, else the
+    /// first of [`TEXT_COLUMNS`] present (case-insensitive); the id column by name
+    /// ([`ID_COLUMNS`]) unless chosen; the rating column by name ([`RATING_COLUMNS`]) unless
+    /// chosen; the grouping column only when chosen. A chosen column that is not there is an
+    /// error listing the columns.
+    pub fn new(input: R, fields: &Fields) -> Result<Self, AnalysisError> {
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .from_reader(Utf8Reader::new(input));
@@ -403,26 +609,88 @@ impl<R: Read> CsvChunker<R> {
         let find = |wanted: &str| {
             names
                 .iter()
-                .position(|n| n.trim().eq_ignore_ascii_case(wanted))
+                .position(|n| n.trim().eq_ignore_ascii_case(wanted.trim()))
         };
-        let column_index = match column {
+        let column_index = match fields.text.as_deref() {
             Some(c) => find(c),
             None => TEXT_COLUMNS.iter().find_map(|c| find(c)),
         };
         let Some(column_index) = column_index else {
             return Err(AnalysisError::NoTextColumn {
-                wanted: column.map(str::to_owned),
+                wanted: fields.text.clone(),
                 columns: names,
             });
         };
+        let chosen = |role: &'static str, wanted: &Option<String>| match wanted {
+            None => Ok(None),
+            Some(w) => find(w)
+                .map(Some)
+                .ok_or_else(|| AnalysisError::UnknownColumn {
+                    role,
+                    wanted: w.clone(),
+                    columns: names.clone(),
+                }),
+        };
+        let id_column = match chosen("id", &fields.id)? {
+            Some(i) => Some(i),
+            None => find_id(&names).filter(|&i| i != column_index),
+        };
+        let group_column = chosen("group_by", &fields.group_by)?;
+        let rating = match chosen("rating", &fields.rating)? {
+            Some(index) => Some(RatingColumn {
+                index,
+                chosen: true,
+            }),
+            None => RATING_COLUMNS
+                .iter()
+                .find_map(|c| find(c))
+                .filter(|&i| i != column_index)
+                .map(|index| RatingColumn {
+                    index,
+                    chosen: false,
+                }),
+        };
         Ok(CsvChunker {
-            id_column: find("id"),
+            names,
+            id_column,
+            group_column,
+            rating,
+            rating_unusable: None,
             reader,
             column: column_index,
             record: csv::StringRecord::new(),
             done: false,
         })
     }
+
+    /// The header's names, in column order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The name of the column at `index`.
+    fn name(&self, index: usize) -> String {
+        self.names[index].trim().to_owned()
+    }
+
+    /// The text, id, group and rating columns chosen, by name.
+    fn csv_roles(&self) -> Roles {
+        Roles {
+            text: Some(self.name(self.column)),
+            id: self.id_column.map(|i| self.name(i)),
+            group_by: self.group_column.map(|i| self.name(i)),
+            rating: self.rating.as_ref().map(|r| self.name(r.index)),
+        }
+    }
+}
+
+/// The columns (or keys) that played each part in an analysis, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roles {
+    pub text: Option<String>,
+    pub id: Option<String>,
+    pub group_by: Option<String>,
+    pub rating: Option<String>,
 }
 
 fn csv_error(e: csv::Error) -> AnalysisError {
@@ -444,6 +712,7 @@ impl<R: Read> Chunker for CsvChunker<R> {
     fn next_chunk(&mut self) -> Result<Option<Chunk>, AnalysisError> {
         let mut items = Vec::new();
         let mut bytes = 0usize;
+        let width = self.names.len();
         while !self.done && bytes < CHUNK_BYTES {
             if !self
                 .reader
@@ -455,6 +724,16 @@ impl<R: Read> Chunker for CsvChunker<R> {
             }
             bytes += self.record.as_slice().len() + self.record.len();
             let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+            if self.record.len() > width {
+                return Err(AnalysisError::BadRecord {
+                    line,
+                    message: format!(
+                        "the row has {} fields but the header names {width} columns; a field \
+                         that holds a comma must be in double quotes",
+                        self.record.len()
+                    ),
+                });
+            }
             let Some(text) = self.record.get(self.column) else {
                 return Err(AnalysisError::BadRecord {
                     line,
@@ -471,11 +750,35 @@ impl<R: Read> Chunker for CsvChunker<R> {
                     limit: MAX_ITEM_BYTES,
                 });
             }
-            let id = self
-                .id_column
-                .and_then(|c| self.record.get(c))
-                .map(str::to_owned);
-            items.push((id, text.to_owned()));
+            let cell = |c: Option<usize>| c.and_then(|c| self.record.get(c));
+            let id = cell(self.id_column).map(str::to_owned);
+            let group = cell(self.group_column).map(|g| g.trim().to_owned());
+            let mut rating = None;
+            if let Some(column) = &self.rating {
+                let raw = self.record.get(column.index).unwrap_or("");
+                let name = self.names[column.index].trim();
+                match rating_value(raw, name) {
+                    Ok(value) => rating = value,
+                    Err(message) if column.chosen => {
+                        return Err(AnalysisError::BadRecord { line, message });
+                    }
+                    Err(message) => {
+                        self.rating_unusable = Some(format!(
+                            "line {line}: {message} (the column was not used for agreement)"
+                        ));
+                        self.rating = None;
+                    }
+                }
+            }
+            let mut cells: Vec<String> = self.record.iter().map(str::to_owned).collect();
+            cells.resize(width, String::new());
+            items.push(Record {
+                id,
+                text: text.to_owned(),
+                source: Source::Cells(cells),
+                group,
+                rating,
+            });
         }
         Ok(if items.is_empty() && self.done {
             None
@@ -486,6 +789,18 @@ impl<R: Read> Chunker for CsvChunker<R> {
 
     fn consumed(&self) -> u64 {
         self.reader.position().byte()
+    }
+
+    fn rating_unusable(&self) -> Option<String> {
+        self.rating_unusable.clone()
+    }
+
+    fn roles(&self) -> Roles {
+        self.csv_roles()
+    }
+
+    fn columns(&self) -> Option<Vec<String>> {
+        Some(self.names.clone())
     }
 }
 
@@ -507,7 +822,7 @@ impl<I: Iterator<Item = (Option<String>, String)>> Chunker for DocumentChunker<I
         let mut bytes = 0usize;
         for (id, text) in self.docs.by_ref() {
             bytes += text.len();
-            items.push((id, text));
+            items.push(Record::plain(id, text));
             if bytes >= CHUNK_BYTES {
                 break;
             }

@@ -11,7 +11,11 @@
 //! caller (the worker stores them for download). Memory is bounded by the batch size, whatever the
 //! input size.
 
+pub mod agreement;
+pub mod exact;
+pub mod groups;
 pub mod input;
+pub mod lang;
 pub mod lexicon;
 pub mod pytext;
 pub mod report;
@@ -26,7 +30,9 @@ use serde::{Deserialize, Serialize};
 pub use report::{Highlight, Label, LabelCounts, Report};
 pub use vader::{Scorer, Scores, polarity_scores};
 
-use input::{Chunk, Chunker, CsvChunker, DocumentChunker, JsonlChunker, TextChunker};
+use input::{
+    Chunk, Chunker, CsvChunker, DocumentChunker, Fields, JsonlChunker, Record, Source, TextChunker,
+};
 
 /// Longest single item (a CSV field, a JSONL line, a run of text without a line feed) read whole.
 pub const MAX_ITEM_BYTES: usize = 8 << 20;
@@ -122,6 +128,12 @@ pub enum AnalysisError {
         wanted: Option<String>,
         columns: Vec<String>,
     },
+    #[error("{}", unknown_column_message(.role, .wanted, .columns))]
+    UnknownColumn {
+        role: &'static str,
+        wanted: String,
+        columns: Vec<String>,
+    },
     #[error("line {line}: {message}")]
     BadRecord { line: u64, message: String },
     #[error("{what} is longer than the {} MiB limit for one item", .limit >> 20)]
@@ -143,6 +155,7 @@ impl AnalysisError {
             AnalysisError::InvalidUtf8 { .. } => "invalid_utf8",
             AnalysisError::Empty => "empty_input",
             AnalysisError::NoTextColumn { .. } => "no_text_column",
+            AnalysisError::UnknownColumn { .. } => "unknown_column",
             AnalysisError::BadRecord { .. } => "bad_record",
             AnalysisError::ItemTooLarge { .. } => "item_too_large",
             AnalysisError::Cancelled => "cancelled",
@@ -159,6 +172,7 @@ impl AnalysisError {
             AnalysisError::InvalidUtf8 { .. }
                 | AnalysisError::Empty
                 | AnalysisError::NoTextColumn { .. }
+                | AnalysisError::UnknownColumn { .. }
                 | AnalysisError::BadRecord { .. }
                 | AnalysisError::ItemTooLarge { .. }
         )
@@ -180,6 +194,20 @@ fn no_text_column_message(wanted: &Option<String>, columns: &[String]) -> String
     }
 }
 
+fn unknown_column_message(role: &str, wanted: &str, columns: &[String]) -> String {
+    let list = columns
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let part = match role {
+        "group_by" => "to group by",
+        "rating" => "to use as the rating",
+        _ => "to use as the id",
+    };
+    format!("there is no column \"{wanted}\" {part}; the columns are: {list}")
+}
+
 /// One scored item, borrowed from the chunk it came from.
 #[derive(Clone, Copy, Debug)]
 pub struct Item<'a> {
@@ -188,6 +216,26 @@ pub struct Item<'a> {
     pub id: Option<&'a str>,
     pub text: &'a str,
     pub scores: Scores,
+    /// The row the item came from, or its offsets in a plain-text document.
+    pub source: SourceRef<'a>,
+    /// The item's language (ISO 639-1), when it could be told.
+    pub lang: Option<&'static str>,
+}
+
+/// An item's [`Source`], borrowed (a sentence's offsets are computed, not stored in the chunk).
+#[derive(Clone, Copy, Debug)]
+pub enum SourceRef<'a> {
+    Stored(&'a Source),
+    Span { start: u64, end: u64 },
+}
+
+impl SourceRef<'_> {
+    pub fn to_owned(self) -> Source {
+        match self {
+            SourceRef::Stored(s) => s.clone(),
+            SourceRef::Span { start, end } => Source::Span { start, end },
+        }
+    }
 }
 
 /// Hooks the caller gives [`analyze`]: progress, cancellation and the scored items.
@@ -214,18 +262,21 @@ impl Observer for () {}
 #[derive(Clone, Debug)]
 pub struct Options {
     pub format: Format,
-    /// CSV: the name of the text column (else the first of text/review/body/content/comment).
-    pub column: Option<String>,
+    /// The columns (CSV) or keys (JSONL) of the text, id, grouping and rating.
+    pub fields: Fields,
     /// Input size in bytes when known, for progress.
     pub total_bytes: Option<u64>,
+    /// Tell each item's language (on by default; off only to measure what it costs).
+    pub languages: bool,
 }
 
 impl Options {
     pub fn new(format: Format) -> Self {
         Options {
             format,
-            column: None,
+            fields: Fields::default(),
             total_bytes: None,
+            languages: true,
         }
     }
 }
@@ -236,13 +287,15 @@ pub fn analyze<R: Read>(
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Report, AnalysisError> {
-    let total = options.total_bytes.unwrap_or(0);
     match options.format {
-        Format::Text => run(TextChunker::new(reader), Format::Text, total, observer),
-        Format::Jsonl => run(JsonlChunker::new(reader), Format::Jsonl, total, observer),
+        Format::Text => run(TextChunker::new(reader), Format::Text, options, observer),
+        Format::Jsonl => {
+            let chunker = JsonlChunker::new(reader, &options.fields);
+            run(chunker, Format::Jsonl, options, observer)
+        }
         Format::Csv => {
-            let chunker = CsvChunker::new(reader, options.column.as_deref())?;
-            run(chunker, Format::Csv, total, observer)
+            let chunker = CsvChunker::new(reader, &options.fields)?;
+            run(chunker, Format::Csv, options, observer)
         }
         Format::Documents => Err(AnalysisError::Internal(
             "documents are analysed with analyze_documents".into(),
@@ -256,19 +309,30 @@ where
     I: IntoIterator<Item = (Option<String>, String)>,
 {
     let docs: Vec<_> = docs.into_iter().collect();
-    let total = docs.iter().map(|(_, t)| t.len() as u64).sum();
+    let mut options = Options::new(Format::Documents);
+    options.total_bytes = Some(docs.iter().map(|(_, t)| t.len() as u64).sum());
     run(
         DocumentChunker::new(docs.into_iter()),
         Format::Documents,
-        total,
+        &options,
         observer,
     )
 }
 
+/// A sentence's byte range, its code-point offsets within its chunk, scores and language.
+type TextScore = (
+    std::ops::Range<usize>,
+    (u64, u64),
+    Scores,
+    Option<&'static str>,
+);
+
 /// Scores of one chunk: (byte range or record index, scores) in order.
 enum Scored {
-    Text(String, Vec<(std::ops::Range<usize>, Scores)>),
-    Records(Vec<(Option<String>, String)>, Vec<Scores>),
+    /// The chunk's text, each sentence's byte range, code-point offsets within the chunk and
+    /// scores, and the chunk's length in code points.
+    Text(String, Vec<TextScore>, u64),
+    Records(Vec<Record>, Vec<(Scores, Option<&'static str>)>),
 }
 
 /// Fewest sentences or records per parallel task. A chunk with no more than this is scored on
@@ -276,24 +340,40 @@ enum Scored {
 /// is outside the pool) costs more than scoring it.
 const MIN_PER_TASK: usize = 256;
 
-fn score_chunk(chunk: Chunk) -> Scored {
+fn score_chunk(chunk: Chunk, languages: bool) -> Scored {
+    let detect = |text: &str| if languages { lang::detect(text) } else { None };
     match chunk {
         Chunk::Text(text) => {
             let ranges = Chunk::text_ranges(&text);
-            let score = |r: &std::ops::Range<usize>| (r.clone(), polarity_scores(&text[r.clone()]));
+            // Code-point offsets, counted once along the chunk (ranges are in text order).
+            let mut offsets = Vec::with_capacity(ranges.len());
+            let (mut byte, mut chars) = (0usize, 0u64);
+            for r in &ranges {
+                chars += count_chars(&text[byte..r.start]);
+                let start = chars;
+                chars += count_chars(&text[r.clone()]);
+                offsets.push((start, chars));
+                byte = r.end;
+            }
+            let total_chars = chars + count_chars(&text[byte..]);
+            let score = |(r, o): (&std::ops::Range<usize>, &(u64, u64))| {
+                let sentence = &text[r.clone()];
+                (r.clone(), *o, polarity_scores(sentence), detect(sentence))
+            };
             let scores = if ranges.len() <= MIN_PER_TASK {
-                ranges.iter().map(score).collect()
+                ranges.iter().zip(&offsets).map(score).collect()
             } else {
                 ranges
                     .par_iter()
+                    .zip(offsets.par_iter())
                     .with_min_len(MIN_PER_TASK)
                     .map(score)
                     .collect()
             };
-            Scored::Text(text, scores)
+            Scored::Text(text, scores, total_chars)
         }
         Chunk::Records(records) => {
-            let score = |(_, t): &(Option<String>, String)| polarity_scores(t);
+            let score = |r: &Record| (polarity_scores(&r.text), detect(&r.text));
             let scores = if records.len() <= MIN_PER_TASK {
                 records.iter().map(score).collect()
             } else {
@@ -308,17 +388,32 @@ fn score_chunk(chunk: Chunk) -> Scored {
     }
 }
 
+/// Code points in `s` (every byte that does not continue a UTF-8 sequence starts one).
+fn count_chars(s: &str) -> u64 {
+    s.as_bytes().iter().filter(|&&b| (b as i8) >= -0x40).count() as u64
+}
+
 fn run<C: Chunker>(
     mut chunker: C,
     format: Format,
-    total: u64,
+    options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Report, AnalysisError> {
     let started = Instant::now();
+    let total = options.total_bytes.unwrap_or(0);
     // Enough chunks in flight to keep every core busy, few enough to bound memory.
     let batch_size = rayon::current_num_threads().max(1) * 2;
     let mut aggregator = report::Aggregator::new();
+    let mut groups = options
+        .fields
+        .group_by
+        .as_ref()
+        .map(|_| groups::GroupAggregator::new(options.fields.group_by_period));
+    let mut ratings = agreement::RatingAggregator::new();
+    let mut languages = report::LanguageCounter::default();
     let mut position = 0u64;
+    // Code points of the plain-text chunks before this one.
+    let mut chars_before = 0u64;
     loop {
         if observer.is_cancelled() {
             return Err(AnalysisError::Cancelled);
@@ -335,32 +430,52 @@ fn run<C: Chunker>(
         }
         // A lone chunk (a small input) is scored here; see MIN_PER_TASK.
         let scored: Vec<Scored> = if batch.len() == 1 {
-            batch.into_iter().map(score_chunk).collect()
+            batch
+                .into_iter()
+                .map(|c| score_chunk(c, options.languages))
+                .collect()
         } else {
-            batch.into_par_iter().map(score_chunk).collect()
+            batch
+                .into_par_iter()
+                .map(|c| score_chunk(c, options.languages))
+                .collect()
         };
         let mut batch_items: Vec<Item<'_>> = Vec::new();
         for s in &scored {
             match s {
-                Scored::Text(text, scores) => {
-                    for (r, sc) in scores {
+                Scored::Text(text, scores, chars) => {
+                    for (r, (start, end), sc, lang) in scores {
                         batch_items.push(Item {
                             position,
                             id: None,
                             text: &text[r.clone()],
                             scores: *sc,
+                            source: SourceRef::Span {
+                                start: chars_before + start,
+                                end: chars_before + end,
+                            },
+                            lang: *lang,
                         });
                         position += 1;
                     }
+                    chars_before += chars;
                 }
                 Scored::Records(records, scores) => {
-                    for ((id, text), sc) in records.iter().zip(scores) {
+                    for (record, (sc, lang)) in records.iter().zip(scores) {
                         batch_items.push(Item {
                             position,
-                            id: id.as_deref(),
-                            text,
+                            id: record.id.as_deref(),
+                            text: &record.text,
                             scores: *sc,
+                            source: SourceRef::Stored(&record.source),
+                            lang: *lang,
                         });
+                        if let Some(g) = groups.as_mut() {
+                            g.push(record.group.as_deref().unwrap_or(""), sc.compound);
+                        }
+                        if let Some(rating) = record.rating {
+                            ratings.push(rating, sc.compound);
+                        }
                         position += 1;
                     }
                 }
@@ -368,6 +483,7 @@ fn run<C: Chunker>(
         }
         for it in &batch_items {
             aggregator.push(it.position, it.id, it.text, it.scores.compound);
+            languages.push(it.lang);
         }
         observer.items(&batch_items).map_err(AnalysisError::Sink)?;
         observer.progress(chunker.consumed(), total.max(chunker.consumed()));
@@ -375,8 +491,34 @@ fn run<C: Chunker>(
     if position == 0 {
         return Err(AnalysisError::Empty);
     }
+    let rating_note = chunker.rating_unusable();
+    let roles = chunker.roles();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(aggregator.finish(format, (elapsed_ms * 1000.0).round() / 1000.0))
+    let mut report = aggregator.finish(format, (elapsed_ms * 1000.0).round() / 1000.0);
+    report.columns = chunker.columns();
+    report.id_column = roles.id;
+    report.text_column = roles.text;
+    report.groups = match (roles.group_by, groups) {
+        (Some(column), Some(g)) => Some(report::GroupSummary {
+            column,
+            grouping: g.finish(),
+        }),
+        _ => None,
+    };
+    // A rating column found by name is reported only when it was used and held ratings; a
+    // chosen one always is.
+    let chosen = options.fields.rating.is_some();
+    report.agreement = roles
+        .rating
+        .filter(|_| rating_note.is_none())
+        .map(|column| report::RatingSummary {
+            column,
+            agreement: ratings.finish(),
+        })
+        .filter(|r| chosen || r.agreement.pairs > 0);
+    report.rating_note = rating_note;
+    report.languages = options.languages.then(|| languages.finish(report.items));
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -426,7 +568,7 @@ mod tests {
         assert_eq!(r.items, 2);
         assert_eq!(r.most_positive[0].id.as_deref(), Some("7"));
         let mut opts = Options::new(Format::Csv);
-        opts.column = Some("NOTE".into());
+        opts.fields.text = Some("NOTE".into());
         let r = analyze(csv.as_bytes(), &opts, &mut ()).unwrap();
         assert_eq!(r.most_negative[0].text, "awful");
     }

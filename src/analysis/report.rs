@@ -88,6 +88,145 @@ pub struct Report {
     pub most_negative: Vec<Highlight>,
     /// Wall-clock time of the analysis in milliseconds.
     pub elapsed_ms: f64,
+    /// CSV: the header's column names, in order. `items.csv` gives every row back under them,
+    /// followed by its scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// CSV and JSONL: the column or key the text was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
+    /// The column or key that names the items (their "#"), found by name or chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_column: Option<String>,
+    /// Per-group figures when the analysis was asked to group by a column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<GroupSummary>,
+    /// How far the scores agree with the rows' own ratings, when the rows have a rating column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<RatingSummary>,
+    /// Why a column that looked like a rating was not used (a cell that is not a number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating_note: Option<String>,
+    /// The items' languages, when they were detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub languages: Option<Languages>,
+}
+
+/// Share of items not in English above which the results carry a warning.
+pub const NOT_ENGLISH_WARNING: f64 = 0.05;
+
+/// How many items are in which language: VADER scores English only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Languages {
+    /// Items per detected language (ISO 639-1 code), most first.
+    pub counts: Vec<LanguageCount>,
+    /// Items too short or with too few letters to tell.
+    pub undetermined: u64,
+    /// Items detected as a language other than English.
+    pub not_english: u64,
+    /// Set when more than 5 % of the items are not English: how many, and which languages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LanguageCount {
+    /// ISO 639-1 code, e.g. `en`, `es`, `ko`.
+    pub lang: String,
+    pub items: u64,
+}
+
+/// A count with thousands separators: `10,605`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// Counts items per language as they come; a handful of languages, so a short list.
+#[derive(Default)]
+pub struct LanguageCounter {
+    counts: Vec<(&'static str, u64)>,
+    undetermined: u64,
+}
+
+impl LanguageCounter {
+    pub fn push(&mut self, lang: Option<&'static str>) {
+        let Some(lang) = lang else {
+            self.undetermined += 1;
+            return;
+        };
+        match self.counts.iter_mut().find(|(l, _)| *l == lang) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((lang, 1)),
+        }
+    }
+
+    pub fn finish(mut self, items: u64) -> Languages {
+        self.counts
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let not_english: u64 = self
+            .counts
+            .iter()
+            .filter(|(l, _)| *l != "en")
+            .map(|(_, n)| n)
+            .sum();
+        let share = not_english as f64 / items.max(1) as f64;
+        let warning = (share > NOT_ENGLISH_WARNING).then(|| {
+            let which = self
+                .counts
+                .iter()
+                .filter(|(l, _)| *l != "en")
+                .take(5)
+                .map(|(l, n)| format!("{l} {}", thousands(*n)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "{} of {} items ({:.1}%) are not in English ({which}). VADER scores English \
+                 only: their scores mean little, and most come out neutral.",
+                thousands(not_english),
+                thousands(items),
+                100.0 * share
+            )
+        });
+        Languages {
+            counts: self
+                .counts
+                .into_iter()
+                .map(|(lang, items)| LanguageCount {
+                    lang: lang.to_owned(),
+                    items,
+                })
+                .collect(),
+            undetermined: self.undetermined,
+            not_english,
+            warning,
+        }
+    }
+}
+
+/// The groups of a `group_by` column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupSummary {
+    /// The column (CSV) or key (JSONL) grouped by.
+    pub column: String,
+    #[serde(flatten)]
+    pub grouping: super::groups::Grouping,
+}
+
+/// Agreement of the compound score with a rating column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RatingSummary {
+    /// The rating column (CSV) or key (JSONL).
+    pub column: String,
+    #[serde(flatten)]
+    pub agreement: super::agreement::Agreement,
 }
 
 #[derive(Default)]
@@ -178,6 +317,13 @@ impl Aggregator {
             most_positive: self.positive,
             most_negative: self.negative,
             elapsed_ms,
+            columns: None,
+            text_column: None,
+            id_column: None,
+            groups: None,
+            agreement: None,
+            rating_note: None,
+            languages: None,
         }
     }
 }

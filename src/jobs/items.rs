@@ -12,13 +12,19 @@
 //! included); any other value is stored as its 8 bytes. So a download renders exactly the
 //! numbers that were scored, whatever they are, and byte for byte as when every item had a row.
 //!
-//! Layout of a chunk body: one format byte ([`RAW`] or [`LZ4`], a body LZ4 cannot shrink is kept
-//! raw), then the payload, LZ4-compressed with its length in front for [`LZ4`]. The payload is,
-//! per item: the position's difference from the previous one (zigzag varint, the first from 0),
-//! a byte of four 2-bit score kinds, the id (varint 0 for none, else its length + 1, then its
-//! bytes), the text (varint length, bytes), then each score by its kind.
+//! Layout of a chunk body: one format byte ([`RAW`] or [`LZ4`] for chunks written before rows
+//! were kept, [`RAW_ROWS`] or [`LZ4_ROWS`] since; a body LZ4 cannot shrink is kept raw), then the
+//! payload, LZ4-compressed with its length in front for the LZ4 forms. The payload is, per item:
+//! the position's difference from the previous one (zigzag varint, the first from 0), a byte of
+//! four 2-bit score kinds, the id (varint 0 for none, else its length + 1, then its bytes), the
+//! text (varint length, bytes), then each score by its kind. The `_ROWS` forms add, per item,
+//! its source (a tag byte: none; CSV cells as a count and each cell's length and bytes; a JSONL
+//! line's length and bytes; a sentence's start and length in code points) and its language
+//! (length and bytes, 0 for none). A CSV row repeats its text cell, which LZ4 turns into a
+//! back-reference of a few bytes.
 
 use super::model::ItemRow;
+use crate::analysis::input::Source;
 
 /// Most items in one chunk (a download holds one chunk at a time, decoded).
 pub const CHUNK_ITEMS: usize = 5000;
@@ -31,6 +37,15 @@ const RAW: u8 = 0;
 /// Format byte: the payload follows LZ4-compressed, its length in front (`lz4_flex`'s block
 /// format with the size prepended).
 const LZ4: u8 = 1;
+/// Format bytes of chunks whose items carry their source row and language.
+const RAW_ROWS: u8 = 2;
+const LZ4_ROWS: u8 = 3;
+
+/// Source tags.
+const SOURCE_NONE: u8 = 0;
+const SOURCE_CELLS: u8 = 1;
+const SOURCE_JSON: u8 = 2;
+const SOURCE_SPAN: u8 = 3;
 
 /// Score kinds, two bits each.
 const THOUSANDTHS: u8 = 0;
@@ -87,9 +102,9 @@ pub fn encode(items: &[ItemRow]) -> Vec<Chunk> {
 fn seal(payload: Vec<u8>) -> Vec<u8> {
     let compressed = lz4_flex::block::compress_prepend_size(&payload);
     let (format, bytes) = if compressed.len() < payload.len() {
-        (LZ4, compressed)
+        (LZ4_ROWS, compressed)
     } else {
-        (RAW, payload)
+        (RAW_ROWS, payload)
     };
     let mut body = Vec::with_capacity(bytes.len() + 1);
     body.push(format);
@@ -102,18 +117,19 @@ pub fn decode(body: &[u8]) -> Result<Vec<ItemRow>, DecodeError> {
     let (&format, rest) = body.split_first().ok_or(DecodeError("empty body"))?;
     let payload;
     let mut input = match format {
-        RAW => rest,
-        LZ4 => {
+        RAW | RAW_ROWS => rest,
+        LZ4 | LZ4_ROWS => {
             payload = lz4_flex::block::decompress_size_prepended(rest)
                 .map_err(|_| DecodeError("bad LZ4 block"))?;
             &payload[..]
         }
         _ => return Err(DecodeError("unknown format")),
     };
+    let rows = matches!(format, RAW_ROWS | LZ4_ROWS);
     let mut items = Vec::new();
     let mut previous = 0;
     while !input.is_empty() {
-        let item = decode_item(&mut input, previous)?;
+        let item = decode_item(&mut input, previous, rows)?;
         previous = item.position;
         items.push(item);
     }
@@ -146,9 +162,39 @@ fn encode_item(out: &mut Vec<u8>, item: &ItemRow, previous: i64) {
             _ => put_varint(out, value),
         }
     }
+    match &item.source {
+        Source::None => out.push(SOURCE_NONE),
+        Source::Cells(cells) => {
+            out.push(SOURCE_CELLS);
+            put_varint(out, cells.len() as u64);
+            for cell in cells {
+                put_bytes(out, cell.as_bytes());
+            }
+        }
+        Source::Json(line) => {
+            out.push(SOURCE_JSON);
+            put_bytes(out, line.as_bytes());
+        }
+        Source::Span { start, end } => {
+            out.push(SOURCE_SPAN);
+            put_varint(out, *start);
+            put_varint(out, end - start);
+        }
+    }
+    put_bytes(out, item.lang.as_deref().unwrap_or("").as_bytes());
 }
 
-fn decode_item(input: &mut &[u8], previous: i64) -> Result<ItemRow, DecodeError> {
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn get_text(input: &mut &[u8]) -> Result<String, DecodeError> {
+    let len = get_varint(input)? as usize;
+    text(take(input, len)?)
+}
+
+fn decode_item(input: &mut &[u8], previous: i64, rows: bool) -> Result<ItemRow, DecodeError> {
     let position = previous.wrapping_add(unzigzag(get_varint(input)?));
     let kinds = take(input, 1)?[0];
     let item_id = match get_varint(input)? {
@@ -170,6 +216,33 @@ fn decode_item(input: &mut &[u8], previous: i64) -> Result<ItemRow, DecodeError>
         };
     }
     let [neg, neu, pos, compound] = scores;
+    let (source, lang) = if rows {
+        let source = match take(input, 1)?[0] {
+            SOURCE_NONE => Source::None,
+            SOURCE_CELLS => {
+                let n = get_varint(input)? as usize;
+                // Each cell takes at least a byte, so a damaged count cannot reserve much.
+                let mut cells = Vec::with_capacity(n.min(input.len()));
+                for _ in 0..n {
+                    cells.push(get_text(input)?);
+                }
+                Source::Cells(cells)
+            }
+            SOURCE_JSON => Source::Json(get_text(input)?),
+            SOURCE_SPAN => {
+                let start = get_varint(input)?;
+                let end = start
+                    .checked_add(get_varint(input)?)
+                    .ok_or(DecodeError("span out of range"))?;
+                Source::Span { start, end }
+            }
+            _ => return Err(DecodeError("unknown source")),
+        };
+        let lang = get_text(input)?;
+        (source, (!lang.is_empty()).then_some(lang))
+    } else {
+        (Source::None, None)
+    };
     Ok(ItemRow {
         position,
         item_id,
@@ -178,6 +251,8 @@ fn decode_item(input: &mut &[u8], previous: i64) -> Result<ItemRow, DecodeError>
         neu,
         pos,
         compound,
+        source,
+        lang,
     })
 }
 
@@ -252,15 +327,42 @@ mod tests {
             neu: scores[1],
             pos: scores[2],
             compound: scores[3],
+            source: match position % 4 {
+                0 => Source::None,
+                1 => Source::Cells(vec![format!("{position}"), text.to_owned(), String::new()]),
+                2 => Source::Json(format!("{{\"text\": {text:?}}}")),
+                _ => Source::Span {
+                    start: position as u64 * 10,
+                    end: position as u64 * 10 + 7,
+                },
+            },
+            lang: (position % 2 == 0).then(|| "en".to_owned()),
         }
     }
 
-    fn bits(items: &[ItemRow]) -> Vec<(i64, Option<String>, String, [u64; 4])> {
+    type Bits = (
+        i64,
+        Option<String>,
+        String,
+        [u64; 4],
+        Source,
+        Option<String>,
+    );
+
+    fn bits(items: &[ItemRow]) -> Vec<Bits> {
         items
             .iter()
             .map(|i| {
                 let scores = [i.neg, i.neu, i.pos, i.compound].map(f64::to_bits);
-                (i.position, i.item_id.clone(), i.text.clone(), scores)
+                let (source, lang) = (i.source.clone(), i.lang.clone());
+                (
+                    i.position,
+                    i.item_id.clone(),
+                    i.text.clone(),
+                    scores,
+                    source,
+                    lang,
+                )
             })
             .collect()
     }
@@ -314,6 +416,27 @@ mod tests {
     }
 
     #[test]
+    fn chunks_written_before_rows_were_kept_still_read() {
+        // The old layout by hand: position 3, kinds (neg, neu, pos in thousandths, compound in
+        // ten-thousandths), no id, text "ok", then 0, 1000, 0 and 4404 (zigzag varints).
+        let mut payload = vec![6, 0b0100_0000, 0, 2, b'o', b'k', 0];
+        put_varint(&mut payload, zigzag(1000));
+        payload.push(0);
+        put_varint(&mut payload, zigzag(4404));
+        let mut body = vec![RAW];
+        body.extend_from_slice(&payload);
+        let items = decode(&body).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            (items[0].position, items[0].text.as_str(), items[0].neu),
+            (3, "ok", 1.0)
+        );
+        assert_eq!(items[0].compound, 0.4404);
+        assert_eq!(items[0].source, Source::None);
+        assert_eq!(items[0].lang, None);
+    }
+
+    #[test]
     fn a_damaged_body_is_an_error_not_a_panic() {
         let body = encode(&[item(0, "fine", [0.0; 4])]).remove(0).body;
         for cut in 0..body.len() {
@@ -345,6 +468,8 @@ mod tests {
                         neu: scores[1],
                         pos: scores[2],
                         compound: scores[3],
+                        source: Source::Cells(vec![String::from("a,b"), String::new()]),
+                        lang: None,
                     }
                 })
                 .collect();

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::{FromRow, PgPool, SqliteConnection, SqlitePool};
 
+use crate::analysis::input::{Fields, Source};
 use crate::db::Db;
 use crate::on_db;
 use uuid::Uuid;
@@ -138,6 +139,8 @@ pub struct JobRow {
     pub status: Status,
     pub format: Format,
     pub column_name: Option<String>,
+    /// The analysis's columns beyond the text one, as JSON ([`Fields`] without `text`).
+    pub analysis_options: Option<String>,
     pub input_bytes: i64,
     pub title: String,
     pub progress_done: i64,
@@ -168,7 +171,7 @@ pub struct JobRow {
 /// The columns of [`JobRow`], as a literal so queries stay `&'static str`.
 macro_rules! columns {
     () => {
-        "id, visitor, queue, status, format, column_name, input_bytes, title, \
+        "id, visitor, queue, status, format, column_name, analysis_options, input_bytes, title, \
          progress_done, progress_total, attempts, retry_base, version, created_at, started_at, finished_at, \
          updated_at, error_code, error_message, result, webhook_url, expires_at, purged_at, \
          purge_reason, api_key_id"
@@ -214,6 +217,18 @@ impl JobRow {
     /// The runs started since the job was submitted or last retried by an operator.
     pub fn runs(&self) -> i64 {
         self.attempts - self.retry_base
+    }
+
+    /// The columns the analysis reads: the text column and the others named at submission. A
+    /// stored value this version cannot read counts as none (it was written by a newer one).
+    pub fn fields(&self) -> Fields {
+        let mut fields: Fields = self
+            .analysis_options
+            .as_deref()
+            .and_then(|o| serde_json::from_str(o).ok())
+            .unwrap_or_default();
+        fields.text = self.column_name.clone();
+        fields
     }
 
     /// The stored report of a succeeded job.
@@ -337,6 +352,9 @@ pub struct NewJob {
     pub queue: QueueName,
     pub format: Format,
     pub column: Option<String>,
+    /// The analysis's columns beyond the text one, as JSON ([`Fields`] without `text`); None
+    /// when none was named.
+    pub options: Option<String>,
     pub title: String,
     pub input: Vec<u8>,
     /// A checked webhook URL ([`crate::webhooks::address::check`]).
@@ -368,7 +386,7 @@ pub async fn insert(conn: &mut SqliteConnection, job: &NewJob) -> Result<(), sql
     insert_many(conn, &[job]).await
 }
 
-/// Rows per multi-row INSERT of new jobs (13 parameters each, under SQLite's variable limit).
+/// Rows per multi-row INSERT of new jobs (14 parameters each, under SQLite's variable limit).
 const JOBS_PER_STATEMENT: usize = 64;
 
 /// Insert several rows and their inputs (inside the caller's transaction) with multi-row
@@ -379,7 +397,7 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
         let mut rows = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO sentiq_jobs (id, visitor, queue, status, format, column_name, \
              input_bytes, title, progress_total, created_at, updated_at, webhook_url, \
-             api_key_id) ",
+             api_key_id, analysis_options) ",
         );
         rows.push_values(chunk, |mut b, job| {
             b.push_bind(job.id.to_string())
@@ -394,7 +412,8 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
                 .push_bind(&now)
                 .push_bind(&now)
                 .push_bind(&job.webhook_url)
-                .push_bind(&job.api_key_id);
+                .push_bind(&job.api_key_id)
+                .push_bind(&job.options);
         });
         rows.build().execute(&mut *conn).await?;
         let mut inputs =
@@ -482,14 +501,15 @@ async fn insert_many_postgres<'e>(
     let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.input.as_slice()).collect();
     let webhooks: Vec<Option<&str>> = jobs.iter().map(|j| j.webhook_url.as_deref()).collect();
     let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.api_key_id.as_deref()).collect();
+    let options: Vec<Option<&str>> = jobs.iter().map(|j| j.options.as_deref()).collect();
     sqlx::query(
         "WITH j AS (INSERT INTO sentiq_jobs (id, visitor, queue, status, format, \
          column_name, input_bytes, title, progress_total, created_at, updated_at, \
-         webhook_url, api_key_id) \
+         webhook_url, api_key_id, analysis_options) \
          SELECT id, visitor, queue, 'queued', format, col, size, title, size, $8, $8, \
-         webhook, key FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-         $5::text[], $6::bigint[], $7::text[], $10::text[], $11::text[]) \
-         AS t(id, visitor, queue, format, col, size, title, webhook, key) \
+         webhook, key, opts FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::bigint[], $7::text[], $10::text[], $11::text[], $12::text[]) \
+         AS t(id, visitor, queue, format, col, size, title, webhook, key, opts) \
          RETURNING id) \
          INSERT INTO job_inputs (job_id, body) \
          SELECT i.id, i.body FROM UNNEST($1::text[], $9::bytea[]) AS i(id, body) \
@@ -506,6 +526,7 @@ async fn insert_many_postgres<'e>(
     .bind(&bodies)
     .bind(&webhooks)
     .bind(&keys)
+    .bind(&options)
     .execute(executor)
     .await?;
     Ok(())
@@ -1128,6 +1149,14 @@ pub struct ItemRow {
     pub neu: f64,
     pub pos: f64,
     pub compound: f64,
+    /// The row the item came from (kept in chunks only; legacy per-item rows have none).
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub source: Source,
+    /// The item's language (ISO 639-1), when it was detected.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub lang: Option<String>,
 }
 
 /// Items per transaction on PostgreSQL, where writers do not wait for each other (one chunk).
@@ -1467,6 +1496,7 @@ pub(crate) mod tests {
             status: Status::Queued,
             format: Format::Text,
             column_name: None,
+            analysis_options: None,
             input_bytes: 1,
             title: String::new(),
             progress_done: 0,

@@ -36,7 +36,8 @@ macro_rules! purge {
     ($condition:literal) => {
         concat!(
             "UPDATE sentiq_jobs SET purged_at = $1, purge_reason = $2, result = NULL, \
-             title = '', column_name = NULL, error_message = NULL, version = version + 1 \
+             title = '', column_name = NULL, analysis_options = NULL, error_message = NULL, \
+             version = version + 1 \
              WHERE id = $3 AND purged_at IS NULL \
              AND status IN ('succeeded', 'failed', 'cancelled')",
             $condition

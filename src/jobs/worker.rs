@@ -283,7 +283,7 @@ impl Run {
 
 /// How a run ended, before the row says so.
 enum Ending {
-    Analysed(Report, Vec<ItemRow>),
+    Analysed(Box<Report>, Vec<ItemRow>),
     /// The run was refused or failed for good: the job fails with this code and message.
     Failed {
         code: &'static str,
@@ -377,7 +377,7 @@ async fn run(deps: &Deps, run: &Run, input: Option<Vec<u8>>) -> Result<Ending, S
     lease.abort();
     deps.cancels.remove(id);
     Ok(match analysed {
-        Ok((report, items)) => Ending::Analysed(report, items),
+        Ok((report, items)) => Ending::Analysed(Box::new(report), items),
         Err(AnalysisError::Cancelled) if timed_out.load(Ordering::SeqCst) => Ending::TimedOut,
         Err(AnalysisError::Cancelled) if deps.handing_back.load(Ordering::SeqCst) => {
             Ending::HandedBack
@@ -737,8 +737,9 @@ async fn run_analysis(
     let format = job.format;
     let options = Options {
         format,
-        column: job.column_name.clone(),
+        fields: job.fields(),
         total_bytes: Some(input.len() as u64),
+        languages: true,
     };
     let analysed = tokio::task::spawn_blocking(move || {
         let mut observer = observer;
@@ -817,8 +818,9 @@ fn analyse_inline(
     }
     let options = Options {
         format: job.format,
-        column: job.column_name.clone(),
+        fields: job.fields(),
         total_bytes: Some(input.len() as u64),
+        languages: true,
     };
     let mut collect = Collect {
         rows: Vec::new(),
@@ -838,6 +840,8 @@ fn item_row(it: &Item<'_>) -> ItemRow {
         neu: it.scores.neu,
         pos: it.scores.pos,
         compound: it.scores.compound,
+        source: it.source.to_owned(),
+        lang: it.lang.map(str::to_owned),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The JSON API.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_lab::sse;
@@ -10,6 +12,7 @@ use utoipa::openapi::Ref;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use super::caller::Caller;
+use super::downloads::{self, Layout};
 use super::errors::{ApiError, ErrorBody, Unauthenticated};
 use super::idempotency::{self, IdempotencyKey};
 use super::input::{self, Submission, SubmissionBody};
@@ -45,7 +48,8 @@ pub struct Health {
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
-    pub column: Option<String>,
+    #[serde(flatten)]
+    pub fields: input::NamedFields,
     /// Where to POST the completion event (raw uploads have no body field for it).
     pub webhook_url: Option<String>,
 }
@@ -67,7 +71,23 @@ pub struct UploadQuery {
     params(
         ("column" = Option<String>, Query,
             description = "CSV uploads: the column holding the text (by default a column named \
-                like `text`, `review` or `comment`)."),
+                like `text`, `review` or `comment`); JSON lines: the key (by default `text`)."),
+        ("id_column" = Option<String>, Query,
+            description = "CSV and JSON lines uploads: the column (or key) naming each item, shown \
+                as its `#` (by default a column named `id` or `uuid`, or ending in `_id`)."),
+        ("group_by" = Option<String>, Query,
+            description = "CSV and JSON lines uploads: group the results by this column (or \
+                key): count, mean compound with its 95% interval and label shares per group, \
+                the 50 largest groups plus `other`. A column of dates or timestamps gives days, \
+                weeks or months as a time series."),
+        ("group_by_period" = Option<String>, Query,
+            description = "With `group_by` on dates: `day`, `week` or `month` (by default chosen \
+                from the span: up to 92 days by day, up to 3 years by week, else by month)."),
+        ("rating_column" = Option<String>, Query,
+            description = "CSV and JSON lines uploads: the column (or key) of the rows' own \
+                numeric ratings, for the agreement of the scores with them (Pearson, Spearman, \
+                mean compound per rating). By default a column named `rating`, `stars` or \
+                `score` is used when it holds numbers."),
         ("Idempotency-Key" = Option<String>, Header, nullable = false,
             description = "1 to 255 printable ASCII characters (bare, or quoted as a structured \
                 field string). A repeat of the same request (same content type, query and body) \
@@ -128,7 +148,11 @@ pub struct UploadQuery {
         (status = 415, description = "Not one of the accepted content types, or compressed \
             (`unsupported_media_type`).", body = ErrorBody),
         (status = 422, description = "Nothing to analyse (`empty_input`), no usable text column \
-            (`no_text_column`), a broken CSV record (`bad_record`), an item over the size limit \
+            (`no_text_column`), an `id_column`, `group_by` or `rating_column` the input does not \
+            have (`unknown_column`, listing the columns), a `group_by_period` that is not \
+            `day`, `week` or `month` or comes without `group_by` (`invalid_period`), a \
+            `rating_column` holding a value that is not a number (`bad_record`, naming the line \
+            and the value), a broken CSV record (`bad_record`), an item over the size limit \
             (`item_too_large`), an `Idempotency-Key` already used for a different request \
             (`idempotency_key_reused`), a `webhook_url` that is not an http(s) URL of at most \
             2,048 characters or does not resolve (`invalid_webhook_url`), one whose host is or \
@@ -168,12 +192,22 @@ pub async fn create_job(
         )
     });
     let UploadQuery {
-        column,
+        fields,
         webhook_url,
     } = query.into_inner();
+    let fields = fields.parse()?;
     let mut submission: Submission = match raw_format {
-        Some(format) => input::from_raw(body, format, column, None)?,
-        None => input::from_json(&body)?,
+        Some(format) => input::from_raw(body, format, fields, None)?,
+        None if fields.only_text() => input::from_json(&body)?,
+        None => {
+            return Err(ApiError::Unprocessable {
+                code: "unknown_column",
+                message: "id_column, group_by and rating_column name columns of a CSV upload \
+                          or keys of JSON lines (text/csv or application/x-ndjson); a JSON body \
+                          has neither"
+                    .into(),
+            });
+        }
     };
     submission.webhook_url =
         checked_webhook_url(&state, submission.webhook_url, webhook_url).await?;
@@ -734,30 +768,52 @@ async fn items(
         });
     }
     let db = state.db().clone();
+    // The first chunk decides the layout (whether the items carry their rows).
+    let first = next_items(&db, &id, -1)
+        .await
+        .map_err(|e| ApiError::unexpected(std::io::Error::other(e)))?;
+    let report = job.report();
+    let layout = Arc::new(Layout::of(job.format, report.as_ref(), first.first()));
+    let lang = report.as_ref().is_some_and(|r| r.languages.is_some());
     // One stored chunk per step (keyset pagination): each is one short query, so the stream
     // holds no connection between chunks and at most one decoded chunk in memory, whatever the
     // number of items.
-    let pages = stream::unfold(Some((db, id.clone(), -1i64, true)), move |st| async move {
-        let (db, id, after, first) = st?;
-        let rows = match next_items(&db, &id, after).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(job_id = %id, error = %e, "items stream failed");
-                return Some((
-                    Err(actix_web::error::ErrorInternalServerError("items")),
-                    None,
-                ));
+    let start = (db, id.clone(), Some(first), -1i64, true);
+    let pages = stream::unfold(Some(start), move |st| {
+        let layout = layout.clone();
+        async move {
+            let (db, id, ready, after, first) = st?;
+            let rows = match ready {
+                Some(rows) => rows,
+                None => match next_items(&db, &id, after).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!(job_id = %id, error = %e, "items stream failed");
+                        return Some((
+                            Err(actix_web::error::ErrorInternalServerError("items")),
+                            None,
+                        ));
+                    }
+                },
+            };
+            if rows.is_empty() && !first {
+                return None;
             }
-        };
-        if rows.is_empty() && !first {
-            return None;
+            let bytes = match kind {
+                ItemsFormat::Csv => {
+                    downloads::csv(&layout, &rows, first, lang).map_err(|e| e.to_string())
+                }
+                ItemsFormat::Jsonl => {
+                    downloads::jsonl(&layout, &rows, lang).map_err(|e| e.to_string())
+                }
+            };
+            let bytes = match bytes {
+                Ok(b) => b,
+                Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
+            };
+            let next = rows.last().map(|r| (db, id, None, r.position, false));
+            Some((Ok::<_, actix_web::Error>(web::Bytes::from(bytes)), next))
         }
-        let bytes = match render(&rows, kind, first) {
-            Ok(b) => b,
-            Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e)), None)),
-        };
-        let next = rows.last().map(|r| (db, id, r.position, false));
-        Some((Ok::<_, actix_web::Error>(web::Bytes::from(bytes)), next))
     });
     let (content_type, ext) = match kind {
         ItemsFormat::Csv => ("text/csv; charset=utf-8", "csv"),
@@ -788,49 +844,19 @@ async fn next_items(db: &crate::db::Db, id: &str, after: i64) -> Result<Vec<Item
     Ok(rows)
 }
 
-fn render(rows: &[ItemRow], kind: ItemsFormat, header: bool) -> Result<Vec<u8>, String> {
-    match kind {
-        ItemsFormat::Csv => {
-            let mut w = csv::WriterBuilder::new()
-                .has_headers(false)
-                .from_writer(Vec::with_capacity(rows.len() * 80));
-            if header {
-                w.write_record(["position", "id", "text", "neg", "neu", "pos", "compound"])
-                    .map_err(|e| e.to_string())?;
-            }
-            for r in rows {
-                w.write_record([
-                    r.position.to_string(),
-                    r.item_id.clone().unwrap_or_default(),
-                    r.text.clone(),
-                    r.neg.to_string(),
-                    r.neu.to_string(),
-                    r.pos.to_string(),
-                    r.compound.to_string(),
-                ])
-                .map_err(|e| e.to_string())?;
-            }
-            w.into_inner().map_err(|e| e.to_string())
-        }
-        ItemsFormat::Jsonl => {
-            let mut out = Vec::with_capacity(rows.len() * 100);
-            for r in rows {
-                serde_json::to_writer(&mut out, r).map_err(|e| e.to_string())?;
-                out.push(b'\n');
-            }
-            Ok(out)
-        }
-    }
-}
-
 /// `GET /api/jobs/{id}/items.csv`: the scored items as CSV.
 #[utoipa::path(
     get,
     path = "/api/jobs/{id}/items.csv",
     tag = "jobs",
     summary = "Per-item scores as CSV",
-    description = "Columns `position,id,text,neg,neu,pos,compound`, one row per item in input \
-        order.",
+    description = "One row per item in input order, spreadsheet-safe (a cell that would start a \
+        formula, `=`, `+`, `-`, `@`, tab or carriage return, gets a leading `'`; plain numbers \
+        are left alone). A CSV upload gives its own header and every row's cells back, then \
+        `neg,neu,pos,compound,label`; a text gives `position,sentence,start,end` (offsets in \
+        Unicode code points, end exclusive) then the scores; JSON lines and batch documents \
+        give `position,id,text` then the scores. A `lang` column follows when languages were \
+        detected.",
     params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
     responses(
         (status = 200, description = "CSV with a header row.", body = String,
@@ -862,7 +888,11 @@ pub async fn items_csv(
     path = "/api/jobs/{id}/items.jsonl",
     tag = "jobs",
     summary = "Per-item scores as JSON lines",
-    description = "One `Item` object per line, in input order.",
+    description = "One line per item, in input order. A JSON lines upload gives each line back \
+        byte for byte with a `sentiment` object added (`neg`, `neu`, `pos`, `compound`, `label`, \
+        and `lang` when languages were detected); a text gives `{position, sentence, start, \
+        end, sentiment}`; batch documents give `{position, id, text, sentiment}` (the `Item` \
+        schema).",
     params(("id" = String, Path, format = "uuid", description = "The job's id (anything else is 404).")),
     responses(
         (status = 200, description = "JSON lines; each line is an `Item`.", body = String,
@@ -914,19 +944,31 @@ fn job_json() -> Object {
         .build()
 }
 
-/// One scored item, as each line of `items.jsonl` holds it.
+/// One scored batch document, as each line of its `items.jsonl` holds it.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Item {
     /// 0-based position of the item in the input.
     position: u64,
-    /// The item's own id (batch documents and JSONL lines that carry one), else null.
+    /// The document's own id, else null.
     #[schema(required = true)]
     id: Option<String>,
     text: String,
+    sentiment: ItemSentiment,
+}
+
+/// The scores added to every line of `items.jsonl`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ItemSentiment {
     neg: f64,
     neu: f64,
     pos: f64,
     compound: f64,
+    /// `positive` (compound ≥ 0.05), `negative` (≤ −0.05) or `neutral`.
+    #[schema(pattern = "^(positive|neutral|negative)$")]
+    label: String,
+    /// ISO 639-1 code of the item's language, when languages were detected and it could be told.
+    #[schema(nullable = false)]
+    lang: Option<String>,
 }

@@ -8,14 +8,15 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
-use crate::analysis::input::CsvChunker;
+use crate::analysis::input::{Chunker, CsvChunker, Fields, JsonlChunker};
 use crate::analysis::{AnalysisError, Format, pytext};
 
 /// A checked input, ready to become a job.
 #[derive(Debug)]
 pub struct Submission {
     pub format: Format,
-    pub column: Option<String>,
+    /// The columns (CSV) or keys (JSONL) of the text, id, grouping and rating, as named.
+    pub fields: Fields,
     pub title: String,
     pub input: Vec<u8>,
     /// Where to POST the job's completion event, as given (checked by the handler, which may
@@ -120,21 +121,148 @@ pub fn title_of_text(text: &str) -> String {
     out
 }
 
+/// The columns an analyst named, as sent (form fields or query parameters); blank ones count
+/// as not given.
+#[derive(Debug, Default, Deserialize)]
+pub struct NamedFields {
+    pub column: Option<String>,
+    pub id_column: Option<String>,
+    pub group_by: Option<String>,
+    pub group_by_period: Option<String>,
+    pub rating_column: Option<String>,
+}
+
+impl NamedFields {
+    /// The named columns, checked for what can be checked without the input.
+    pub fn parse(self) -> Result<Fields, ApiError> {
+        let given = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let group_by = given(self.group_by);
+        let group_by_period =
+            match given(self.group_by_period) {
+                None => None,
+                Some(_) if group_by.is_none() => {
+                    return Err(ApiError::Unprocessable {
+                        code: "invalid_period",
+                        message:
+                            "group_by_period needs group_by: name the column of dates to group"
+                                .into(),
+                    });
+                }
+                Some(p) => Some(p.parse().map_err(
+                    |e: crate::analysis::groups::UnknownPeriod| ApiError::Unprocessable {
+                        code: "invalid_period",
+                        message: e.to_string(),
+                    },
+                )?),
+            };
+        Ok(Fields {
+            text: given(self.column),
+            id: given(self.id_column),
+            group_by,
+            group_by_period,
+            rating: given(self.rating_column),
+        })
+    }
+}
+
+/// Most input read at submission to check the values of a chosen rating column (the rest is
+/// checked by the worker, which fails the job with the same message).
+const RATING_CHECK_BYTES: usize = 1 << 20;
+
+/// Check `fields` against the input: every named column exists (CSV header, or the first JSONL
+/// object) and a chosen rating column holds numbers in the first megabyte.
+fn check_fields(text: &str, format: Format, fields: &Fields) -> Result<(), ApiError> {
+    match format {
+        Format::Csv => {
+            CsvChunker::new(text.as_bytes(), fields)?;
+            if fields.rating.is_some() {
+                let head = prefix(text, RATING_CHECK_BYTES);
+                rating_check(CsvChunker::new(head.as_bytes(), fields)?.next_chunk())?;
+            }
+            Ok(())
+        }
+        Format::Jsonl => {
+            let first = text
+                .lines()
+                .find(|l| !pytext::strip(l).is_empty())
+                .unwrap_or("");
+            let Ok(Value::Object(object)) = serde_json::from_str::<Value>(first) else {
+                // The worker names the bad line.
+                return Ok(());
+            };
+            let keys: Vec<String> = object.keys().cloned().collect();
+            let roles = [
+                ("id", &fields.id),
+                ("group_by", &fields.group_by),
+                ("rating", &fields.rating),
+            ];
+            for (role, wanted) in roles {
+                if let Some(w) = wanted
+                    && !object.contains_key(w)
+                {
+                    return Err(AnalysisError::UnknownColumn {
+                        role,
+                        wanted: w.clone(),
+                        columns: keys,
+                    }
+                    .into());
+                }
+            }
+            if fields.rating.is_some() {
+                let head = prefix(text, RATING_CHECK_BYTES);
+                rating_check(JsonlChunker::new(head.as_bytes(), fields).next_chunk())?;
+            }
+            Ok(())
+        }
+        // A text column named for plain text was always ignored.
+        _ if fields.only_text() => Ok(()),
+        _ => Err(ApiError::Unprocessable {
+            code: "unknown_column",
+            message: "column, id_column, group_by and rating_column name columns of a CSV \
+                      upload or keys of JSON lines; this input is plain text"
+                .into(),
+        }),
+    }
+}
+
+/// The first `max` bytes of `text`, cut after a line feed (a CSV record may hold line feeds, and
+/// one cut inside quotes is only a shorter last record to the check).
+fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    match memchr::memrchr(b'\n', &text.as_bytes()[..max]) {
+        Some(nl) => &text[..=nl],
+        None => "",
+    }
+}
+
+/// The outcome of the rating check: only a rating that is not a number is refused here (a
+/// record cut by [`prefix`] may look broken, and the worker reports broken records anyway).
+fn rating_check<T>(read: Result<T, AnalysisError>) -> Result<(), ApiError> {
+    match read {
+        Err(AnalysisError::BadRecord { line, message })
+            if message.starts_with("the rating column") =>
+        {
+            Err(AnalysisError::BadRecord { line, message }.into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A raw upload of `format` (text, CSV or JSONL).
 pub fn from_raw(
     body: Vec<u8>,
     format: Format,
-    column: Option<String>,
+    mut fields: Fields,
     title: Option<String>,
 ) -> Result<Submission, ApiError> {
+    fields.text = fields.text.filter(|c| !c.trim().is_empty());
     let text = utf8(&body)?;
     if is_blank(text) {
         return Err(blank());
     }
-    let column = column.filter(|c| !c.trim().is_empty());
-    if format == Format::Csv {
-        CsvChunker::new(text.as_bytes(), column.as_deref())?;
-    }
+    check_fields(text, format, &fields)?;
     let title = title.unwrap_or_else(|| match format {
         Format::Text => title_of_text(text),
         Format::Csv => "CSV upload".into(),
@@ -142,7 +270,7 @@ pub fn from_raw(
     });
     Ok(Submission {
         format,
-        column,
+        fields,
         title,
         input: body,
         webhook_url: None,
@@ -291,7 +419,7 @@ impl SubmissionBody {
                 }
                 Ok(Submission {
                     format: Format::Text,
-                    column: None,
+                    fields: Fields::default(),
                     title: title_of_text(&text),
                     input: text.into_bytes(),
                     webhook_url: None,
@@ -389,7 +517,7 @@ fn documents(docs: Vec<Document>) -> Result<Submission, ApiError> {
     let input = serde_json::to_vec(&docs).map_err(ApiError::unexpected)?;
     Ok(Submission {
         format: Format::Documents,
-        column: None,
+        fields: Fields::default(),
         title: format!("{n} document{}", if n == 1 { "" } else { "s" }),
         input,
         webhook_url: None,
@@ -503,10 +631,16 @@ mod tests {
 
     #[test]
     fn csv_uploads_need_a_text_column() {
-        let e = from_raw(b"a,b\n1,2\n".to_vec(), Format::Csv, None, None).unwrap_err();
+        let e = from_raw(b"a,b\n1,2\n".to_vec(), Format::Csv, Fields::default(), None).unwrap_err();
         assert_eq!(e.code(), "no_text_column");
-        let ok = from_raw(b"a,b\n1,2\n".to_vec(), Format::Csv, Some("B".into()), None).unwrap();
-        assert_eq!(ok.column.as_deref(), Some("B"));
+        let ok = from_raw(
+            b"a,b\n1,2\n".to_vec(),
+            Format::Csv,
+            Fields::text(Some("B".into())),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.fields.text.as_deref(), Some("B"));
     }
 
     #[test]

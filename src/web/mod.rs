@@ -5,6 +5,7 @@ pub mod api;
 pub mod caller;
 pub mod charts;
 pub mod csrf;
+pub mod downloads;
 pub mod errors;
 pub mod idempotency;
 pub mod input;
@@ -67,6 +68,20 @@ impl Submitted {
     }
 }
 
+/// The job row's `analysis_options`: the named columns beyond the text one, or None.
+fn options_json(fields: &crate::analysis::input::Fields) -> Result<Option<String>, ApiError> {
+    if fields.only_text() {
+        return Ok(None);
+    }
+    let others = crate::analysis::input::Fields {
+        text: None,
+        ..fields.clone()
+    };
+    serde_json::to_string(&others)
+        .map(Some)
+        .map_err(ApiError::unexpected)
+}
+
 /// Write the job row and its queue entry, together with the submissions that arrive at the same
 /// time ([`crate::jobs::submitter`]); with an idempotency `key`, only if no live job holds it
 /// (the one that does is answered instead, if its request was the same). The job belongs to
@@ -85,7 +100,8 @@ pub async fn submit(
         api_key_id: api_key.map(|k| k.id.clone()),
         queue: state.config.queue_for(submission.input.len()),
         format: submission.format,
-        column: submission.column,
+        column: submission.fields.text.clone(),
+        options: options_json(&submission.fields)?,
         title: submission.title,
         input: submission.input,
         webhook_url: submission.webhook_url,

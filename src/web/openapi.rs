@@ -16,7 +16,11 @@ use utoipa::{Modify, OpenApi};
 use super::api::{self, Item, StatusEvent};
 use super::errors::{ErrorBody, ErrorDetail};
 use super::input::{Document, DocumentId, SubmissionBody};
-use crate::analysis::report::{Highlight, LabelCounts};
+use crate::analysis::agreement::{Agreement, RatingMean};
+use crate::analysis::groups::{Group, GroupKind, Grouping, Period};
+use crate::analysis::report::{
+    GroupSummary, Highlight, LabelCounts, LanguageCount, Languages, RatingSummary,
+};
 use crate::analysis::{Format, Report};
 use crate::jobs::model::{JobView, Progress, Status};
 use crate::jobs::queue::QueueName;
@@ -60,7 +64,18 @@ use crate::webhooks::{Event, EventData};
         Format,
         LabelCounts,
         Highlight,
+        GroupSummary,
+        Grouping,
+        Group,
+        GroupKind,
+        Period,
+        RatingSummary,
+        Agreement,
+        RatingMean,
+        Languages,
+        LanguageCount,
         Item,
+        api::ItemSentiment,
         api::Health,
         ErrorBody,
         ErrorDetail,

@@ -263,12 +263,8 @@ pub async fn create(
         Ok((sub, token)) => match state.submit_limit.check(&req, None).await {
             Ok(()) => {
                 let claim = token.and_then(|t| {
-                    let column = sub.column.as_deref().unwrap_or_default();
-                    let request = [
-                        sub.format.as_str().as_bytes(),
-                        column.as_bytes(),
-                        &sub.input,
-                    ];
+                    let fields = serde_json::to_vec(&sub.fields).unwrap_or_default();
+                    let request = [sub.format.as_str().as_bytes(), &fields, &sub.input];
                     idempotency::form_claim(
                         &t,
                         idempotency::fingerprint(&request),
@@ -377,17 +373,24 @@ async fn read_form(
         .await
         .map_err(FormError::Forged)?;
     let ct = media_type(req);
-    let (text, file, column, token) = if ct.starts_with("application/x-www-form-urlencoded") {
+    let (text, file, named, token) = if ct.starts_with("application/x-www-form-urlencoded") {
         let body = input::read_body(req, payload, limit, input::form_drain_limit(limit)).await?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| ApiError::InvalidUtf8("the text is not valid UTF-8 text".into()))?;
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         csrf::verify(req, get(csrf::FIELD).as_deref().map(str::as_bytes))
             .map_err(FormError::Forged)?;
+        let named = input::NamedFields {
+            column: get("column"),
+            id_column: get("id_column"),
+            group_by: get("group_by"),
+            group_by_period: get("group_by_period"),
+            rating_column: get("rating_column"),
+        };
         (
             get("text").unwrap_or_default().into_bytes(),
             None,
-            get("column"),
+            named,
             get(idempotency::FORM_FIELD),
         )
     } else if ct.starts_with("multipart/form-data") {
@@ -407,18 +410,19 @@ async fn read_form(
         Some((name, bytes)) if !bytes.is_empty() => {
             let format = Format::from_file_name(&name);
             let title = if name.is_empty() { None } else { Some(name) };
-            input::from_raw(bytes, format, column, title)
+            input::from_raw(bytes, format, named.parse()?, title)
         }
-        _ => input::from_raw(text, Format::Text, None, None),
+        // The column fields belong to a file; typed text is analysed as a document.
+        _ => input::from_raw(text, Format::Text, Default::default(), None),
     }?;
     Ok((submission, token))
 }
 
-/// The text, the file (name and bytes), the CSV column and the one-time submission token.
+/// The text, the file (name and bytes), the named columns and the one-time submission token.
 type FormParts = (
     Vec<u8>,
     Option<(String, Vec<u8>)>,
-    Option<String>,
+    input::NamedFields,
     Option<String>,
 );
 
@@ -462,7 +466,8 @@ async fn read_multipart(
     refuse_declared_oversize(req, &mut payload, limit, drain_limit).await?;
     let mut mp = Multipart::new(req.headers(), payload);
     let (mut total, mut token_checked) = (0usize, false);
-    let (mut text, mut file, mut column, mut token) = (Vec::new(), None, None, None);
+    let (mut text, mut file, mut token) = (Vec::new(), None, None);
+    let mut named = input::NamedFields::default();
     while let Some(field) = mp.next().await {
         let mut field = field.map_err(unreadable_form)?;
         let name = field.name().unwrap_or("").to_owned();
@@ -488,11 +493,17 @@ async fn read_multipart(
         match name.as_str() {
             "text" => text = buf,
             "file" => file = Some((filename.unwrap_or_default(), buf)),
-            "column" => {
-                column =
-                    Some(String::from_utf8(buf).map_err(|_| {
-                        ApiError::InvalidUtf8("the column name is not UTF-8".into())
-                    })?)
+            "column" | "id_column" | "group_by" | "group_by_period" | "rating_column" => {
+                let value = String::from_utf8(buf)
+                    .map_err(|_| ApiError::InvalidUtf8(format!("the field {name} is not UTF-8")))?;
+                let slot = match name.as_str() {
+                    "column" => &mut named.column,
+                    "id_column" => &mut named.id_column,
+                    "group_by" => &mut named.group_by,
+                    "group_by_period" => &mut named.group_by_period,
+                    _ => &mut named.rating_column,
+                };
+                *slot = Some(value);
             }
             idempotency::FORM_FIELD => token = String::from_utf8(buf).ok(),
             _ => {}
@@ -502,7 +513,7 @@ async fn read_multipart(
         // No part at all, so no token either.
         return Err(FormError::Forged(csrf::Rejection::NoToken));
     }
-    Ok((text, file, column, token))
+    Ok((text, file, named, token))
 }
 
 fn unreadable_form(e: impl std::fmt::Display) -> ApiError {
@@ -575,18 +586,56 @@ async fn read_part(
 pub struct Chip {
     pub name: &'static str,
     pub class: &'static str,
-    pub count: u64,
+    pub count: String,
     pub pct: String,
 }
 
 pub struct Line {
-    pub position: u64,
+    /// The item's id when it has one, else its 1-based position.
+    pub label: String,
     pub text: String,
     pub score: String,
 }
 
+/// One row of the groups table.
+pub struct GroupRow {
+    pub key: String,
+    pub count: String,
+    pub mean: String,
+    pub class: &'static str,
+    pub interval: String,
+    pub pos: String,
+    pub neu: String,
+    pub neg: String,
+    pub other: bool,
+}
+
+/// The groups of a `group_by` column.
+pub struct GroupsView {
+    pub column: String,
+    /// Dates: a time series; else a bar chart.
+    pub dates: bool,
+    pub period: &'static str,
+    pub rows: Vec<GroupRow>,
+    pub bars: charts::GroupBars,
+    pub series: charts::LineChart,
+    /// What the groups leave out, for a person ("" when nothing).
+    pub notes: String,
+}
+
+/// Agreement with the rows' ratings.
+pub struct AgreementView {
+    pub column: String,
+    pub pairs: String,
+    pub pearson: String,
+    pub spearman: String,
+    pub spearman_note: String,
+    pub chart: charts::LineChart,
+    pub rows: Vec<(String, String, String, &'static str)>,
+}
+
 pub struct ReportView {
-    pub items: u64,
+    pub items: String,
     pub unit: &'static str,
     pub mean: String,
     pub mean_class: &'static str,
@@ -595,6 +644,13 @@ pub struct ReportView {
     pub positive: Vec<Line>,
     pub negative: Vec<Line>,
     pub arc_len: usize,
+    pub groups: Option<GroupsView>,
+    pub agreement: Option<AgreementView>,
+    pub rating_note: String,
+    /// The warning when many items are not English ("" when none).
+    pub language_warning: String,
+    /// Items per language, most first, when languages were detected.
+    pub languages: Vec<(String, String)>,
 }
 
 pub struct ErrorView {
@@ -644,11 +700,15 @@ fn report_view(r: &Report, format: Format) -> ReportView {
     let chip = |name, class, count: u64| Chip {
         name,
         class,
-        count,
+        count: charts::thousands(count),
         pct: format!("{:.1}%", 100.0 * count as f64 / total),
     };
     let line = |h: &crate::analysis::Highlight| Line {
-        position: h.position + 1,
+        label: h
+            .id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| charts::thousands(h.position + 1)),
         text: if h.truncated {
             format!("{}…", h.text)
         } else {
@@ -657,7 +717,7 @@ fn report_view(r: &Report, format: Format) -> ReportView {
         score: format!("{:+.4}", h.compound),
     };
     ReportView {
-        items: r.items,
+        items: charts::thousands(r.items),
         unit: match format {
             Format::Text => "sentences",
             Format::Csv => "rows",
@@ -685,21 +745,131 @@ fn report_view(r: &Report, format: Format) -> ReportView {
         positive: r.most_positive.iter().map(line).collect(),
         negative: r.most_negative.iter().map(line).collect(),
         arc_len: r.arc.len(),
+        groups: r.groups.as_ref().map(groups_view),
+        agreement: r.agreement.as_ref().map(agreement_view),
+        rating_note: r.rating_note.clone().unwrap_or_default(),
+        language_warning: r
+            .languages
+            .as_ref()
+            .and_then(|l| l.warning.clone())
+            .unwrap_or_default(),
+        languages: r
+            .languages
+            .as_ref()
+            .map(|l| {
+                l.counts
+                    .iter()
+                    .map(|c| (c.lang.clone(), charts::thousands(c.items)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn percent_of(part: u64, whole: u64) -> String {
+    format!("{:.0}%", 100.0 * part as f64 / whole.max(1) as f64)
+}
+
+fn group_row(g: &crate::analysis::groups::Group, other: bool) -> GroupRow {
+    GroupRow {
+        key: g.key.clone(),
+        count: charts::thousands(g.count),
+        mean: format!("{:+.3}", g.mean_compound),
+        class: if g.mean_compound >= 0.05 {
+            "pos"
+        } else if g.mean_compound <= -0.05 {
+            "neg"
+        } else {
+            "neu"
+        },
+        interval: match g.ci95 {
+            Some([lo, hi]) => format!("{lo:+.3} to {hi:+.3}"),
+            None => "–".into(),
+        },
+        pos: percent_of(g.labels.positive, g.count),
+        neu: percent_of(g.labels.neutral, g.count),
+        neg: percent_of(g.labels.negative, g.count),
+        other,
+    }
+}
+
+fn groups_view(summary: &crate::analysis::report::GroupSummary) -> GroupsView {
+    use crate::analysis::groups::{GroupKind, Period};
+    let g = &summary.grouping;
+    let mut rows: Vec<GroupRow> = g.groups.iter().map(|x| group_row(x, false)).collect();
+    if let Some(other) = &g.other {
+        rows.push(group_row(other, true));
+    }
+    let mut notes = Vec::new();
+    if g.missing > 0 {
+        notes.push(format!(
+            "{} items have no value",
+            charts::thousands(g.missing)
+        ));
+    }
+    if g.unparsed > 0 {
+        notes.push(format!(
+            "{} values are not dates and are left out",
+            charts::thousands(g.unparsed)
+        ));
+    }
+    if g.truncated {
+        notes.push(
+            "the column has too many distinct values to follow them all: values first seen \
+             late in the input are counted in \"other\""
+                .into(),
+        );
+    }
+    GroupsView {
+        column: summary.column.clone(),
+        dates: g.kind == GroupKind::Dates,
+        period: match g.period {
+            Some(Period::Day) => "day",
+            Some(Period::Week) => "week",
+            Some(Period::Month) => "month",
+            None => "",
+        },
+        rows,
+        bars: charts::group_bars(g),
+        series: charts::series(g),
+        notes: notes.join("; "),
+    }
+}
+
+fn agreement_view(summary: &crate::analysis::report::RatingSummary) -> AgreementView {
+    let a = &summary.agreement;
+    let coefficient = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:+.3}"));
+    AgreementView {
+        column: summary.column.clone(),
+        pairs: charts::thousands(a.pairs),
+        pearson: coefficient(a.pearson),
+        spearman: coefficient(a.spearman),
+        spearman_note: a.spearman_note.clone().unwrap_or_default(),
+        chart: charts::rating_chart(a),
+        rows: a
+            .by_rating
+            .iter()
+            .map(|r| {
+                let class = if r.mean_compound >= 0.05 {
+                    "pos"
+                } else if r.mean_compound <= -0.05 {
+                    "neg"
+                } else {
+                    "neu"
+                };
+                (
+                    format!("{}", r.rating),
+                    charts::thousands(r.count),
+                    format!("{:+.3}", r.mean_compound),
+                    class,
+                )
+            })
+            .collect(),
     }
 }
 
 fn empty_report() -> Report {
-    Report {
-        format: Format::Text,
-        items: 0,
-        mean_compound: 0.0,
-        labels: Default::default(),
-        histogram: vec![0; 20],
-        arc: vec![],
-        most_positive: vec![],
-        most_negative: vec![],
-        elapsed_ms: 0.0,
-    }
+    crate::analysis::report::Aggregator::new().finish(Format::Text, 0.0)
 }
 
 fn status_page(job: &JobRow, csrf: String, own: bool) -> StatusPage {

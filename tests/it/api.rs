@@ -545,7 +545,9 @@ async fn items_download_as_csv_and_jsonl_once_the_job_succeeded() {
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     assert_eq!(
         reader.headers().unwrap(),
-        vec!["position", "id", "text", "neg", "neu", "pos", "compound"]
+        vec![
+            "position", "id", "text", "neg", "neu", "pos", "compound", "label", "lang"
+        ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 2);
@@ -556,6 +558,7 @@ async fn items_download_as_csv_and_jsonl_once_the_job_succeeded() {
     assert_eq!(&rows[1][2], "Awful.\nReally awful.");
     let compound: f64 = rows[1][6].parse().unwrap();
     assert!(compound < 0.0);
+    assert_eq!(&rows[1][7], "negative");
 
     let r = app
         .client
@@ -574,8 +577,9 @@ async fn items_download_as_csv_and_jsonl_once_the_job_succeeded() {
     assert_eq!(lines[0]["id"], "r1");
     assert_eq!(lines[1]["id"], Value::Null);
     for key in ["neg", "neu", "pos", "compound"] {
-        assert!(lines[0][key].is_number());
+        assert!(lines[0]["sentiment"][key].is_number());
     }
+    assert_eq!(lines[1]["sentiment"]["label"], "negative");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1240,7 +1244,7 @@ async fn real_responses_conform_to_the_openapi_document() {
         200
     );
     assert!(
-        csv.starts_with("position,id,text,neg,neu,pos,compound\n"),
+        csv.starts_with("position,id,text,neg,neu,pos,compound,label,lang\n"),
         "{csv}"
     );
     let jsonl = check!(

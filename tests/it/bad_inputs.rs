@@ -772,6 +772,34 @@ fn table(unknown: &str) -> Vec<Case> {
         .header("prefer", "wait=600")
         .expect(400, "bad_prefer"),
         // --- Query parameters.
+        submit("CSV grouped by a column it lacks", "text/csv", "id,text\n1,Nice\n")
+            .path("/api/jobs?group_by=brand")
+            .expect(422, "unknown_column"),
+        submit("CSV with an id column it lacks", "text/csv", "id,text\n1,Nice\n")
+            .path("/api/jobs?id_column=sku")
+            .expect(422, "unknown_column"),
+        submit("CSV with a rating column it lacks", "text/csv", "id,text\n1,Nice\n")
+            .path("/api/jobs?rating_column=stars")
+            .expect(422, "unknown_column"),
+        submit(
+            "CSV whose rating column holds a word",
+            "text/csv",
+            "stars,text\n5,Nice\nfive,Great\n",
+        )
+        .path("/api/jobs?rating_column=stars")
+        .expect(422, "bad_record"),
+        submit("a grouping period that is not day, week or month", "text/csv", "d,text\n1,Nice\n")
+            .path("/api/jobs?group_by=d&group_by_period=year")
+            .expect(422, "invalid_period"),
+        submit("a grouping period without a grouping", "text/csv", "d,text\n1,Nice\n")
+            .path("/api/jobs?group_by_period=day")
+            .expect(422, "invalid_period"),
+        submit("a grouping of plain text", "text/plain", "Just one document.")
+            .path("/api/jobs?group_by=product")
+            .expect(422, "unknown_column"),
+        submit("JSONL grouped by a key its first line lacks", "application/x-ndjson", "{\"text\": \"hi\"}\n")
+            .path("/api/jobs?group_by=product")
+            .expect(422, "unknown_column"),
         submit("the column parameter twice", "text/csv", "a,b\nx,y\n")
             .path("/api/jobs?column=a&column=b")
             .expect(400, "bad_request"),

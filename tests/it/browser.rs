@@ -307,6 +307,153 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
     drop(driver);
 }
 
+/// True when the text of the first element matching `css` sits on one line.
+async fn on_one_line(browser: &fantoccini::Client, css: &str) -> Result<bool, CmdError> {
+    let v = browser
+        .execute(
+            "const el = document.querySelector(arguments[0]); \
+             const range = document.createRange(); range.selectNodeContents(el); \
+             const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top))); \
+             return tops.size === 1;",
+            vec![css.into()],
+        )
+        .await?;
+    Ok(v.as_bool().unwrap_or(false))
+}
+
+/// The labels of an SVG chart that stick out of its drawing (clipped on screen), as text.
+async fn clipped_labels(browser: &fantoccini::Client, svg: &str) -> Result<Vec<String>, CmdError> {
+    let v = browser
+        .execute(
+            "const svg = document.querySelector(arguments[0]); const box = svg.viewBox.baseVal; \
+             return [...svg.querySelectorAll('text')].filter(t => { const b = t.getBBox(); \
+               return b.x < box.x - 0.5 || b.x + b.width > box.x + box.width + 0.5; }) \
+               .map(t => t.textContent);",
+            vec![svg.into()],
+        )
+        .await?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_uploads_a_csv_in_chromium_and_sees_groups_agreement_and_their_ids() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let driver = start_chromedriver().await;
+    let app = spawn_app().await;
+    let browser = open_browser(&driver, true).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("reviews.csv");
+    let mut body = String::from("review_id,rating,product,review\n");
+    let products = [
+        "Aurora kettle",
+        "Borealis toaster with a very long product name",
+        "Cirrus lamp",
+    ];
+    // Mostly neutral, so the histogram's tallest bar passes 1,000 (its axis label "1.1k").
+    for i in 0..1_534 {
+        let (rating, review) = match i % 10 {
+            0 => (5, "Wonderful, I love it and would buy it again."),
+            1 => (1, "Terrible. It broke after a day, awful support."),
+            2 => (4, "Good value, happy with it."),
+            _ => (3, "It arrived on Tuesday in a brown box."),
+        };
+        let product = products[(i / 4) % 3];
+        body.push_str(&format!("rv-{i:05},{rating},{product},\"{review}\"\n"));
+    }
+    std::fs::write(&csv, body).expect("csv file");
+
+    let outcome = async {
+        browser.goto(&app.url("/")).await?;
+        browser
+            .find(Locator::Id("file"))
+            .await?
+            .send_keys(&csv.display().to_string())
+            .await?;
+        browser
+            .find(Locator::Css("#columns summary"))
+            .await?
+            .click()
+            .await?;
+        browser
+            .find(Locator::Id("group_by"))
+            .await?
+            .send_keys("product")
+            .await?;
+        browser.find(Locator::Id("submit")).await?.click().await?;
+        browser
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Id("group-bars"))
+            .await?;
+        let count = browser
+            .find(Locator::Id("item-count"))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(count, "1,534", "thousands separators");
+        let positive = browser
+            .find(Locator::Id("most-positive"))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            positive.contains("rv-00002"),
+            "the id column is the item's #: {positive}"
+        );
+        let bars = browser
+            .find_all(Locator::Css("#group-bars rect.bar"))
+            .await?;
+        assert_eq!(bars.len(), 3);
+        let table = browser
+            .find(Locator::Id("groups-table"))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            table.contains("Cirrus lamp") && table.contains("512"),
+            "{table}"
+        );
+        let ticks = browser.find(Locator::Id("histogram")).await?.text().await?;
+        assert!(ticks.contains("1.1k"), "{ticks}");
+        let pearson = browser.find(Locator::Id("pearson")).await?.text().await?;
+        assert!(pearson.starts_with('+'), "rating found by name: {pearson}");
+        browser.find(Locator::Id("rating-chart")).await?;
+        browser.find(Locator::Id("delete")).await?;
+
+        for (width, height, name) in [
+            (1280, 3200, "browser-analyst.png"),
+            (390, 5200, "browser-analyst-390.png"),
+        ] {
+            browser.set_window_size(width, height).await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let png = browser.screenshot().await?;
+            std::fs::write(target_dir().join(name), png).expect("screenshot");
+            assert!(
+                fits_width(&browser).await?,
+                "the page scrolls sideways at {width} px"
+            );
+            assert!(
+                on_one_line(&browser, "#most-positive td.pos-n").await?,
+                "an item's # wraps at {width} px"
+            );
+            assert!(
+                on_one_line(&browser, "#item-count").await?,
+                "the count wraps at {width} px"
+            );
+            for svg in ["#histogram", "#arc", "#group-bars", "#rating-chart"] {
+                let clipped = clipped_labels(&browser, svg).await?;
+                assert!(clipped.is_empty(), "{svg} at {width} px clips {clipped:?}");
+            }
+        }
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    outcome.expect("browser steps");
+    drop(driver);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -20,6 +20,7 @@ fn job(visitor: &str, queue: QueueName, text: &str) -> NewJob {
         queue,
         format: Format::Text,
         column: None,
+        options: None,
         title: String::new(),
         input: text.as_bytes().to_vec(),
         idempotency: None,

@@ -6,6 +6,7 @@
 mod common;
 
 mod admin;
+mod analyst;
 mod api;
 mod bad_inputs;
 mod browser;

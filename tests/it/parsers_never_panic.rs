@@ -13,7 +13,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
 use sentiq::analysis::input::{
-    Chunk, Chunker, CsvChunker, JsonlChunker, TextChunker, Utf8Reader, read_error,
+    Chunk, Chunker, CsvChunker, Fields, JsonlChunker, TextChunker, Utf8Reader, read_error,
 };
 use sentiq::analysis::report::{ARC_SEGMENTS, HISTOGRAM_BINS, TOP_N};
 use sentiq::analysis::{
@@ -395,7 +395,7 @@ fn drain_records<C: Chunker>(mut c: C) -> Result<Vec<(Option<String>, String)>, 
     let mut last_consumed = 0;
     while let Some(chunk) = c.next_chunk()? {
         match chunk {
-            Chunk::Records(r) => out.extend(r),
+            Chunk::Records(r) => out.extend(r.into_iter().map(|r| (r.id, r.text))),
             Chunk::Text(_) => panic!("a record chunker gave text"),
         }
         assert!(c.consumed() >= last_consumed, "consumed went backwards");
@@ -602,7 +602,7 @@ proptest! {
         sizes in read_sizes(),
     ) {
         let input = if bom { format!("\u{feff}{text}") } else { text };
-        let got = drain_records(JsonlChunker::new(Pieces::new(input.as_bytes(), &sizes)));
+        let got = drain_records(JsonlChunker::new(Pieces::new(input.as_bytes(), &sizes), &Fields::default()));
         match (got, expected_jsonl(&input)) {
             (Ok(items), Ok(want)) => prop_assert_eq!(items, want),
             (Err(AnalysisError::BadRecord { line, .. }), Err(want)) => prop_assert_eq!(line, want),
@@ -613,7 +613,7 @@ proptest! {
     /// JSONL of arbitrary bytes: items, or an error that blames the input.
     #[test]
     fn jsonl_of_any_bytes_never_panics(bytes in texty_bytes()) {
-        if let Err(e) = drain_records(JsonlChunker::new(&bytes[..])) {
+        if let Err(e) = drain_records(JsonlChunker::new(&bytes[..], &Fields::default())) {
             assert_bad_input(&e)?;
         }
     }
@@ -643,7 +643,7 @@ proptest! {
         }
         let bytes = w.into_inner().unwrap();
         let column = named.then_some("EXTRA");
-        let items = drain_records(CsvChunker::new(&bytes[..], column).expect("a text column"))
+        let items = drain_records(CsvChunker::new(&bytes[..], &Fields::text(column.map(str::to_owned))).expect("a text column"))
             .map_err(|e| {
                 TestCaseError::fail(format!("{e:?} on {:?}", String::from_utf8_lossy(&bytes)))
             })?;
@@ -662,7 +662,7 @@ proptest! {
         column in proptest::option::of(select(vec!["text", "ID", "", " review ", "nope"])),
         sizes in read_sizes(),
     ) {
-        match CsvChunker::new(Pieces::new(text.as_bytes(), &sizes), column) {
+        match CsvChunker::new(Pieces::new(text.as_bytes(), &sizes), &Fields::text(column.map(str::to_owned))) {
             Err(e) => assert_bad_input(&e)?,
             Ok(chunker) => match drain_records(chunker) {
                 Err(e) => assert_bad_input(&e)?,
@@ -678,7 +678,7 @@ proptest! {
     /// CSV of arbitrary bytes: never a panic, never an error that blames the program.
     #[test]
     fn csv_of_any_bytes_never_panics(bytes in texty_bytes()) {
-        match CsvChunker::new(&bytes[..], None) {
+        match CsvChunker::new(&bytes[..], &Fields::default()) {
             Err(e) => assert_bad_input(&e)?,
             Ok(c) => {
                 if let Err(e) = drain_records(c) {
@@ -755,7 +755,7 @@ proptest! {
         column in proptest::option::of(select(vec!["text", "review", "", "x"])),
     ) {
         let utf8_ok = std::str::from_utf8(&bytes).ok();
-        match from_raw(bytes.clone(), format, column.map(str::to_owned), None) {
+        match from_raw(bytes.clone(), format, Fields::text(column.map(str::to_owned)), None) {
             Ok(s) => {
                 prop_assert_eq!(&s.input, &bytes);
                 prop_assert_eq!(s.format, format);
@@ -763,7 +763,7 @@ proptest! {
                 prop_assert!(!is_blank(text));
                 prop_assert!(!s.title.contains('\n'));
                 if format == Format::Csv {
-                    prop_assert!(CsvChunker::new(text.as_bytes(), s.column.as_deref()).is_ok());
+                    prop_assert!(CsvChunker::new(text.as_bytes(), &s.fields).is_ok());
                 }
             }
             Err(e) => {
@@ -813,7 +813,7 @@ proptest! {
     fn text_the_web_accepts_is_analysed(
         bytes in prop_oneof![texty_bytes(), blankish().prop_map(String::into_bytes)],
     ) {
-        if from_raw(bytes.clone(), Format::Text, None, None).is_ok() {
+        if from_raw(bytes.clone(), Format::Text, Fields::default(), None).is_ok() {
             match analyze(&bytes[..], &Options::new(Format::Text), &mut ()) {
                 Ok(r) => prop_assert!(r.items >= 1),
                 Err(e) => prop_assert!(false, "accepted, then failed: {e:?}"),

@@ -69,8 +69,11 @@ async fn a_text_submitted_to_web_is_run_by_a_separate_worker_exactly_once() {
         .await
         .unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "position,id,text,neg,neu,pos,compound");
-    assert!(lines[1].starts_with("0,,I love this phone.,"), "{csv}");
+    assert_eq!(
+        lines[0],
+        "position,sentence,start,end,neg,neu,pos,compound,label,lang"
+    );
+    assert!(lines[1].starts_with("0,I love this phone.,0,18,"), "{csv}");
     assert_eq!(lines.len(), 3);
     let jsonl = app
         .client
@@ -1139,6 +1142,7 @@ async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_
         queue: QueueName::Quick,
         format: Format::Text,
         column: None,
+        options: None,
         title: String::new(),
         input: b"Together is better.".to_vec(),
         idempotency: None,

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use crate::common::prod::spawn_prod;
 use crate::common::{self, Api, TestApp, assert_error, spawn_app_with};
 use redis::AsyncCommands;
+use sentiq::analysis::input::Source;
 use sentiq::analysis::{self, Format, Item, Observer, Options};
 use sentiq::jobs::model;
+use sentiq::web::downloads::spreadsheet_safe;
 use serde_json::{Value, json};
 
 /// Results kept two seconds, tombstones three, pruned every 100 ms.
@@ -488,15 +490,13 @@ fn scored(text: &[u8]) -> Vec<model::ItemRow> {
                 neu: it.scores.neu,
                 pos: it.scores.pos,
                 compound: it.scores.compound,
+                source: it.source.to_owned(),
+                lang: it.lang.map(str::to_owned),
             }));
             Ok(())
         }
     }
-    let options = Options {
-        format: Format::Text,
-        column: None,
-        total_bytes: None,
-    };
+    let options = Options::new(Format::Text);
     let mut collect = Collect(Vec::new());
     analysis::analyze(text, &options, &mut collect).unwrap();
     collect.0
@@ -527,27 +527,60 @@ async fn downloads_are_byte_for_byte_the_scores_the_analysis_gave() {
         .submit_raw("text/plain", std::str::from_utf8(&text).unwrap())
         .await;
     assert_eq!(app.wait_final(&id).await["status"], "succeeded");
-    // What a row per item (the text and four doubles) gave, rendered as the downloads render.
+    // The scores exactly as the analysis gave them, in the layout of a text's downloads (the
+    // sentence made spreadsheet-safe in the CSV, verbatim in the JSON).
     let mut csv = csv::Writer::from_writer(Vec::new());
-    csv.write_record(["position", "id", "text", "neg", "neu", "pos", "compound"])
-        .unwrap();
+    csv.write_record([
+        "position", "sentence", "start", "end", "neg", "neu", "pos", "compound", "label", "lang",
+    ])
+    .unwrap();
     let mut jsonl = Vec::new();
+    let json = |v: f64| serde_json::to_string(&v).unwrap();
     for it in &items {
+        let Source::Span { start, end } = it.source else {
+            panic!("a sentence without its offsets")
+        };
+        let label = if it.compound >= 0.05 {
+            "positive"
+        } else if it.compound <= -0.05 {
+            "negative"
+        } else {
+            "neutral"
+        };
+        let lang = it.lang.clone().unwrap_or_default();
         let scores = [it.neg, it.neu, it.pos, it.compound].map(|s| s.to_string());
-        let id = it.item_id.clone().unwrap_or_default();
         let [neg, neu, pos, compound] = &scores;
         csv.write_record([
             &it.position.to_string(),
-            &id,
-            &it.text,
+            spreadsheet_safe(&it.text).as_ref(),
+            &start.to_string(),
+            &end.to_string(),
             neg,
             neu,
             pos,
             compound,
+            label,
+            &lang,
         ])
         .unwrap();
-        serde_json::to_writer(&mut jsonl, it).unwrap();
-        jsonl.push(b'\n');
+        let lang = match &it.lang {
+            Some(l) => format!(",\"lang\":\"{l}\""),
+            None => String::new(),
+        };
+        jsonl.extend_from_slice(
+            format!(
+                "{{\"position\":{},\"sentence\":{},\"start\":{start},\"end\":{end},\
+                 \"sentiment\":{{\"neg\":{},\"neu\":{},\"pos\":{},\"compound\":{},\
+                 \"label\":\"{label}\"{lang}}}}}\n",
+                it.position,
+                serde_json::to_string(&it.text).unwrap(),
+                json(it.neg),
+                json(it.neu),
+                json(it.pos),
+                json(it.compound),
+            )
+            .as_bytes(),
+        );
     }
     let csv = csv.into_inner().unwrap();
     for (ext, expected) in [("csv", csv), ("jsonl", jsonl)] {

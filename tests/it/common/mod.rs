@@ -253,5 +253,7 @@ pub fn item(position: i64, text: &str) -> sentiq::jobs::model::ItemRow {
         neu: 1.0,
         pos: 0.0,
         compound: 0.0,
+        source: Default::default(),
+        lang: None,
     }
 }
