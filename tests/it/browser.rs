@@ -337,6 +337,8 @@ async fn clipped_labels(browser: &fantoccini::Client, svg: &str) -> Result<Vec<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_uploads_a_csv_in_chromium_and_sees_groups_agreement_and_their_ids() {
+    // Tall screenshots keep Chromium busy on both cores: not beside the timing-sensitive tests.
+    let _heavy = crate::processes::HEAVY.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let driver = start_chromedriver().await;
     let app = spawn_app().await;
