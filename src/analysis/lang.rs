@@ -17,6 +17,16 @@ pub const MIN_LETTERS: usize = 10;
 /// Bytes of an item read to tell its language.
 pub const SAMPLE_BYTES: usize = 128;
 
+/// The codes [`detect`] gives: stored items name their language with one of them.
+pub const CODES: [&str; 16] = [
+    "ar", "zh", "de", "en", "fr", "hi", "it", "ja", "ko", "nl", "pt", "ru", "es", "sv", "tr", "vi",
+];
+
+/// `code` as one of [`CODES`], or None when it is none of them.
+pub fn known(code: &str) -> Option<&'static str> {
+    CODES.iter().find(|c| **c == code).copied()
+}
+
 /// The ISO 639-1 code of the language `text` is in, or None when it has too few letters to tell.
 pub fn detect(text: &str) -> Option<&'static str> {
     let sample = &text[..text.floor_char_boundary(SAMPLE_BYTES)];

@@ -35,6 +35,24 @@ pub enum Label {
 }
 
 impl Label {
+    /// The label's name, as JSON and the downloads write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Positive => "positive",
+            Label::Neutral => "neutral",
+            Label::Negative => "negative",
+        }
+    }
+
+    /// The CSS class of a score with this label (`pos`, `neu`, `neg`).
+    pub fn class(self) -> &'static str {
+        match self {
+            Label::Positive => "pos",
+            Label::Neutral => "neu",
+            Label::Negative => "neg",
+        }
+    }
+
     pub fn of(compound: f64) -> Label {
         if compound >= POSITIVE_AT {
             Label::Positive

@@ -181,7 +181,7 @@ fn encode_item(out: &mut Vec<u8>, item: &ItemRow, previous: i64) {
             put_varint(out, end - start);
         }
     }
-    put_bytes(out, item.lang.as_deref().unwrap_or("").as_bytes());
+    put_bytes(out, item.lang.unwrap_or("").as_bytes());
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -238,8 +238,10 @@ fn decode_item(input: &mut &[u8], previous: i64, rows: bool) -> Result<ItemRow, 
             }
             _ => return Err(DecodeError("unknown source")),
         };
-        let lang = get_text(input)?;
-        (source, (!lang.is_empty()).then_some(lang))
+        let len = get_varint(input)? as usize;
+        let lang =
+            std::str::from_utf8(take(input, len)?).map_err(|_| DecodeError("bad language"))?;
+        (source, crate::analysis::lang::known(lang))
     } else {
         (Source::None, None)
     };
@@ -336,7 +338,7 @@ mod tests {
                     end: position as u64 * 10 + 7,
                 },
             },
-            lang: (position % 2 == 0).then(|| "en".to_owned()),
+            lang: (position % 2 == 0).then_some("en"),
         }
     }
 
@@ -346,7 +348,7 @@ mod tests {
         String,
         [u64; 4],
         Source,
-        Option<String>,
+        Option<&'static str>,
     );
 
     fn bits(items: &[ItemRow]) -> Vec<Bits> {
@@ -354,7 +356,7 @@ mod tests {
             .iter()
             .map(|i| {
                 let scores = [i.neg, i.neu, i.pos, i.compound].map(f64::to_bits);
-                let (source, lang) = (i.source.clone(), i.lang.clone());
+                let (source, lang) = (i.source.clone(), i.lang);
                 (
                     i.position,
                     i.item_id.clone(),

@@ -1156,7 +1156,7 @@ pub struct ItemRow {
     /// The item's language (ISO 639-1), when it was detected.
     #[sqlx(skip)]
     #[serde(skip)]
-    pub lang: Option<String>,
+    pub lang: Option<&'static str>,
 }
 
 /// Items per transaction on PostgreSQL, where writers do not wait for each other (one chunk).

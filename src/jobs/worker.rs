@@ -841,7 +841,7 @@ fn item_row(it: &Item<'_>) -> ItemRow {
         pos: it.scores.pos,
         compound: it.scores.compound,
         source: it.source.to_owned(),
-        lang: it.lang.map(str::to_owned),
+        lang: it.lang,
     }
 }
 

@@ -3,10 +3,10 @@
 
 use chrono::Datelike;
 
-use crate::analysis::Report;
 use crate::analysis::agreement::Agreement;
 use crate::analysis::groups::{Group, Grouping};
 pub use crate::analysis::report::thousands;
+use crate::analysis::{Label, Report};
 
 pub const WIDTH: f64 = 640.0;
 pub const HEIGHT: f64 = 240.0;
@@ -232,13 +232,7 @@ fn arc_dots(arc: &[f64], scale: ArcScale) -> Vec<Dot> {
         .map(|(i, &v)| Dot {
             x: f(scale.x(i)),
             y: f(scale.y(v)),
-            class: if v >= 0.05 {
-                "pos"
-            } else if v <= -0.05 {
-                "neg"
-            } else {
-                "neu"
-            },
+            class: class_of(v),
             title: format!("segment {} of {n}: {v:.3}", i + 1),
         })
         .collect()
@@ -305,13 +299,7 @@ pub struct GroupBars {
 }
 
 fn class_of(v: f64) -> &'static str {
-    if v >= 0.05 {
-        "pos"
-    } else if v <= -0.05 {
-        "neg"
-    } else {
-        "neu"
-    }
+    Label::of(v).class()
 }
 
 /// The bar chart of value groups: the [`CHART_GROUPS`] largest, least liked first.

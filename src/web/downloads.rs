@@ -112,7 +112,7 @@ pub fn csv(
         }
         record.push(label(r.compound).into());
         if lang {
-            record.push(r.lang.as_deref().unwrap_or("").into());
+            record.push(r.lang.unwrap_or("").into());
         }
         w.write_record(record.iter().map(|c| c.as_bytes()))?;
     }
@@ -129,7 +129,7 @@ pub fn jsonl(layout: &Layout, rows: &[ItemRow], lang: bool) -> Result<Vec<u8>, s
             pos: r.pos,
             compound: r.compound,
             label: label(r.compound),
-            lang: if lang { r.lang.as_deref() } else { None },
+            lang: if lang { r.lang } else { None },
         };
         match (layout, &r.source) {
             (Layout::Jsonl, Source::Json(line)) => {
@@ -205,11 +205,7 @@ struct ItemLine<'a> {
 }
 
 fn label(compound: f64) -> &'static str {
-    match Label::of(compound) {
-        Label::Positive => "positive",
-        Label::Neutral => "neutral",
-        Label::Negative => "negative",
-    }
+    Label::of(compound).as_str()
 }
 
 /// A cell as a spreadsheet should see it: one that would start a formula gets a leading `'`.
@@ -259,7 +255,7 @@ mod tests {
             pos: 0.5,
             compound,
             source,
-            lang: Some("en".into()),
+            lang: Some("en"),
         }
     }
 

@@ -725,13 +725,7 @@ fn report_view(r: &Report, format: Format) -> ReportView {
             Format::Documents => "documents",
         },
         mean: format!("{:+.3}", r.mean_compound),
-        mean_class: if r.mean_compound >= 0.05 {
-            "pos"
-        } else if r.mean_compound <= -0.05 {
-            "neg"
-        } else {
-            "neu"
-        },
+        mean_class: crate::analysis::Label::of(r.mean_compound).class(),
         elapsed: if r.elapsed_ms >= 1000.0 {
             format!("{:.2} s", r.elapsed_ms / 1000.0)
         } else {
@@ -775,13 +769,7 @@ fn group_row(g: &crate::analysis::groups::Group, other: bool) -> GroupRow {
         key: g.key.clone(),
         count: charts::thousands(g.count),
         mean: format!("{:+.3}", g.mean_compound),
-        class: if g.mean_compound >= 0.05 {
-            "pos"
-        } else if g.mean_compound <= -0.05 {
-            "neg"
-        } else {
-            "neu"
-        },
+        class: crate::analysis::Label::of(g.mean_compound).class(),
         interval: match g.ci95 {
             Some([lo, hi]) => format!("{lo:+.3} to {hi:+.3}"),
             None => "–".into(),
@@ -850,13 +838,7 @@ fn agreement_view(summary: &crate::analysis::report::RatingSummary) -> Agreement
             .by_rating
             .iter()
             .map(|r| {
-                let class = if r.mean_compound >= 0.05 {
-                    "pos"
-                } else if r.mean_compound <= -0.05 {
-                    "neg"
-                } else {
-                    "neu"
-                };
+                let class = crate::analysis::Label::of(r.mean_compound).class();
                 (
                     format!("{}", r.rating),
                     charts::thousands(r.count),

@@ -542,5 +542,14 @@ fn english_ground_truth_sets_stay_well_under_the_not_english_warning() {
             "{set}: {flagged} of {} flagged",
             items.len()
         );
+        // And they are told English, not left undetermined.
+        let english = items
+            .iter()
+            .filter(|(_, _, text)| sentiq::analysis::lang::detect(text) == Some("en"))
+            .count();
+        assert!(
+            english * 100 >= items.len() * 95,
+            "{set}: {english} English"
+        );
     }
 }

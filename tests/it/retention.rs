@@ -491,7 +491,7 @@ fn scored(text: &[u8]) -> Vec<model::ItemRow> {
                 pos: it.scores.pos,
                 compound: it.scores.compound,
                 source: it.source.to_owned(),
-                lang: it.lang.map(str::to_owned),
+                lang: it.lang,
             }));
             Ok(())
         }
@@ -547,7 +547,7 @@ async fn downloads_are_byte_for_byte_the_scores_the_analysis_gave() {
         } else {
             "neutral"
         };
-        let lang = it.lang.clone().unwrap_or_default();
+        let lang = it.lang.unwrap_or_default();
         let scores = [it.neg, it.neu, it.pos, it.compound].map(|s| s.to_string());
         let [neg, neu, pos, compound] = &scores;
         csv.write_record([
@@ -560,10 +560,10 @@ async fn downloads_are_byte_for_byte_the_scores_the_analysis_gave() {
             pos,
             compound,
             label,
-            &lang,
+            lang,
         ])
         .unwrap();
-        let lang = match &it.lang {
+        let lang = match it.lang {
             Some(l) => format!(",\"lang\":\"{l}\""),
             None => String::new(),
         };
