@@ -28,9 +28,14 @@ use crate::analysis::input::Source;
 
 /// Most items in one chunk (a download holds one chunk at a time, decoded).
 pub const CHUNK_ITEMS: usize = 5000;
-/// A chunk is closed once its payload passes this many bytes, so one holding a few very long
-/// items stays small too.
-pub const CHUNK_BYTES: usize = 1 << 20;
+/// A chunk is closed once its payload passes this many bytes. Small enough that a page of the
+/// items in score order, whose 50 items can come from 50 chunks, reads a few megabytes at most
+/// ([`crate::jobs::browse`]); as large as LZ4's 64 KiB window, so compression loses nothing.
+pub const CHUNK_BYTES: usize = 64 << 10;
+
+/// The compound score's resolution: VADER rounds it to 4 decimals, so `compound * TICKS` is an
+/// integer in `-TICKS..=TICKS`.
+pub const TICKS: i16 = 10_000;
 
 /// Format byte: the payload follows as is.
 const RAW: u8 = 0;
@@ -60,6 +65,36 @@ pub struct Chunk {
     pub last_position: i64,
     pub items: i64,
     pub body: Vec<u8>,
+    /// Each item's compound score in ticks ([`tick`]), two bytes little-endian each, in
+    /// position order: what a page in score order or of one label reads for every chunk of a
+    /// job without decompressing any body.
+    pub ticks: Vec<u8>,
+}
+
+/// A compound score in ticks (ten-thousandths), rounded and clamped for a value VADER would
+/// not give; only the order of pages uses it, never a shown or downloaded score.
+pub fn tick(compound: f64) -> i16 {
+    let t = (compound * f64::from(TICKS)).round();
+    if t.is_nan() {
+        0
+    } else {
+        t.clamp(-f64::from(TICKS), f64::from(TICKS)) as i16
+    }
+}
+
+/// The ticks of `items`, as stored in [`Chunk::ticks`].
+pub fn ticks_of(items: &[ItemRow]) -> Vec<u8> {
+    items
+        .iter()
+        .flat_map(|item| tick(item.compound).to_le_bytes())
+        .collect()
+}
+
+/// The ticks of a chunk, read back from [`Chunk::ticks`].
+pub fn read_ticks(bytes: &[u8]) -> impl Iterator<Item = i16> + '_ {
+    bytes
+        .chunks_exact(2)
+        .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
 }
 
 /// A stored chunk that cannot be read back (a bug, or a row written by hand).
@@ -92,6 +127,7 @@ pub fn encode(items: &[ItemRow]) -> Vec<Chunk> {
             last_position: items[end - 1].position,
             items: (end - start) as i64,
             body: seal(payload),
+            ticks: ticks_of(&items[start..end]),
         });
         start = end;
     }
@@ -384,22 +420,26 @@ mod tests {
             })
             .collect();
         let chunks = encode(&items);
-        assert_eq!(chunks.len(), 1);
-        let decoded = decode(&chunks[0].body).unwrap();
+        let decoded: Vec<ItemRow> = chunks
+            .iter()
+            .flat_map(|c| decode(&c.body).unwrap())
+            .collect();
         assert_eq!(bits(&decoded), bits(&items));
         // Text, scores and positions in well under the text's own size plus four doubles.
-        assert!(
-            chunks[0].body.len() < items.len() * 16,
-            "{} bytes",
-            chunks[0].body.len()
-        );
+        let stored: usize = chunks.iter().map(|c| c.body.len()).sum();
+        assert!(stored < items.len() * 16, "{stored} bytes");
     }
 
     #[test]
     fn chunks_split_by_count_and_size_and_keep_their_positions() {
         let long = "x".repeat(300_000);
+        // Items small enough that the count closes the first chunk, not its size.
         let mut items: Vec<ItemRow> = (0..(CHUNK_ITEMS as i64 + 10))
-            .map(|p| item(p * 2 + 5, "short", [0.0, 1.0, 0.0, 0.0]))
+            .map(|p| ItemRow {
+                item_id: None,
+                source: Source::None,
+                ..item(p * 2 + 5, "", [0.0, 1.0, 0.0, 0.0])
+            })
             .collect();
         items.extend((0..8).map(|p| item(100_000 + p, &long, [0.1, 0.9, 0.0, -0.0])));
         let chunks = encode(&items);
@@ -412,6 +452,7 @@ mod tests {
             assert_eq!(decoded.len() as i64, c.items);
             assert_eq!(decoded[0].position, c.first_position);
             assert_eq!(decoded.last().unwrap().position, c.last_position);
+            assert_eq!(c.ticks, ticks_of(&decoded));
             all.extend(decoded);
         }
         assert_eq!(bits(&all), bits(&items));
@@ -436,6 +477,17 @@ mod tests {
         assert_eq!(items[0].compound, 0.4404);
         assert_eq!(items[0].source, Source::None);
         assert_eq!(items[0].lang, None);
+    }
+
+    #[test]
+    fn ticks_are_the_compound_in_ten_thousandths_and_read_back() {
+        let items: Vec<ItemRow> = [0.4404, -0.05, 0.05, -1.0, 1.0, -0.0, 0.00004, f64::NAN, 7.0]
+            .iter()
+            .enumerate()
+            .map(|(p, &c)| item(p as i64, "t", [0.0, 1.0, 0.0, c]))
+            .collect();
+        let ticks: Vec<i16> = read_ticks(&ticks_of(&items)).collect();
+        assert_eq!(ticks, [4404, -500, 500, -10_000, 10_000, 0, 0, 0, 10_000]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Jobs: the row and its conditional transitions ([`model`]); the job store that owns every
 //! change of a job's state together with its queue side effect, one implementation per
 //! topology ([`store`]); the queues themselves ([`queue`]); the group commit of new jobs
-//! ([`submitter`]), the compact storage of items ([`items`]), retention and deletion
+//! ([`submitter`]), the compact storage of items ([`items`]) and pages of them for the results
+//! page ([`browse`]), retention and deletion
 //! ([`retention`]) and of a worker's claims and finishes on PostgreSQL ([`batch`]); the worker
 //! ([`worker`]); the change signals of the event streams ([`events`]); and, for the operator
 //! dashboard, the registry of live workers ([`registry`]) and the figures of the queues
@@ -9,6 +10,7 @@
 //! the workers ([`fair`]).
 
 pub mod batch;
+pub mod browse;
 pub mod events;
 pub mod fair;
 pub mod idempotency;

@@ -23,7 +23,7 @@ use crate::on_db;
 use uuid::Uuid;
 
 use super::idempotency::{self, KeyClaim};
-use super::items::{self, Chunk};
+use super::items;
 use super::queue::QueueName;
 use crate::analysis::{Format, Report};
 use crate::timestamp::Timestamp;
@@ -207,6 +207,7 @@ macro_rules! insert_chunks {
                 .bind(chunk.first_position)
                 .bind(chunk.items)
                 .bind(chunk.body)
+                .bind(chunk.ticks)
                 .execute(&mut *$conn)
                 .await?;
         }
@@ -867,12 +868,12 @@ pub const FINISH_MANY: &str = "WITH done AS (UPDATE sentiq_jobs j SET status = '
      FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS r(id, attempt, report) \
      WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt \
      RETURNING j.id), \
-     chunks AS (INSERT INTO job_item_chunks (job_id, last_position, first_position, items, body) \
-     SELECT c.* FROM UNNEST($5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[]) \
-     AS c(job_id, last_position, first_position, items, body) \
+     chunks AS (INSERT INTO job_item_chunks (job_id, last_position, first_position, items, body, ticks) \
+     SELECT c.* FROM UNNEST($5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bytea[], \
+     $11::bytea[]) AS c(job_id, last_position, first_position, items, body, ticks) \
      WHERE c.job_id IN (SELECT id FROM done) \
      ON CONFLICT (job_id, last_position) DO UPDATE SET first_position = excluded.first_position, \
-     items = excluded.items, body = excluded.body), \
+     items = excluded.items, body = excluded.body, ticks = excluded.ticks), \
      inputs AS (DELETE FROM job_inputs WHERE job_id IN (SELECT id FROM done)) \
      SELECT id FROM done";
 
@@ -889,21 +890,22 @@ pub async fn finish_many(
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let attempts: Vec<i64> = runs.iter().map(|r| r.attempt).collect();
     let reports: Vec<&str> = runs.iter().map(|r| r.report_json.as_str()).collect();
-    let (mut job_ids, mut lasts, mut firsts, mut counts, mut bodies) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut job_ids, mut lasts, mut firsts, mut counts, mut bodies, mut ticks) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for run in runs {
-        for Chunk {
-            first_position,
-            last_position,
-            items,
-            body,
-        } in items::encode(&run.items)
-        {
+        for chunk in items::encode(&run.items) {
             job_ids.push(run.id.as_str());
-            lasts.push(last_position);
-            firsts.push(first_position);
-            counts.push(items);
-            bodies.push(body);
+            lasts.push(chunk.last_position);
+            firsts.push(chunk.first_position);
+            counts.push(chunk.items);
+            bodies.push(chunk.body);
+            ticks.push(chunk.ticks);
         }
     }
     let now = Timestamp::now();
@@ -918,6 +920,7 @@ pub async fn finish_many(
         .bind(&counts)
         .bind(&bodies)
         .bind(expiry(now, result_ttl))
+        .bind(&ticks)
         .fetch_all(pool)
         .await?;
     let finished: std::collections::HashSet<&str> = finished.iter().map(String::as_str).collect();
@@ -1177,9 +1180,9 @@ pub fn items_per_transaction(db: &Db) -> usize {
 /// One chunk of items ([`items`]); a rerun writes the same items again (the analysis is
 /// deterministic), so a chunk ending at the same position replaces the earlier one.
 const INSERT_CHUNK: &str = "INSERT INTO job_item_chunks \
-     (job_id, last_position, first_position, items, body) VALUES ($1, $2, $3, $4, $5) \
+     (job_id, last_position, first_position, items, body, ticks) VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (job_id, last_position) DO UPDATE SET first_position = excluded.first_position, \
-     items = excluded.items, body = excluded.body";
+     items = excluded.items, body = excluded.body, ticks = excluded.ticks";
 
 /// The text of [`OWNS_RUN`], for `concat!`.
 macro_rules! owns_run {

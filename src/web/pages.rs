@@ -14,7 +14,8 @@ use super::errors::ApiError;
 use super::input::{self, Submission};
 use super::respond::{self, html, media_type};
 use super::{AppState, csrf, find_job, idempotency, parse_id, submit};
-use crate::analysis::{Format, Report};
+use crate::analysis::{Format, Label, Report};
+use crate::jobs::browse::{self, Order, View};
 use crate::jobs::model::{self, JobRow, PurgeReason, Status};
 
 pub const VISITOR_COOKIE: &str = "sentiq_visitor";
@@ -679,6 +680,8 @@ struct StatusPage {
     chart_h: f64,
     /// The page is the visitor's own job: it has a Delete button.
     own: bool,
+    /// The table of the items (a succeeded job's only).
+    table: Option<TableView>,
     /// When the job's data will be removed, for a person ("" when not final, or kept forever).
     expires: String,
     expires_at: String,
@@ -692,6 +695,16 @@ fn size_label(bytes: i64) -> String {
         format!("{:.1} KiB", b / 1024.0)
     } else {
         format!("{bytes} bytes")
+    }
+}
+
+/// What a format's items are called on the page.
+fn unit(format: Format) -> &'static str {
+    match format {
+        Format::Text => "sentences",
+        Format::Csv => "rows",
+        Format::Jsonl => "lines",
+        Format::Documents => "documents",
     }
 }
 
@@ -718,12 +731,7 @@ fn report_view(r: &Report, format: Format) -> ReportView {
     };
     ReportView {
         items: charts::thousands(r.items),
-        unit: match format {
-            Format::Text => "sentences",
-            Format::Csv => "rows",
-            Format::Jsonl => "lines",
-            Format::Documents => "documents",
-        },
+        unit: unit(format),
         mean: format!("{:+.3}", r.mean_compound),
         mean_class: crate::analysis::Label::of(r.mean_compound).class(),
         elapsed: if r.elapsed_ms >= 1000.0 {
@@ -854,7 +862,7 @@ fn empty_report() -> Report {
     crate::analysis::report::Aggregator::new().finish(Format::Text, 0.0)
 }
 
-fn status_page(job: &JobRow, csrf: String, own: bool) -> StatusPage {
+fn status_page(job: &JobRow, csrf: String, own: bool, table: Option<TableView>) -> StatusPage {
     let status = job.status;
     let report = if status == Status::Succeeded {
         job.report()
@@ -904,9 +912,227 @@ fn status_page(job: &JobRow, csrf: String, own: bool) -> StatusPage {
         chart_w: charts::WIDTH,
         chart_h: charts::HEIGHT,
         own,
+        table,
         expires: job.expires_at.map(|t| t.minute_utc()).unwrap_or_default(),
         expires_at: job.expires_at.map(|t| t.to_string()).unwrap_or_default(),
     }
+}
+
+/// The items table's part of a status page's query; anything else in it is ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct TableQuery {
+    sort: Option<String>,
+    label: Option<String>,
+    page: Option<String>,
+}
+
+/// The labels a table can be filtered by, as in its URL.
+const TABLE_LABELS: [(Option<Label>, &str, &str); 4] = [
+    (None, "all", "All labels"),
+    (Some(Label::Positive), "positive", "Positive"),
+    (Some(Label::Neutral), "neutral", "Neutral"),
+    (Some(Label::Negative), "negative", "Negative"),
+];
+
+/// The orders of a table, as in its URL and its menu.
+fn order_name(order: Order) -> &'static str {
+    match order {
+        Order::Position => "Input order",
+        Order::ScoreDesc => "Most positive first",
+        Order::ScoreAsc => "Most negative first",
+    }
+}
+
+/// The table's view from the query, or what is wrong with it, for a person.
+fn table_view(q: &TableQuery) -> Result<View, String> {
+    let mut view = View {
+        page: 1,
+        ..View::default()
+    };
+    if let Some(sort) = q.sort.as_deref().filter(|s| !s.is_empty()) {
+        view.order = Order::parse(sort).ok_or_else(|| {
+            let known: Vec<&str> = Order::ALL.iter().map(|o| o.as_str()).collect();
+            format!("“sort” must be one of {}, not “{sort}”.", known.join(", "))
+        })?;
+    }
+    if let Some(label) = q.label.as_deref().filter(|s| !s.is_empty()) {
+        view.label = TABLE_LABELS
+            .iter()
+            .find(|(_, name, _)| *name == label)
+            .map(|(l, _, _)| *l)
+            .ok_or_else(|| {
+                format!("“label” must be one of all, positive, neutral, negative, not “{label}”.")
+            })?;
+    }
+    if let Some(page) = q.page.as_deref().filter(|s| !s.is_empty()) {
+        view.page = page
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| format!("“page” must be a whole number from 1, not “{page}”."))?;
+    }
+    Ok(view)
+}
+
+/// The address of a view of job `id`'s table.
+fn table_href(id: &str, view: View) -> String {
+    let mut query = Vec::new();
+    if view.order != Order::Position {
+        query.push(format!("sort={}", view.order.as_str()));
+    }
+    if let Some(label) = view.label {
+        query.push(format!("label={}", label.as_str()));
+    }
+    if view.page > 1 {
+        query.push(format!("page={}", view.page));
+    }
+    if query.is_empty() {
+        format!("/analyses/{id}#items")
+    } else {
+        format!("/analyses/{id}?{}#items", query.join("&"))
+    }
+}
+
+/// Characters of an item's text the table shows (the downloads have it all).
+const TABLE_TEXT_CHARS: usize = 300;
+
+/// One row of the items table.
+pub struct TableRow {
+    /// The item's id when it has one, else its 1-based position.
+    pub label: String,
+    pub text: String,
+    pub score: String,
+    pub class: &'static str,
+    pub label_name: &'static str,
+}
+
+/// The items table of a succeeded job: a page of items, the form that chooses the view, and
+/// links to the other pages. Plain links and a GET form, so it works without JavaScript.
+pub struct TableView {
+    pub rows: Vec<TableRow>,
+    /// What the rows are, for a person: "Negative rows 51–100 of 3,210, most negative first".
+    pub caption: String,
+    pub sorts: Vec<(&'static str, &'static str, bool)>,
+    pub labels: Vec<(&'static str, &'static str, bool)>,
+    pub page: u64,
+    pub pages: u64,
+    pub pages_label: String,
+    pub first: Option<String>,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+    pub last: Option<String>,
+    /// The hidden fields that keep the view when the page number is changed.
+    pub sort: &'static str,
+    pub label: &'static str,
+}
+
+impl TableView {
+    fn new(job: &JobRow, view: View, page: browse::Page) -> TableView {
+        let unit = unit(job.format);
+        let shown = View {
+            page: page.page,
+            ..view
+        };
+        let at = |page: u64| Some(table_href(&job.id, View { page, ..shown }));
+        let label_name = TABLE_LABELS
+            .iter()
+            .find(|(l, _, _)| *l == view.label)
+            .map_or("all", |(_, name, _)| *name);
+        let caption = if page.matching == 0 {
+            match view.label {
+                None => format!("No {unit}."),
+                Some(l) => format!("No {} {unit}.", l.as_str()),
+            }
+        } else {
+            let from = (page.page - 1) * browse::PAGE_ITEMS + 1;
+            let to = from + page.items.len() as u64 - 1;
+            let what = match view.label {
+                None => unit.to_owned(),
+                Some(l) => format!("{} {unit}", l.as_str()),
+            };
+            let mut caption = format!(
+                "{what} {}–{} of {}, {}",
+                charts::thousands(from),
+                charts::thousands(to),
+                charts::thousands(page.matching),
+                order_name(view.order).to_lowercase(),
+            );
+            if let Some(first) = caption.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            caption
+        };
+        TableView {
+            rows: page
+                .items
+                .iter()
+                .map(|item| {
+                    let label = Label::of(item.compound);
+                    let (text, cut) = match item.text.char_indices().nth(TABLE_TEXT_CHARS) {
+                        Some((at, _)) => (&item.text[..at], true),
+                        None => (item.text.as_str(), false),
+                    };
+                    TableRow {
+                        label: item
+                            .item_id
+                            .clone()
+                            .filter(|id| !id.is_empty())
+                            .unwrap_or_else(|| {
+                                charts::thousands(u64::try_from(item.position).unwrap_or(0) + 1)
+                            }),
+                        text: if cut {
+                            format!("{text}…")
+                        } else {
+                            text.to_owned()
+                        },
+                        score: format!("{:+.4}", item.compound),
+                        class: label.class(),
+                        label_name: label.as_str(),
+                    }
+                })
+                .collect(),
+            caption,
+            sorts: Order::ALL
+                .iter()
+                .map(|&o| (o.as_str(), order_name(o), o == view.order))
+                .collect(),
+            labels: TABLE_LABELS
+                .iter()
+                .map(|&(l, name, title)| (name, title, l == view.label))
+                .collect(),
+            page: page.page,
+            pages: page.pages,
+            pages_label: charts::thousands(page.pages),
+            first: (page.page > 1).then(|| at(1)).flatten(),
+            previous: (page.page > 1).then(|| at(page.page - 1)).flatten(),
+            next: (page.page < page.pages)
+                .then(|| at(page.page + 1))
+                .flatten(),
+            last: (page.page < page.pages).then(|| at(page.pages)).flatten(),
+            sort: view.order.as_str(),
+            label: label_name,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "bad_request.html")]
+struct BadRequestPage {
+    message: String,
+    back: String,
+}
+
+/// 400: a status page's table was asked for a view that does not exist.
+fn bad_table_query(id: &str, message: String) -> HttpResponse {
+    html(
+        StatusCode::BAD_REQUEST,
+        BadRequestPage {
+            message,
+            back: format!("/analyses/{id}"),
+        }
+        .render(),
+    )
 }
 
 /// Whether the visitor who sent `req` submitted `job` (its visitor cookie is the job's).
@@ -923,6 +1149,7 @@ pub async fn status(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
+    query: web::Query<TableQuery>,
 ) -> HttpResponse {
     match find_job(&state, &caller, &path).await {
         Ok(job) if job.purged().is_some() => {
@@ -930,6 +1157,18 @@ pub async fn status(
             gone_page(reason, state.deps.store.retention().result_ttl)
         }
         Ok(job) => {
+            let table = if job.status == Status::Succeeded {
+                let view = match table_view(&query) {
+                    Ok(view) => view,
+                    Err(message) => return bad_table_query(&job.id, message),
+                };
+                match browse::page(state.db(), &job.id, view).await {
+                    Ok(page) => Some(TableView::new(&job, view, page)),
+                    Err(e) => return ApiError::from(e).error_response(),
+                }
+            } else {
+                None
+            };
             // A page with no form (a final job of someone else) hands out no token.
             let own = owns(&req, &job);
             let (token, cookie) = if job.status.is_final() && !own {
@@ -937,7 +1176,10 @@ pub async fn status(
             } else {
                 csrf::token(&req)
             };
-            let mut resp = html(StatusCode::OK, status_page(&job, token, own).render());
+            let mut resp = html(
+                StatusCode::OK,
+                status_page(&job, token, own, table).render(),
+            );
             add_cookies(&mut resp, [cookie]);
             resp
         }

@@ -553,3 +553,205 @@ fn english_ground_truth_sets_stay_well_under_the_not_english_warning() {
         );
     }
 }
+
+/// The rows of a status page's items table: (#, score, label) each.
+fn table_rows(page: &str) -> Vec<(String, String, String)> {
+    let Some(start) = page.find("id=\"items-table\"") else {
+        return Vec::new();
+    };
+    let body = &page[start..];
+    let body = &body[body.find("<tbody>").unwrap()..body.find("</tbody>").unwrap()];
+    body.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            let cell = |from: &str, to: &str| {
+                let at = row.find(from).unwrap() + from.len();
+                let at = at + row[at..].find('>').unwrap() + 1;
+                row[at..at + row[at..].find(to).unwrap()].to_owned()
+            };
+            (
+                cell("<td class=\"pos-n\"", "</td>"),
+                cell("<td class=\"score", "<span"),
+                cell("<span class=\"sub\"", "</span>"),
+            )
+        })
+        .collect()
+}
+
+/// A CSV of `n` rows of the tweets ground truth, with ids `t0`, `t1`, …
+fn tweets_csv(n: usize) -> String {
+    let mut csv = String::from("tweet_id,text\n");
+    for (i, (_, _, text)) in ground_truth("tweets")
+        .into_iter()
+        .cycle()
+        .take(n)
+        .enumerate()
+    {
+        csv.push_str(&format!("t{i},\"{}\"\n", text.replace('"', "\"\"")));
+    }
+    csv
+}
+
+/// Every view of the items table of job `id` against the same view worked out from its
+/// `items.csv`: each label, each order, the first, a middle and the last page, and past it.
+async fn table_matches_the_download(api: &crate::common::Api, id: &str) {
+    let r = api
+        .client
+        .get(api.url(&format!("/api/jobs/{id}/items.csv")))
+        .send()
+        .await
+        .unwrap();
+    let (header, rows) = csv_rows(&r.text().await.unwrap());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (id_col, compound_col, label_col) = (col("tweet_id"), col("compound"), col("label"));
+    let items: Vec<(usize, String, f64, String)> = rows
+        .iter()
+        .enumerate()
+        .map(|(p, r)| {
+            (
+                p,
+                r[id_col].clone(),
+                r[compound_col].parse().unwrap(),
+                r[label_col].clone(),
+            )
+        })
+        .collect();
+    for label in ["all", "positive", "neutral", "negative"] {
+        for sort in ["position", "score_desc", "score_asc"] {
+            let mut want: Vec<&(usize, String, f64, String)> = items
+                .iter()
+                .filter(|i| label == "all" || i.3 == label)
+                .collect();
+            match sort {
+                "score_desc" => want.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0))),
+                "score_asc" => want.sort_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0))),
+                _ => {}
+            }
+            let pages = want.len().div_ceil(50).max(1);
+            for page in [1, pages.div_ceil(2), pages, pages + 7] {
+                let path = format!("/analyses/{id}?sort={sort}&label={label}&page={page}");
+                let html = get_text_of(api, &path).await;
+                let got = table_rows(&html);
+                let shown = page.min(pages);
+                let expected: Vec<(String, String, String)> = want
+                    .iter()
+                    .skip((shown - 1) * 50)
+                    .take(50)
+                    .map(|i| (i.1.clone(), format!("{:+.4}", i.2), i.3.clone()))
+                    .collect();
+                assert_eq!(got, expected, "{path}");
+                let pages_label = format!("of {}</span>", pages);
+                assert!(
+                    pages < 2 || html.contains(&pages_label),
+                    "{path}: no “{pages_label}”"
+                );
+            }
+        }
+    }
+}
+
+async fn get_text_of(api: &crate::common::Api, path: &str) -> String {
+    let r = api.client.get(api.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_items_table_pages_by_label_and_score_as_sorting_the_download_would() {
+    let app = spawn_app().await;
+    let (id, _) = analysed(&app, "text/csv", "", &tweets_csv(2600)).await;
+    let chunks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_item_chunks WHERE job_id = $1")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(chunks >= 3, "pages must cross chunks: {chunks} chunk(s)");
+    // The default view: input order, the first 50, a caption and links to the next pages.
+    let html = get_text(&app, &format!("/analyses/{id}")).await;
+    let rows = table_rows(&html);
+    assert_eq!(rows.len(), 50);
+    assert_eq!((rows[0].0.as_str(), rows[49].0.as_str()), ("t0", "t49"));
+    assert!(html.contains("Rows 1–50 of 2,600, input order"), "{html}");
+    assert!(html.contains(&format!(
+        "href=\"/analyses/{id}?page=2#items\" rel=\"next\""
+    )));
+    assert!(html.contains(&format!(
+        "href=\"/analyses/{id}?page=52#items\" rel=\"last\""
+    )));
+    table_matches_the_download(&app, &id).await;
+
+    // Chunks stored before scores were kept beside them read the same (from their bodies).
+    // Another job: the first one's index is cached now.
+    let (id, _) = analysed(&app, "text/csv", "", &tweets_csv(2600)).await;
+    sqlx::query(
+        "UPDATE job_item_chunks SET ticks = NULL WHERE job_id = $1 AND last_position > 1000",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    table_matches_the_download(&app, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_items_table_pages_the_same_on_postgres() {
+    let app = crate::common::prod::spawn_prod(|_| {}).await;
+    let worker = app.worker();
+    let r = app
+        .post_raw("/api/jobs", "text/csv", tweets_csv(1200).into_bytes())
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = app.wait_final(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    table_matches_the_download(&app, &id).await;
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_items_table_view_that_does_not_exist_is_a_400_saying_what_is_allowed() {
+    let app = spawn_app().await;
+    let (id, _) = analysed(&app, "text/csv", "", REVIEWS).await;
+    for (query, says) in [
+        (
+            "sort=best",
+            "“sort” must be one of position, score_desc, score_asc, not “best”.",
+        ),
+        (
+            "label=happy",
+            "“label” must be one of all, positive, neutral, negative, not “happy”.",
+        ),
+        ("page=0", "“page” must be a whole number from 1, not “0”."),
+        (
+            "page=two",
+            "“page” must be a whole number from 1, not “two”.",
+        ),
+    ] {
+        let r = app
+            .client
+            .get(app.url(&format!("/analyses/{id}?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains(says), "{query}: {html}");
+        assert!(html.contains(&format!("href=\"/analyses/{id}\"")));
+    }
+    // One page: no pager; a label with no items says so.
+    let html = get_text(
+        &app,
+        &format!("/analyses/{id}?label=neutral&sort=score_asc"),
+    )
+    .await;
+    assert_eq!(table_rows(&html).len(), 1);
+    assert!(!html.contains("rel=\"next\""));
+    let html = get_text(&app, &format!("/analyses/{id}?label=negative")).await;
+    assert!(
+        html.contains("Negative rows 1–1 of 1, input order"),
+        "{html}"
+    );
+}

@@ -654,3 +654,210 @@ async fn the_cancel_button_of_the_status_page_cancels_the_job_in_chromium() {
     outcome.expect("browser steps");
     drop(driver);
 }
+
+/// The text of the element `css`.
+async fn text_of(browser: &fantoccini::Client, css: &str) -> Result<String, CmdError> {
+    browser.find(Locator::Css(css)).await?.text().await
+}
+
+/// Wait (at most 10 s) until the browser is on a page whose query is `query`, after a click
+/// that navigates; its address.
+async fn wait_for_query(browser: &fantoccini::Client, query: &str) -> Result<url::Url, CmdError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = browser.current_url().await?;
+        if url.query() == Some(query) || Instant::now() > deadline {
+            browser.find(Locator::Id("items")).await?;
+            return Ok(url);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The scores in the items table, in order.
+async fn table_scores(browser: &fantoccini::Client) -> Result<Vec<f64>, CmdError> {
+    let mut scores = Vec::new();
+    for cell in browser
+        .find_all(Locator::Css("#items-table td.score"))
+        .await?
+    {
+        let text = cell.text().await?;
+        let number = text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .replace('−', "-");
+        scores.push(number.parse().unwrap_or(f64::NAN));
+    }
+    Ok(scores)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_items_table_is_filtered_sorted_and_paged_in_chromium_with_javascript_off() {
+    let _heavy = crate::processes::HEAVY.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let driver = start_chromedriver().await;
+    let app = spawn_app().await;
+    let mut csv = String::from("review_id,review\n");
+    for i in 0..1_534 {
+        let review = match i % 5 {
+            0 => "Wonderful, I love it and would buy it again.",
+            1 => "Terrible. It broke after a day, awful support.",
+            2 => "Not great, a bit disappointing.",
+            3 => "Good value, happy with it.",
+            _ => "It arrived on Tuesday in a brown box.",
+        };
+        csv.push_str(&format!("rv-{i:05},\"{review} (order {i})\"\n"));
+    }
+    let r = app
+        .post_raw("/api/jobs", "text/csv", csv.into_bytes())
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.wait_final(&id).await["status"], "succeeded");
+
+    let browser = open_browser(&driver, false).await;
+    let outcome = async {
+        browser.goto(&app.url(&format!("/analyses/{id}"))).await?;
+        let rows = browser
+            .find_all(Locator::Css("#items-table tbody tr"))
+            .await?;
+        assert_eq!(rows.len(), 50);
+        assert!(text_of(&browser, "#items-table tbody tr td.pos-n").await? == "rv-00000");
+        assert_eq!(
+            text_of(&browser, "#items-caption").await?,
+            "Rows 1–50 of 1,534, input order"
+        );
+        // The form: most negative first, negative only.
+        browser
+            .find(Locator::Id("items-sort"))
+            .await?
+            .select_by_value("score_asc")
+            .await?;
+        browser
+            .find(Locator::Id("items-label"))
+            .await?
+            .select_by_value("negative")
+            .await?;
+        browser
+            .find(Locator::Id("items-show"))
+            .await?
+            .click()
+            .await?;
+        let url = wait_for_query(&browser, "sort=score_asc&label=negative").await?;
+        assert_eq!(url.query(), Some("sort=score_asc&label=negative"), "{url}");
+        assert_eq!(url.fragment(), Some("items"));
+        let caption = text_of(&browser, "#items-caption").await?;
+        assert!(
+            caption.starts_with("Negative rows 1–50 of ")
+                && caption.ends_with("most negative first"),
+            "{caption}"
+        );
+        let first = table_scores(&browser).await?;
+        assert_eq!(first.len(), 50);
+        assert!(
+            first.windows(2).all(|w| w[0] <= w[1]),
+            "not ascending: {first:?}"
+        );
+        assert!(
+            first.iter().all(|&s| s <= -0.05),
+            "not all negative: {first:?}"
+        );
+        // Next keeps the view and goes on where the first page ended.
+        browser
+            .find(Locator::Id("items-next"))
+            .await?
+            .click()
+            .await?;
+        let url = wait_for_query(&browser, "sort=score_asc&label=negative&page=2").await?;
+        assert_eq!(
+            url.query(),
+            Some("sort=score_asc&label=negative&page=2"),
+            "{url}"
+        );
+        let second = table_scores(&browser).await?;
+        assert!(second[0] >= first[49], "{second:?} after {first:?}");
+        // The page box: straight to the last page.
+        let last = browser.find(Locator::Id("items-page")).await?;
+        let pages: u64 = last
+            .attr("max")
+            .await?
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0);
+        assert!(pages >= 2);
+        last.clear().await?;
+        last.send_keys(&pages.to_string()).await?;
+        browser
+            .find(Locator::Css(".page-jump button"))
+            .await?
+            .click()
+            .await?;
+        let query = format!("sort=score_asc&label=negative&page={pages}");
+        wait_for_query(&browser, &query).await?;
+        assert!(
+            browser
+                .find_all(Locator::Id("items-next"))
+                .await?
+                .is_empty()
+        );
+        assert!(
+            !browser
+                .find_all(Locator::Id("items-previous"))
+                .await?
+                .is_empty()
+        );
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    outcome.expect("browser steps with JavaScript off");
+
+    // How it looks, with JavaScript on for the layout checks: at 1280 and 390 px.
+    let browser = open_browser(&driver, true).await;
+    let outcome = async {
+        browser
+            .goto(&app.url(&format!("/analyses/{id}?sort=score_desc&page=3")))
+            .await?;
+        // Windows as tall as the whole page: an element's screenshot shows what is in view.
+        for (width, height, name) in [
+            (1280, 6400, "browser-items.png"),
+            (390, 9600, "browser-items-390.png"),
+        ] {
+            browser.set_window_size(width, height).await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let png = browser
+                .find(Locator::Id("items"))
+                .await?
+                .screenshot()
+                .await?;
+            std::fs::write(target_dir().join(name), png).expect("screenshot");
+            assert!(
+                fits_width(&browser).await?,
+                "the page scrolls sideways at {width} px"
+            );
+            assert!(
+                on_one_line(&browser, "#items-table td.pos-n").await?,
+                "an item's # wraps at {width} px"
+            );
+            let row = browser
+                .execute(
+                    "const kids = [...document.querySelector('.page-jump').children] \
+                       .filter(k => k.type !== 'hidden').map(k => k.getBoundingClientRect()); \
+                     const mid = kids.map(r => (r.top + r.bottom) / 2); \
+                     return Math.max(...mid) - Math.min(...mid) < 8;",
+                    vec![],
+                )
+                .await?;
+            assert_eq!(row, true, "the page box wraps at {width} px");
+        }
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    outcome.expect("browser layout steps");
+    drop(driver);
+}
