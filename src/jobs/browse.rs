@@ -137,25 +137,34 @@ const READS: usize = 2;
 /// A job's chunks do not change once it has succeeded, and a deleted job is refused before its
 /// table is read, so an entry never needs invalidating; it only ages out.
 pub struct IndexCache {
-    /// (use clock, bytes held, job id → (index, when last used))
-    entries: Mutex<(u64, usize, FxHashMap<String, (Arc<Index>, u64)>)>,
+    entries: Mutex<Entries>,
     reads: Semaphore,
 }
 
+/// The cache's entries: each job's index and when it was last used (by a counter of uses).
+struct Entries {
+    clock: u64,
+    bytes: usize,
+    map: FxHashMap<String, (Arc<Index>, u64)>,
+}
+
 impl IndexCache {
-    pub const fn new() -> IndexCache {
+    const fn new() -> IndexCache {
         IndexCache {
-            entries: Mutex::new((0, 0, FxHashMap::with_hasher(FxBuildHasher))),
+            entries: Mutex::new(Entries {
+                clock: 0,
+                bytes: 0,
+                map: FxHashMap::with_hasher(FxBuildHasher),
+            }),
             reads: Semaphore::const_new(READS),
         }
     }
 
     fn get(&self, job_id: &str) -> Option<Arc<Index>> {
-        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let (clock, _, map) = &mut *guard;
-        *clock += 1;
-        let now = *clock;
-        map.get_mut(job_id).map(|(index, used)| {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.clock += 1;
+        let now = entries.clock;
+        entries.map.get_mut(job_id).map(|(index, used)| {
             *used = now;
             index.clone()
         })
@@ -166,23 +175,27 @@ impl IndexCache {
         if size > CACHE_BYTES / 2 {
             return;
         }
-        let mut guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let (clock, bytes, map) = &mut *guard;
-        *clock += 1;
-        if let Some((old, _)) = map.insert(job_id.to_owned(), (index, *clock)) {
-            *bytes -= old.bytes();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = &mut *entries;
+        entries.clock += 1;
+        if let Some((old, _)) = entries
+            .map
+            .insert(job_id.to_owned(), (index, entries.clock))
+        {
+            entries.bytes -= old.bytes();
         }
-        *bytes += size;
-        while *bytes > CACHE_BYTES {
-            let Some(oldest) = map
+        entries.bytes += size;
+        while entries.bytes > CACHE_BYTES {
+            let Some(oldest) = entries
+                .map
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| k.clone())
             else {
                 break;
             };
-            if let Some((gone, _)) = map.remove(&oldest) {
-                *bytes -= gone.bytes();
+            if let Some((gone, _)) = entries.map.remove(&oldest) {
+                entries.bytes -= gone.bytes();
             }
         }
     }
@@ -488,7 +501,7 @@ mod tests {
         for job in ["a", "c", "d", "e"] {
             assert!(cache.get(job).is_some(), "{job}");
         }
-        let held = cache.entries.lock().unwrap().1;
+        let held = cache.entries.lock().unwrap().bytes;
         assert!(held <= CACHE_BYTES, "{held}");
         // One index over half the budget is not kept at all.
         cache.put("huge", big(CACHE_BYTES / 3));

@@ -918,12 +918,30 @@ fn status_page(job: &JobRow, csrf: String, own: bool, table: Option<TableView>) 
     }
 }
 
-/// The items table's part of a status page's query; anything else in it is ignored.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct TableQuery {
+/// The items table's part of a status page's query (the last of each when repeated);
+/// anything else in it is ignored.
+#[derive(Debug, Default)]
+struct TableQuery {
     sort: Option<String>,
     label: Option<String>,
     page: Option<String>,
+}
+
+impl TableQuery {
+    fn parse(query: &str) -> Result<TableQuery, String> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|_| "The address's query is not readable.".to_owned())?;
+        let mut q = TableQuery::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "sort" => q.sort = Some(value),
+                "label" => q.label = Some(value),
+                "page" => q.page = Some(value),
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
 }
 
 /// The labels a table can be filtered by, as in its URL.
@@ -1149,7 +1167,6 @@ pub async fn status(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-    query: web::Query<TableQuery>,
 ) -> HttpResponse {
     match find_job(&state, &caller, &path).await {
         Ok(job) if job.purged().is_some() => {
@@ -1158,7 +1175,8 @@ pub async fn status(
         }
         Ok(job) => {
             let table = if job.status == Status::Succeeded {
-                let view = match table_view(&query) {
+                let view = match TableQuery::parse(req.query_string()).and_then(|q| table_view(&q))
+                {
                     Ok(view) => view,
                     Err(message) => return bad_table_query(&job.id, message),
                 };

@@ -16,7 +16,7 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-async fn get_text(app: &crate::common::TestApp, path: &str) -> String {
+async fn get_text(app: &crate::common::Api, path: &str) -> String {
     let r = app.client.get(app.url(path)).send().await.unwrap();
     assert_eq!(r.status(), 200, "{path}");
     r.text().await.unwrap()
@@ -24,7 +24,7 @@ async fn get_text(app: &crate::common::TestApp, path: &str) -> String {
 
 /// Submit a raw upload with query parameters and wait for it to succeed; returns (id, job).
 async fn analysed(
-    app: &crate::common::TestApp,
+    app: &crate::common::Api,
     content_type: &str,
     query: &str,
     body: &str,
@@ -630,7 +630,7 @@ async fn table_matches_the_download(api: &crate::common::Api, id: &str) {
             let pages = want.len().div_ceil(50).max(1);
             for page in [1, pages.div_ceil(2), pages, pages + 7] {
                 let path = format!("/analyses/{id}?sort={sort}&label={label}&page={page}");
-                let html = get_text_of(api, &path).await;
+                let html = get_text(api, &path).await;
                 let got = table_rows(&html);
                 let shown = page.min(pages);
                 let expected: Vec<(String, String, String)> = want
@@ -648,12 +648,6 @@ async fn table_matches_the_download(api: &crate::common::Api, id: &str) {
             }
         }
     }
-}
-
-async fn get_text_of(api: &crate::common::Api, path: &str) -> String {
-    let r = api.client.get(api.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.text().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -697,16 +691,7 @@ async fn the_items_table_pages_by_label_and_score_as_sorting_the_download_would(
 async fn the_items_table_pages_the_same_on_postgres() {
     let app = crate::common::prod::spawn_prod(|_| {}).await;
     let worker = app.worker();
-    let r = app
-        .post_raw("/api/jobs", "text/csv", tweets_csv(1200).into_bytes())
-        .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let job = app.wait_final(&id).await;
-    assert_eq!(job["status"], "succeeded", "{job}");
+    let (id, _) = analysed(&app, "text/csv", "", &tweets_csv(1200)).await;
     table_matches_the_download(&app, &id).await;
     worker.stop().await;
 }

@@ -372,9 +372,10 @@ async fn two_web_and_two_worker_processes_run_2000_jobs_each_exactly_once() {
     );
 }
 
-/// Bytes of a text whose job runs several seconds (each sentence is a row in `job_items`:
-/// about 10,000 a second on a quiet 2-core machine, so 4 MB ≈ 67,000 items ≈ 4-6 s).
-const LONG_JOB_BYTES: usize = 4_000_000;
+/// Bytes of a text whose job runs for a second or more: 400,000 sentences. Analysis and the
+/// writes of its items take about 45 ms a megabyte on a quiet 2-core machine since items are
+/// stored in chunks of 64 KiB (4 MB was once enough, at 1 MiB chunks).
+const LONG_JOB_BYTES: usize = 24_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_with_sigkill_mid_job_has_its_job_finished_by_another() {
@@ -483,9 +484,9 @@ async fn jobs_survive_a_redis_flushall_and_a_redis_restart_mid_run() {
     let pg = pool(&db.url).await;
     let mut accepted: Vec<String> = Vec::new();
 
-    // Phase 1: a backlog of jobs of ~330 items each (tens of ms each, one at a time).
+    // Phase 1: a backlog of jobs of ~1,700 items each (tens of ms each, one at a time).
     let body = |i: usize| {
-        let mut t = String::from_utf8(text_of(20_000)).unwrap();
+        let mut t = String::from_utf8(text_of(100_000)).unwrap();
         t.push_str(&format!(" Batch job {i}."));
         t
     };

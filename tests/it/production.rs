@@ -776,7 +776,8 @@ async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
     let bodies: Vec<Vec<u8>> = ids.iter().map(|_| vec![0u8]).collect();
     let query =
         sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")));
-    // The claim takes `$1` to `$3`; the finish eight arrays, the time and the expiry.
+    // The claim takes `$1` to `$3`; the finish eight arrays, the time, the expiry and the
+    // chunks' ticks.
     let query = if statement == model::CLAIM_MANY {
         query
             .bind("2026-11-30T00:00:00.000Z")
@@ -794,6 +795,7 @@ async fn plan(pg: &sqlx::PgPool, statement: &str, ids: &[String]) -> String {
             .bind(&attempts)
             .bind(&bodies)
             .bind(Some("2026-12-07T00:00:00.000Z"))
+            .bind(&bodies)
     };
     plan_of(pg, query).await
 }
