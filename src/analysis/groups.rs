@@ -589,9 +589,7 @@ fn day_month_year(c: &mut Cursor, weekday: Option<Weekday>) -> Option<DateKey> {
             return None;
         }
     }
-    let y = c.number(4, 4)?;
-    time_tail(c, false)?;
-    checked_day(y as i32, m, d, weekday)
+    year_and_time(c, m, d, weekday)
 }
 
 /// `Mar 14, 2026`, `March 14th 2026`, `Mar. 14, 2026`, then an optional time.
@@ -606,6 +604,11 @@ fn month_day_year(c: &mut Cursor, m: u32, weekday: Option<Weekday>) -> Option<Da
     if c.spaces() == 0 {
         return None;
     }
+    year_and_time(c, m, d, weekday)
+}
+
+/// The end of a date written with its month's name: a four-digit year, an optional time.
+fn year_and_time(c: &mut Cursor, m: u32, d: u32, weekday: Option<Weekday>) -> Option<DateKey> {
     let y = c.number(4, 4)?;
     time_tail(c, false)?;
     checked_day(y as i32, m, d, weekday)

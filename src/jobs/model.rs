@@ -1162,7 +1162,8 @@ pub struct ItemRow {
     pub lang: Option<&'static str>,
 }
 
-/// Items per transaction on PostgreSQL, where writers do not wait for each other (one chunk).
+/// Items per transaction on PostgreSQL, where writers do not wait for each other (a few
+/// chunks, at most [`items::CHUNK_ITEMS`] items).
 pub const ITEMS_PER_TRANSACTION: usize = items::CHUNK_ITEMS;
 /// Items per transaction on SQLite: the one writer's lock is held for the whole transaction, and
 /// a submission that arrives meanwhile waits it out (5,000 items written a row each put the

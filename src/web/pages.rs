@@ -944,13 +944,18 @@ impl TableQuery {
     }
 }
 
-/// The labels a table can be filtered by, as in its URL.
-const TABLE_LABELS: [(Option<Label>, &str, &str); 4] = [
-    (None, "all", "All labels"),
-    (Some(Label::Positive), "positive", "Positive"),
-    (Some(Label::Neutral), "neutral", "Neutral"),
-    (Some(Label::Negative), "negative", "Negative"),
+/// The labels a table can be filtered by, and their names in its menu.
+const TABLE_LABELS: [(Option<Label>, &str); 4] = [
+    (None, "All labels"),
+    (Some(Label::Positive), "Positive"),
+    (Some(Label::Neutral), "Neutral"),
+    (Some(Label::Negative), "Negative"),
 ];
+
+/// A table's label filter as in its URL (`all` for none).
+fn label_param(label: Option<Label>) -> &'static str {
+    label.map_or("all", Label::as_str)
+}
 
 /// The orders of a table, as in its URL and its menu.
 fn order_name(order: Order) -> &'static str {
@@ -976,8 +981,8 @@ fn table_view(q: &TableQuery) -> Result<View, String> {
     if let Some(label) = q.label.as_deref().filter(|s| !s.is_empty()) {
         view.label = TABLE_LABELS
             .iter()
-            .find(|(_, name, _)| *name == label)
-            .map(|(l, _, _)| *l)
+            .map(|&(l, _)| l)
+            .find(|&l| label_param(l) == label)
             .ok_or_else(|| {
                 format!("“label” must be one of all, positive, neutral, negative, not “{label}”.")
             })?;
@@ -1052,11 +1057,7 @@ impl TableView {
             page: page.page,
             ..view
         };
-        let at = |page: u64| Some(table_href(&job.id, View { page, ..shown }));
-        let label_name = TABLE_LABELS
-            .iter()
-            .find(|(l, _, _)| *l == view.label)
-            .map_or("all", |(_, name, _)| *name);
+        let at = |page: u64| table_href(&job.id, View { page, ..shown });
         let caption = if page.matching == 0 {
             match view.label {
                 None => format!("No {unit}."),
@@ -1117,19 +1118,17 @@ impl TableView {
                 .collect(),
             labels: TABLE_LABELS
                 .iter()
-                .map(|&(l, name, title)| (name, title, l == view.label))
+                .map(|&(l, title)| (label_param(l), title, l == view.label))
                 .collect(),
             page: page.page,
             pages: page.pages,
             pages_label: charts::thousands(page.pages),
-            first: (page.page > 1).then(|| at(1)).flatten(),
-            previous: (page.page > 1).then(|| at(page.page - 1)).flatten(),
-            next: (page.page < page.pages)
-                .then(|| at(page.page + 1))
-                .flatten(),
-            last: (page.page < page.pages).then(|| at(page.pages)).flatten(),
+            first: (page.page > 1).then(|| at(1)),
+            previous: (page.page > 1).then(|| at(page.page - 1)),
+            next: (page.page < page.pages).then(|| at(page.page + 1)),
+            last: (page.page < page.pages).then(|| at(page.pages)),
             sort: view.order.as_str(),
-            label: label_name,
+            label: label_param(view.label),
         }
     }
 }

@@ -726,7 +726,10 @@ async fn the_items_table_is_filtered_sorted_and_paged_in_chromium_with_javascrip
             .find_all(Locator::Css("#items-table tbody tr"))
             .await?;
         assert_eq!(rows.len(), 50);
-        assert!(text_of(&browser, "#items-table tbody tr td.pos-n").await? == "rv-00000");
+        assert_eq!(
+            text_of(&browser, "#items-table tbody tr td.pos-n").await?,
+            "rv-00000"
+        );
         assert_eq!(
             text_of(&browser, "#items-caption").await?,
             "Rows 1–50 of 1,534, input order"
