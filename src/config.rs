@@ -54,6 +54,15 @@ pub const MAX_BODY_BYTES: Var = Var {
     value_name: "BYTES",
     help: "Largest accepted submission (64 MiB); larger gets 413",
 };
+pub const MEMORY_BUDGET_MB: Var = Var {
+    name: "MEMORY_BUDGET_MB",
+    flag: "memory-budget-mb",
+    default: Some("256"),
+    value_name: "MIB",
+    help: "Memory a process gives to data in flight: half to request bodies held at once \
+         (past it a submission waits up to 3 s, then gets 503 overloaded with Retry-After), \
+         half to inputs its worker holds whole; uploads over 1 MiB are written a part at a time",
+};
 pub const WEB_CONCURRENCY: Var = Var {
     name: "WEB_CONCURRENCY",
     flag: "web-concurrency",
@@ -321,6 +330,7 @@ pub const SECTIONS: &[Section] = &[
             &HOST,
             &PORT,
             &MAX_BODY_BYTES,
+            &MEMORY_BUDGET_MB,
             &WEB_CONCURRENCY,
             &TRUST_FORWARDED_FOR,
             &PUBLIC_URL,
@@ -445,6 +455,9 @@ pub struct HttpConfig {
     pub port: u16,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Bytes of data in flight a process may hold (`MEMORY_BUDGET_MB`): half for request bodies
+    /// ([`crate::web::upload::Budget`]), half for inputs its worker reads whole.
+    pub memory_budget_bytes: usize,
     /// HTTP worker threads of `serve` (`WEB_CONCURRENCY`, the variable Heroku's buildpacks use
     /// for a web process's concurrency); 0: one per CPU core.
     pub web_concurrency: usize,
@@ -820,6 +833,7 @@ impl HttpConfig {
             host: r.text(&HOST).unwrap_or_default(),
             port: r.required(&PORT)?,
             max_body_bytes: r.required(&MAX_BODY_BYTES)?,
+            memory_budget_bytes: r.required::<usize>(&MEMORY_BUDGET_MB)?.max(4) << 20,
             web_concurrency: r.required(&WEB_CONCURRENCY)?,
             trust_forwarded_for: r.flag(&TRUST_FORWARDED_FOR),
             public_url: r.parse_with(&PUBLIC_URL, public_url)?,

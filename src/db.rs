@@ -204,9 +204,54 @@ pub async fn connect_postgres(
         .min_connections(max_connections.min(4))
         .acquire_timeout(PG_ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
+        .after_connect(|_, _| {
+            Box::pin(async {
+                no_delay_on_tcp_sockets();
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
 }
+
+/// Turn Nagle's algorithm off on every TCP socket of this process, the PostgreSQL connection
+/// just made among them.
+///
+/// sqlx leaves `TCP_NODELAY` unset and offers no way to set it. With Nagle on, a statement
+/// whose message ends in a partly filled segment (a bound chunk of items, an input part) waits
+/// for the server's delayed acknowledgement, up to 40 ms, before its last bytes leave: a large
+/// job's item writes then spent most of their time waiting (BENCHMARKS.md, "Memory"). The
+/// option is harmless on the process's other TCP sockets (the HTTP server and the Redis client
+/// set it themselves); an fd that is not a TCP socket refuses it, which is ignored.
+#[cfg(target_os = "linux")]
+fn no_delay_on_tcp_sockets() {
+    use std::os::fd::BorrowedFd;
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in fds.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: the fd was open a moment ago and is only borrowed for one setsockopt; if it
+        // was closed (and its number reused) meanwhile, the call fails or sets a harmless
+        // option on another socket of ours.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn no_delay_on_tcp_sockets() {}
 
 /// Whether a URL names a PostgreSQL database.
 pub fn is_postgres_url(url: &str) -> bool {

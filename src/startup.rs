@@ -64,7 +64,8 @@ pub async fn open(
             unreachable!("Config::check refuses PostgreSQL without Redis")
         }
     };
-    Ok(Deps::new(store, config.worker.timing))
+    Ok(Deps::new(store, config.worker.timing)
+        .with_whole_inputs(config.http.memory_budget_bytes / 2))
 }
 
 /// A built, bound, not yet running application.
@@ -114,6 +115,10 @@ impl Application {
             waiters: waiters.clone(),
             key_use: Arc::default(),
             key_cache: key_cache.clone(),
+            body_budget: Arc::new(crate::web::upload::Budget::new(
+                config.http.memory_budget_bytes / 2,
+                crate::web::upload::ADMISSION_WAIT,
+            )),
             config: config.clone(),
             deps: deps.clone(),
         });

@@ -101,6 +101,13 @@ type Case = (&'static [(&'static str, &'static str)], fn(&Config) -> bool);
 const CASES: &[Case] = &[
     (&[("HOST", " 127.0.0.1 ")], |c| c.http.host == "127.0.0.1"),
     (&[("PORT", "9000")], |c| c.http.port == 9000),
+    (&[("MEMORY_BUDGET_MB", "64")], |c| {
+        c.http.memory_budget_bytes == 64 << 20
+    }),
+    // Under 4 MiB is raised to 4 MiB.
+    (&[("MEMORY_BUDGET_MB", "1")], |c| {
+        c.http.memory_budget_bytes == 4 << 20
+    }),
     (&[("MAX_BODY_BYTES", "1000")], |c| {
         c.http.max_body_bytes == 1000
     }),
@@ -254,6 +261,7 @@ fn an_unusable_value_fails_naming_its_variable_and_value() {
         "PORT",
         "N",
         "BYTES",
+        "MIB",
         "MS",
         "SECONDS",
         "QUEUES",

@@ -16,6 +16,7 @@ pub mod fair;
 pub mod idempotency;
 pub mod items;
 pub mod model;
+pub mod parts;
 pub mod queue;
 pub mod registry;
 pub mod retention;

@@ -343,6 +343,48 @@ pub struct JobView {
     pub expires_at: Option<Timestamp>,
 }
 
+/// A new job's input: in its `job_inputs` row, or already written in parts
+/// ([`super::parts`]) while its upload arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobInput {
+    Whole(Vec<u8>),
+    Parts { bytes: u64, parts: u32 },
+}
+
+impl JobInput {
+    pub fn len(&self) -> usize {
+        match self {
+            JobInput::Whole(body) => body.len(),
+            JobInput::Parts { bytes, .. } => *bytes as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the `job_inputs` row holds: the body, or nothing when the input is in parts.
+    pub fn body(&self) -> &[u8] {
+        match self {
+            JobInput::Whole(body) => body,
+            JobInput::Parts { .. } => &[],
+        }
+    }
+
+    /// The `job_inputs.parts` of this input (0: the body is the input).
+    pub fn parts(&self) -> i32 {
+        match self {
+            JobInput::Whole(_) => 0,
+            JobInput::Parts { parts, .. } => *parts as i32,
+        }
+    }
+
+    /// Bytes of it held in memory (what a batch of submissions is weighed by).
+    pub fn held(&self) -> usize {
+        self.body().len()
+    }
+}
+
 /// What a submission stores.
 #[derive(Clone, Debug)]
 pub struct NewJob {
@@ -357,7 +399,7 @@ pub struct NewJob {
     /// when none was named.
     pub options: Option<String>,
     pub title: String,
-    pub input: Vec<u8>,
+    pub input: JobInput,
     /// A checked webhook URL ([`crate::webhooks::address::check`]).
     pub webhook_url: Option<String>,
     /// The idempotency key the job claims, if its request carried one: the job is written only
@@ -417,10 +459,13 @@ pub async fn insert_many(conn: &mut SqliteConnection, jobs: &[&NewJob]) -> Resul
                 .push_bind(&job.options);
         });
         rows.build().execute(&mut *conn).await?;
-        let mut inputs =
-            sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO job_inputs (job_id, body) ");
+        let mut inputs = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO job_inputs (job_id, body, parts) ",
+        );
         inputs.push_values(chunk, |mut b, job| {
-            b.push_bind(job.id.to_string()).push_bind(&job.input);
+            b.push_bind(job.id.to_string())
+                .push_bind(job.input.body())
+                .push_bind(job.input.parts());
         });
         inputs.build().execute(&mut *conn).await?;
     }
@@ -499,7 +544,8 @@ async fn insert_many_postgres<'e>(
     let columns: Vec<Option<&str>> = jobs.iter().map(|j| j.column.as_deref()).collect();
     let sizes: Vec<i64> = jobs.iter().map(|j| j.input.len() as i64).collect();
     let titles: Vec<&str> = jobs.iter().map(|j| j.title.as_str()).collect();
-    let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.input.as_slice()).collect();
+    let bodies: Vec<&[u8]> = jobs.iter().map(|j| j.input.body()).collect();
+    let parts: Vec<i32> = jobs.iter().map(|j| j.input.parts()).collect();
     let webhooks: Vec<Option<&str>> = jobs.iter().map(|j| j.webhook_url.as_deref()).collect();
     let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.api_key_id.as_deref()).collect();
     let options: Vec<Option<&str>> = jobs.iter().map(|j| j.options.as_deref()).collect();
@@ -512,8 +558,9 @@ async fn insert_many_postgres<'e>(
          $5::text[], $6::bigint[], $7::text[], $10::text[], $11::text[], $12::text[]) \
          AS t(id, visitor, queue, format, col, size, title, webhook, key, opts) \
          RETURNING id) \
-         INSERT INTO job_inputs (job_id, body) \
-         SELECT i.id, i.body FROM UNNEST($1::text[], $9::bytea[]) AS i(id, body) \
+         INSERT INTO job_inputs (job_id, body, parts) \
+         SELECT i.id, i.body, i.parts FROM UNNEST($1::text[], $9::bytea[], $13::int[]) \
+         AS i(id, body, parts) \
          JOIN j ON j.id = i.id",
     )
     .bind(&ids)
@@ -528,6 +575,7 @@ async fn insert_many_postgres<'e>(
     .bind(&webhooks)
     .bind(&keys)
     .bind(&options)
+    .bind(&parts)
     .execute(executor)
     .await?;
     Ok(())
@@ -573,9 +621,10 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
     })
 }
 
-pub async fn input(db: &Db, id: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
+/// A job's stored input: its body, and how many parts hold it instead (0: the body is all).
+pub async fn input(db: &Db, id: &str) -> Result<Option<(Vec<u8>, i32)>, sqlx::Error> {
     on_db!(db, |pool| {
-        sqlx::query_scalar("SELECT body FROM job_inputs WHERE job_id = $1")
+        sqlx::query_as("SELECT body, parts FROM job_inputs WHERE job_id = $1")
             .bind(id)
             .fetch_optional(pool)
             .await
@@ -702,7 +751,8 @@ pub async fn claim(db: &Db, id: &str) -> Result<Option<JobRow>, sqlx::Error> {
     Ok(claim_with_input(db, id).await?.map(|c| c.job))
 }
 
-/// [`claim`], returning the input too: one round trip from delivery to a running job.
+/// [`claim`], returning the input too (when it is at most a part, and so held whole): one
+/// round trip from delivery to a running job.
 pub async fn claim_with_input(db: &Db, id: &str) -> Result<Option<Claimed>, sqlx::Error> {
     let _write = db.write_permit().await;
     let now = now();
@@ -712,10 +762,12 @@ pub async fn claim_with_input(db: &Db, id: &str) -> Result<Option<Claimed>, sqlx
              started_at = COALESCE(started_at, $1), updated_at = $1, progress_done = 0, \
              version = version + 1 WHERE id = $2 AND status = 'queued' RETURNING ",
             columns!(),
-            ", (SELECT body FROM job_inputs WHERE job_id = $2) AS input"
+            ", CASE WHEN input_bytes <= $3 \
+             THEN (SELECT body FROM job_inputs WHERE job_id = $2 AND parts = 0) END AS input"
         ))
         .bind(&now)
         .bind(id)
+        .bind(super::parts::PART_BYTES as i64)
         .fetch_optional(pool)
         .await
     })
@@ -728,7 +780,7 @@ pub const CLAIM_MANY: &str = concat!(
      version = version + 1 WHERE id = ANY($2) AND status = 'queued' RETURNING ",
     columns!(),
     ", CASE WHEN input_bytes <= $3 \
-     THEN (SELECT body FROM job_inputs WHERE job_id = sentiq_jobs.id) END AS input"
+     THEN (SELECT body FROM job_inputs WHERE job_id = sentiq_jobs.id AND parts = 0) END AS input"
 );
 
 /// Largest input [`claim_many`] returns with its job. A worker holds many claimed jobs while

@@ -51,7 +51,7 @@ impl Submitter {
     /// when the last handle is dropped.
     pub(crate) fn start(topology: Topology) -> Submitter {
         let (writers, linger) = topology.writers_and_linger();
-        let input_bytes: fn(&NewJob) -> usize = |job| job.input.len();
+        let input_bytes: fn(&NewJob) -> usize = |job| job.input.held();
         let writers = Batcher::start_weighted(
             writers,
             MAX_BATCH_JOBS,

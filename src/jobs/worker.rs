@@ -406,22 +406,16 @@ async fn analyse_in_slot(
         ),
         None => None,
     };
-    let input = match input {
-        Some(input) => input,
-        None => match model::input(deps.store.db(), run.id()).await {
-            Ok(Some(input)) => input,
-            Ok(None) => {
-                return Err(AnalysisError::Internal(
-                    "the input of this job is missing".into(),
-                ));
-            }
-            // Transient: retried like any database error of a run.
-            Err(e) => return Err(AnalysisError::Sink(Box::new(e))),
-        },
+    let (source, _held) = match input {
+        Some(input) => (Source::Whole(input), None),
+        None => read_input(deps, &run.job).await?,
     };
-    if input.len() <= INLINE_MAX_BYTES {
-        return analyse_inline(&run.job, input, &flag);
-    }
+    let source = match source {
+        Source::Whole(input) if input.len() <= INLINE_MAX_BYTES => {
+            return analyse_inline(&run.job, input, &flag);
+        }
+        source => source,
+    };
     let limit = deps.timing.job_timeout.map(|limit| {
         let flag = flag.clone();
         tokio::spawn(async move {
@@ -430,11 +424,68 @@ async fn analyse_in_slot(
             flag.store(true, Ordering::SeqCst);
         })
     });
-    let analysed = run_analysis(deps, &run.job, input, flag).await;
+    let analysed = run_analysis(deps, &run.job, source, flag).await;
     if let Some(limit) = limit {
         limit.abort();
     }
     analysed
+}
+
+/// A job's input as the analysis gets it.
+enum Source {
+    Whole(Vec<u8>),
+    /// In parts ([`super::parts`]), read one at a time.
+    Parts {
+        parts: u32,
+        bytes: u64,
+    },
+}
+
+/// Read job `job`'s input from the database: whole, under the worker's budget for whole inputs
+/// (the permit is held until the analysis ends), or as the number of its parts.
+async fn read_input(
+    deps: &Deps,
+    job: &JobRow,
+) -> Result<(Source, Option<tokio::sync::OwnedSemaphorePermit>), AnalysisError> {
+    let bytes = job.input_bytes.max(0) as usize;
+    // A batch of documents is parsed whole (about twice its size); other inputs over a part
+    // are in parts unless stored before parts existed.
+    let whole = job.format == Format::Documents || bytes <= super::parts::PART_BYTES;
+    let need = |bytes: usize| {
+        let total = deps.whole_inputs.clone();
+        let kib = (bytes.saturating_mul(2) >> 10).max(1);
+        let kib = u32::try_from(kib.min(4 << 20)).unwrap_or(u32::MAX);
+        async move { total.acquire_many_owned(kib).await.ok() }
+    };
+    let mut held = if whole { need(bytes).await } else { None };
+    let stored = match model::input(deps.store.db(), &job.id).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => {
+            return Err(AnalysisError::Internal(
+                "the input of this job is missing".into(),
+            ));
+        }
+        // Transient: retried like any database error of a run.
+        Err(e) => return Err(AnalysisError::Sink(Box::new(e))),
+    };
+    Ok(match stored {
+        (_, parts) if parts > 0 => {
+            drop(held.take());
+            (
+                Source::Parts {
+                    parts: parts as u32,
+                    bytes: bytes as u64,
+                },
+                None,
+            )
+        }
+        (body, _) => {
+            if held.is_none() {
+                held = need(body.len()).await;
+            }
+            (Source::Whole(body), held)
+        }
+    })
 }
 
 /// Make the row say how the run ended: each write is conditional on the run's attempt, so a
@@ -689,15 +740,22 @@ fn delete_items_later(store: &JobStore, id: &str, attempt: i64) {
     });
 }
 
+/// Items per message from the analysis thread to the item writer.
+const ITEMS_PER_SEND: usize = 2048;
+/// Messages that may wait for the item writer: with the writer's own pending rows (one
+/// transaction's worth) this bounds a run's item rows in memory, so a writer slower than the
+/// analysis (SQLite's one writer, busy) holds the analysis back rather than letting rows pile up.
+const ITEM_SENDS_QUEUED: usize = 2;
+
 /// Analyse on a blocking thread; items flow to an async task that stores them in large batches
 /// and hands back the last ones, to be written with the final state in one transaction.
 async fn run_analysis(
     deps: &Deps,
     job: &JobRow,
-    input: Vec<u8>,
+    source: Source,
     cancelled: Arc<AtomicBool>,
 ) -> Result<(Report, Vec<ItemRow>), AnalysisError> {
-    let (tx, mut rx) = mpsc::channel::<Vec<ItemRow>>(4);
+    let (tx, mut rx) = mpsc::channel::<Vec<ItemRow>>(ITEM_SENDS_QUEUED);
     let store = deps.store.clone();
     let id = job.id.clone();
     let per_transaction = store.items_per_write();
@@ -738,12 +796,23 @@ async fn run_analysis(
     let options = Options {
         format,
         fields: job.fields(),
-        total_bytes: Some(input.len() as u64),
+        total_bytes: Some(job.input_bytes.max(0) as u64),
         languages: true,
     };
+    let (handle, db, id) = (
+        tokio::runtime::Handle::current(),
+        deps.store.db().clone(),
+        job.id.clone(),
+    );
     let analysed = tokio::task::spawn_blocking(move || {
         let mut observer = observer;
-        let result = analyse_stored(input, &options, &mut observer);
+        let result = match source {
+            Source::Whole(input) => analyse_stored(input, &options, &mut observer),
+            Source::Parts { parts, bytes } => {
+                let reader = super::parts::PartsReader::new(handle, db, &id, parts, bytes);
+                analysis::analyze(reader, &options, &mut observer)
+            }
+        };
         drop(observer);
         result
     })
@@ -883,9 +952,13 @@ impl Observer for JobObserver {
         &mut self,
         items: &[Item<'_>],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let rows: Vec<ItemRow> = items.iter().map(item_row).collect();
-        self.items
-            .blocking_send(rows)
-            .map_err(|_| "the item store stopped".into())
+        // In slices, so the rows waiting for the writer stay few whatever the batch.
+        for slice in items.chunks(ITEMS_PER_SEND) {
+            let rows: Vec<ItemRow> = slice.iter().map(item_row).collect();
+            self.items
+                .blocking_send(rows)
+                .map_err(|_| "the item store stopped")?;
+        }
+        Ok(())
     }
 }

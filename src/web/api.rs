@@ -18,6 +18,7 @@ use super::idempotency::{self, IdempotencyKey};
 use super::input::{self, Submission, SubmissionBody};
 use super::listing::ListQuery;
 use super::respond::media_type;
+use super::upload::{self, Upload};
 use super::wait::{self, Follower, PREFERENCE_APPLIED, Waited};
 use super::{AppState, Submitted, find_job, live, parse_id, submit};
 use crate::analysis::Format;
@@ -165,7 +166,9 @@ pub struct UploadQuery {
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a submission is accepted."))),
         (status = 503, description = "The database or queue is briefly unavailable \
-            (`unavailable`).", body = ErrorBody,
+            (`unavailable`), or the server holds as many request bodies as its memory budget \
+            allows (`overloaded`, after a wait of up to 3 s; `MEMORY_BUDGET_MB`).",
+            body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
     ),
 )]
@@ -181,24 +184,45 @@ pub async fn create_job(
     let wait = wait::preferred(&req)?;
     let (media, raw_format) = submission_media(&req)?;
     let key = IdempotencyKey::from_request(&req)?;
-    let body = input::read_body(&req, payload, state.config.http.max_body_bytes, 0).await?;
-    // The request as the key's fingerprint sees it: what the job is made of.
-    let key = key.map(|k| {
-        let request = [media.as_bytes(), req.query_string().as_bytes(), &body];
-        k.claim(
-            caller.key_id(),
-            idempotency::fingerprint(&request),
-            state.config.limits.idempotency_ttl,
-        )
-    });
     let UploadQuery {
         fields,
         webhook_url,
     } = query.into_inner();
     let fields = fields.parse()?;
-    let mut submission: Submission = match raw_format {
-        Some(format) => input::from_raw(body, format, fields, None)?,
-        None if fields.only_text() => input::from_json(&body)?,
+    let limit = state.config.http.max_body_bytes;
+    let declared = upload::declared_length(&req);
+    let (permit, fingerprint, submission) = match raw_format {
+        // Text, CSV and JSON lines are read as they arrive, a part at a time.
+        Some(format) => {
+            if declared.is_some_and(|len| len > limit as u64) {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            let permit = state
+                .body_budget
+                .admit(upload::upload_share(declared))
+                .await?;
+            let uploaded = Upload::new(state.deps.store.clone(), limit)
+                .read(payload)
+                .await?;
+            let digest = uploaded.digest();
+            let request = [media.as_bytes(), req.query_string().as_bytes(), &digest];
+            let fingerprint = idempotency::fingerprint(&request);
+            (
+                permit,
+                fingerprint,
+                input::from_upload(uploaded, format, fields, None)?,
+            )
+        }
+        None if fields.only_text() => {
+            // Parsed whole: the body, the strings parsed out of it and the stored form of a
+            // batch may all be in memory at once.
+            let share = declared.map_or(limit, |len| len.min(limit as u64) as usize);
+            let permit = state.body_budget.admit(share.saturating_mul(3)).await?;
+            let body = input::read_body(&req, payload, limit, 0).await?;
+            let request = [media.as_bytes(), req.query_string().as_bytes(), &body];
+            let fingerprint = idempotency::fingerprint(&request);
+            (permit, fingerprint, input::from_json(&body)?)
+        }
         None => {
             return Err(ApiError::Unprocessable {
                 code: "unknown_column",
@@ -209,9 +233,19 @@ pub async fn create_job(
             });
         }
     };
+    // The request as the key's fingerprint sees it: what the job is made of.
+    let key = key.map(|k| {
+        k.claim(
+            caller.key_id(),
+            fingerprint,
+            state.config.limits.idempotency_ttl,
+        )
+    });
+    let mut submission: Submission = submission;
     submission.webhook_url =
         checked_webhook_url(&state, submission.webhook_url, webhook_url).await?;
     let submitted = submit(&state, submission, None, caller.key(), key).await?;
+    drop(permit);
     let id = submitted.id();
     let url = format!("/api/jobs/{id}");
     let waited = wait::for_final(&state, &id.to_string(), wait).await;

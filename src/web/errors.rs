@@ -107,6 +107,12 @@ pub enum ApiError {
     /// As many requests wait (`Prefer: wait`) as this process allows.
     #[error("too many requests are waiting on this server; please try again in a few seconds")]
     TooManyWaiters,
+    /// The request bodies in memory are at the process's budget ([`super::upload::Budget`]).
+    #[error(
+        "the server is receiving as much data as it can hold right now; please send this \
+             again in {retry_after_secs} s"
+    )]
+    Overloaded { retry_after_secs: u64 },
     #[error("the service is briefly unavailable; please try again in a few seconds")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("something went wrong on our side; please try again")]
@@ -135,6 +141,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::TooManyWaiters => "too_many_waiters",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Unexpected(_) => "internal",
         }
     }
@@ -227,7 +234,7 @@ pub struct ErrorDetail<'a> {
     /// `not_found`,
     /// `already_final`, `not_succeeded`, `expired` and `deleted` (410: the job's data was
     /// removed), `invalid_idempotency_key`, `idempotency_key_reused`, `idempotency_key_in_use`,
-    /// `bad_prefer`, `too_many_waiters`, `unavailable`, `not_ready`, `invalid_webhook_url`,
+    /// `bad_prefer`, `too_many_waiters`, `overloaded`, `unavailable`, `not_ready`, `invalid_webhook_url`,
     /// `webhook_url_refused`, `webhooks_not_configured`, `invalid_cursor`, `invalid_limit`,
     /// `invalid_status`, `invalid_date`, `unknown_parameter`.
     pub code: &'a str,
@@ -256,7 +263,9 @@ impl ResponseError for ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) | ApiError::TooManyWaiters => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TooManyWaiters | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -281,7 +290,8 @@ impl ResponseError for ApiError {
                 response.insert_header(("Retry-After", "1"));
             }
             ApiError::RateLimited { retry_after_secs }
-            | ApiError::KeyRateLimited { retry_after_secs } => {
+            | ApiError::KeyRateLimited { retry_after_secs }
+            | ApiError::Overloaded { retry_after_secs } => {
                 response.insert_header(("Retry-After", retry_after_secs.to_string()));
             }
             ApiError::MethodNotAllowed { allow, .. } => {

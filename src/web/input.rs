@@ -8,6 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
+use super::upload::{Staged, Uploaded};
 use crate::analysis::input::{Chunker, CsvChunker, Fields, JsonlChunker};
 use crate::analysis::{AnalysisError, Format, pytext};
 
@@ -18,10 +19,81 @@ pub struct Submission {
     /// The columns (CSV) or keys (JSONL) of the text, id, grouping and rating, as named.
     pub fields: Fields,
     pub title: String,
-    pub input: Vec<u8>,
+    pub input: Input,
     /// Where to POST the job's completion event, as given (checked by the handler, which may
     /// also take it from the query string).
     pub webhook_url: Option<String>,
+}
+
+/// A submission's input: in memory, or already written in parts ([`super::upload`]).
+#[derive(Debug)]
+pub enum Input {
+    Whole(Vec<u8>),
+    Staged(Box<Staged>),
+}
+
+impl Input {
+    pub fn len(&self) -> usize {
+        match self {
+            Input::Whole(body) => body.len(),
+            Input::Staged(s) => s.bytes as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, when held whole.
+    pub fn whole(&self) -> Option<&[u8]> {
+        match self {
+            Input::Whole(body) => Some(body),
+            Input::Staged(_) => None,
+        }
+    }
+
+    /// SHA-256 of the input (what a form's idempotency fingerprint covers).
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        match self {
+            Input::Whole(body) => sha2::Sha256::digest(body).into(),
+            Input::Staged(s) => s.digest,
+        }
+    }
+}
+
+/// An upload of `format` read by [`super::upload::Upload`]: one held in memory is checked as
+/// [`from_raw`] does; one written in parts was checked for UTF-8 and blankness part by part, and
+/// its named columns are checked against its first part.
+pub fn from_upload(
+    uploaded: Uploaded,
+    format: Format,
+    mut fields: Fields,
+    title: Option<String>,
+) -> Result<Submission, ApiError> {
+    let staged = match uploaded {
+        Uploaded::Whole { body, .. } => return from_raw(body, format, fields, title),
+        Uploaded::Staged(staged) => staged,
+    };
+    fields.text = fields.text.filter(|c| !c.trim().is_empty());
+    let head = std::str::from_utf8(&staged.head).map_err(ApiError::unexpected)?;
+    check_fields(head, format, &fields)?;
+    let title = title.unwrap_or_else(|| default_title(format, head));
+    Ok(Submission {
+        format,
+        fields,
+        title,
+        input: Input::Staged(staged),
+        webhook_url: None,
+    })
+}
+
+fn default_title(format: Format, text: &str) -> String {
+    match format {
+        Format::Text => title_of_text(text),
+        Format::Csv => "CSV upload".into(),
+        _ => "JSONL upload".into(),
+    }
 }
 
 /// Read a whole body, refusing it once it passes `limit` bytes. With `drain_up_to > 0` the rest
@@ -263,16 +335,12 @@ pub fn from_raw(
         return Err(blank());
     }
     check_fields(text, format, &fields)?;
-    let title = title.unwrap_or_else(|| match format {
-        Format::Text => title_of_text(text),
-        Format::Csv => "CSV upload".into(),
-        _ => "JSONL upload".into(),
-    });
+    let title = title.unwrap_or_else(|| default_title(format, text));
     Ok(Submission {
         format,
         fields,
         title,
-        input: body,
+        input: Input::Whole(body),
         webhook_url: None,
     })
 }
@@ -421,7 +489,7 @@ impl SubmissionBody {
                     format: Format::Text,
                     fields: Fields::default(),
                     title: title_of_text(&text),
-                    input: text.into_bytes(),
+                    input: Input::Whole(text.into_bytes()),
                     webhook_url: None,
                 })
             }
@@ -519,7 +587,7 @@ fn documents(docs: Vec<Document>) -> Result<Submission, ApiError> {
         format: Format::Documents,
         fields: Fields::default(),
         title: format!("{n} document{}", if n == 1 { "" } else { "s" }),
-        input,
+        input: Input::Whole(input),
         webhook_url: None,
     })
 }
@@ -572,12 +640,15 @@ mod tests {
     fn json_bodies_become_text_or_documents() {
         let s = from_json(br#"{"text": "Hello there"}"#).unwrap();
         assert_eq!(s.format, Format::Text);
-        assert_eq!(s.input, b"Hello there");
+        assert!(matches!(&s.input, Input::Whole(b) if b == b"Hello there"));
         let s = from_json(br#"{"documents": [{"id": 7, "text": "a"}, {"text": "b"}]}"#).unwrap();
         assert_eq!(s.format, Format::Documents);
         assert_eq!(s.title, "2 documents");
         assert_eq!(s.webhook_url, None);
-        let stored: serde_json::Value = serde_json::from_slice(&s.input).unwrap();
+        let Input::Whole(input) = &s.input else {
+            panic!("a JSON body is held whole")
+        };
+        let stored: serde_json::Value = serde_json::from_slice(input).unwrap();
         assert_eq!(
             stored,
             serde_json::json!([{"id": "7", "text": "a"}, {"id": null, "text": "b"}])

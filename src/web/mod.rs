@@ -15,6 +15,7 @@ pub mod pages;
 pub mod rate_limit;
 pub mod request_log;
 pub mod respond;
+pub mod upload;
 pub mod wait;
 
 use actix_web::{HttpResponse, web};
@@ -24,7 +25,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::deps::Deps;
 use crate::jobs::idempotency::KeyClaim;
-use crate::jobs::model::{self, Cancel, JobRow, NewJob};
+use crate::jobs::model::{self, Cancel, JobInput, JobRow, NewJob};
 use crate::jobs::store::Delete;
 use crate::jobs::submitter as store;
 use caller::Caller;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub key_use: std::sync::Arc<caller::KeyUse>,
     /// API keys authenticated lately (PostgreSQL only; see [`caller::KeyCache`]).
     pub key_cache: std::sync::Arc<caller::KeyCache>,
+    /// Bytes of request bodies held in memory at once ([`upload::Budget`]).
+    pub body_budget: std::sync::Arc<upload::Budget>,
 }
 
 impl AppState {
@@ -94,16 +97,27 @@ pub async fn submit(
     api_key: Option<&crate::keys::Authenticated>,
     key: Option<KeyClaim>,
 ) -> Result<Submitted, ApiError> {
+    let (id, input, staged) = match submission.input {
+        input::Input::Whole(body) => (Uuid::new_v4(), JobInput::Whole(body), None),
+        input::Input::Staged(staged) => (
+            staged.id,
+            JobInput::Parts {
+                bytes: staged.bytes,
+                parts: staged.parts,
+            },
+            Some(staged),
+        ),
+    };
     let job = NewJob {
-        id: Uuid::new_v4(),
+        id,
         visitor,
         api_key_id: api_key.map(|k| k.id.clone()),
-        queue: state.config.queue_for(submission.input.len()),
+        queue: state.config.queue_for(input.len()),
         format: submission.format,
         column: submission.fields.text.clone(),
         options: options_json(&submission.fields)?,
         title: submission.title,
-        input: submission.input,
+        input,
         webhook_url: submission.webhook_url,
         idempotency: key,
         max_running: api_key.and_then(|k| k.limits.max_running),
@@ -112,7 +126,14 @@ pub async fn submit(
     let key = job.idempotency.clone();
     match (state.deps.store.submit(job).await?, key) {
         (store::Submitted::KeyTaken, Some(key)) => replay(state, &key).await,
-        _ => {
+        (store::Submitted::KeyTaken, None) => Err(ApiError::unexpected(std::io::Error::other(
+            "a submission without an idempotency key was not written",
+        ))),
+        (store::Submitted::Created, _) => {
+            // Its parts are the job's input now (a replayed or failed submission's are deleted).
+            if let Some(staged) = staged {
+                staged.keep();
+            }
             let metrics = &state.deps.metrics;
             metrics
                 .jobs_submitted

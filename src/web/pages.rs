@@ -13,10 +13,12 @@ use super::charts::{self, Arc as ArcChart, Histogram};
 use super::errors::ApiError;
 use super::input::{self, Submission};
 use super::respond::{self, html, media_type};
+use super::upload::{self, Upload, Uploaded};
 use super::{AppState, csrf, find_job, idempotency, parse_id, submit};
 use crate::analysis::{Format, Label, Report};
 use crate::jobs::browse::{self, Order, View};
 use crate::jobs::model::{self, JobRow, PurgeReason, Status};
+use crate::jobs::store::JobStore;
 
 pub const VISITOR_COOKIE: &str = "sentiq_visitor";
 const RECENT: i64 = 12;
@@ -261,11 +263,12 @@ pub async fn create(
     let (visitor, cookie) = visitor(&req);
     let result = match sub {
         // Checked after the form was read, so a refused person gets their text back.
-        Ok((sub, token)) => match state.submit_limit.check(&req, None).await {
+        Ok((sub, token, _permit)) => match state.submit_limit.check(&req, None).await {
             Ok(()) => {
                 let claim = token.and_then(|t| {
                     let fields = serde_json::to_vec(&sub.fields).unwrap_or_default();
-                    let request = [sub.format.as_str().as_bytes(), &fields, &sub.input];
+                    let digest = sub.input.digest();
+                    let request = [sub.format.as_str().as_bytes(), &fields, &digest];
                     idempotency::form_claim(
                         &t,
                         idempotency::fingerprint(&request),
@@ -368,13 +371,25 @@ async fn read_form(
     mut payload: web::Payload,
     state: &AppState,
     kept: &mut String,
-) -> Result<(Submission, Option<String>), FormError> {
+) -> Result<
+    (
+        Submission,
+        Option<String>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    FormError,
+> {
     let limit = state.config.http.max_body_bytes;
     refuse_cross_site(req, &mut payload, input::form_drain_limit(limit))
         .await
         .map_err(FormError::Forged)?;
     let ct = media_type(req);
-    let (text, file, named, token) = if ct.starts_with("application/x-www-form-urlencoded") {
+    let declared = upload::declared_length(req);
+    let (text, file, named, token, permit) = if ct.starts_with("application/x-www-form-urlencoded")
+    {
+        // Held whole: the body and the decoded fields.
+        let share = declared.map_or(limit, |len| len.min(limit as u64) as usize);
+        let permit = state.body_budget.admit(share.saturating_mul(2)).await?;
         let body = input::read_body(req, payload, limit, input::form_drain_limit(limit)).await?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| ApiError::InvalidUtf8("the text is not valid UTF-8 text".into()))?;
@@ -389,40 +404,49 @@ async fn read_form(
             rating_column: get("rating_column"),
         };
         (
-            get("text").unwrap_or_default().into_bytes(),
+            Uploaded::whole(get("text").unwrap_or_default().into_bytes()),
             None,
             named,
             get(idempotency::FORM_FIELD),
+            permit,
         )
     } else if ct.starts_with("multipart/form-data") {
-        read_multipart(req, payload, limit).await?
+        // The text and the file are read as uploads, a part at a time.
+        let permit = state
+            .body_budget
+            .admit(2 * upload::upload_share(declared))
+            .await?;
+        let (text, file, named, token) =
+            read_multipart(req, payload, limit, &state.deps.store).await?;
+        (text, file, named, token, permit)
     } else {
         return Err(ApiError::UnsupportedMediaType(
             "the form must be sent as multipart/form-data or urlencoded".into(),
         )
         .into());
     };
-    if text.len() <= KEEP_TEXT
-        && let Ok(t) = std::str::from_utf8(&text)
+    if let Uploaded::Whole { body, .. } = &text
+        && body.len() <= KEEP_TEXT
+        && let Ok(t) = std::str::from_utf8(body)
     {
         *kept = t.to_owned();
     }
     let submission = match file {
-        Some((name, bytes)) if !bytes.is_empty() => {
+        Some((name, file)) if !file.is_empty() => {
             let format = Format::from_file_name(&name);
             let title = if name.is_empty() { None } else { Some(name) };
-            input::from_raw(bytes, format, named.parse()?, title)
+            input::from_upload(file, format, named.parse()?, title)
         }
         // The column fields belong to a file; typed text is analysed as a document.
-        _ => input::from_raw(text, Format::Text, Default::default(), None),
+        _ => input::from_upload(text, Format::Text, Default::default(), None),
     }?;
-    Ok((submission, token))
+    Ok((submission, token, permit))
 }
 
-/// The text, the file (name and bytes), the named columns and the one-time submission token.
+/// The text, the file (name and content), the named columns and the one-time submission token.
 type FormParts = (
-    Vec<u8>,
-    Option<(String, Vec<u8>)>,
+    Uploaded,
+    Option<(String, Uploaded)>,
     input::NamedFields,
     Option<String>,
 );
@@ -461,13 +485,14 @@ async fn read_multipart(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
+    store: &JobStore,
 ) -> Result<FormParts, FormError> {
     let mut payload = payload;
     let drain_limit = input::form_drain_limit(limit);
     refuse_declared_oversize(req, &mut payload, limit, drain_limit).await?;
     let mut mp = Multipart::new(req.headers(), payload);
     let (mut total, mut token_checked) = (0usize, false);
-    let (mut text, mut file, mut token) = (Vec::new(), None, None);
+    let (mut text, mut file, mut token) = (Uploaded::whole(Vec::new()), None, None);
     let mut named = input::NamedFields::default();
     while let Some(field) = mp.next().await {
         let mut field = field.map_err(unreadable_form)?;
@@ -487,13 +512,29 @@ async fn read_multipart(
             .content_disposition()
             .and_then(|cd| cd.get_filename())
             .map(str::to_owned);
+        if name == "text" || name == "file" {
+            let read = match read_upload(&mut field, &mut total, limit, store).await {
+                Ok(read) => read,
+                Err(e) => {
+                    drain_multipart(Some(field), mp, total as u64, drain_limit).await;
+                    return Err(e.into());
+                }
+            };
+            let Some(read) = read else {
+                drain_multipart(Some(field), mp, total as u64, drain_limit).await;
+                return Err(ApiError::PayloadTooLarge { limit }.into());
+            };
+            match name.as_str() {
+                "text" => text = read,
+                _ => file = Some((filename.unwrap_or_default(), read)),
+            }
+            continue;
+        }
         let Some(buf) = read_part(&mut field, &mut total, limit).await? else {
             drain_multipart(Some(field), mp, total as u64, drain_limit).await;
             return Err(ApiError::PayloadTooLarge { limit }.into());
         };
         match name.as_str() {
-            "text" => text = buf,
-            "file" => file = Some((filename.unwrap_or_default(), buf)),
             "column" | "id_column" | "group_by" | "group_by_period" | "rating_column" => {
                 let value = String::from_utf8(buf)
                     .map_err(|_| ApiError::InvalidUtf8(format!("the field {name} is not UTF-8")))?;
@@ -566,7 +607,32 @@ async fn read_token_part(
     Ok((token, true))
 }
 
-/// A whole part, or None once the form's `total` passes `limit` (the rest is not read).
+/// Most bytes of a form field other than the text and the file (column names, tokens), which
+/// are held whole.
+const MAX_FIELD_BYTES: usize = 64 << 10;
+
+/// The text or file part of a form, read as an upload; None once the form's `total` passes
+/// `limit` (the rest is not read).
+async fn read_upload(
+    field: &mut actix_multipart::Field,
+    total: &mut usize,
+    limit: usize,
+    store: &JobStore,
+) -> Result<Option<Uploaded>, ApiError> {
+    let mut upload = Upload::new(store.clone(), limit);
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(unreadable_form)?;
+        *total += chunk.len();
+        if *total > limit {
+            return Ok(None);
+        }
+        upload.push(&chunk).await?;
+    }
+    Ok(Some(upload.finish().await?))
+}
+
+/// A whole part, or None once the form's `total` passes `limit` or the part passes
+/// [`MAX_FIELD_BYTES`] (the rest is not read).
 async fn read_part(
     field: &mut actix_multipart::Field,
     total: &mut usize,
@@ -576,7 +642,7 @@ async fn read_part(
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(unreadable_form)?;
         *total += chunk.len();
-        if *total > limit {
+        if *total > limit || buf.len() + chunk.len() > MAX_FIELD_BYTES {
             return Ok(None);
         }
         buf.extend_from_slice(&chunk);

@@ -22,7 +22,7 @@ fn job(visitor: &str, queue: QueueName, text: &str) -> NewJob {
         column: None,
         options: None,
         title: String::new(),
-        input: text.as_bytes().to_vec(),
+        input: sentiq::jobs::model::JobInput::Whole(text.as_bytes().to_vec()),
         idempotency: None,
         webhook_url: None,
         max_running: None,

@@ -14,6 +14,7 @@ mod cli;
 mod fair_share;
 mod idempotency;
 mod keys;
+mod memory;
 mod pages;
 mod parity;
 mod parsers_never_panic;

@@ -699,10 +699,10 @@ proptest! {
         match (from_json(&body), expected_json_code(&sent)) {
             (Ok(s), None) => match s.format {
                 Format::Text => {
-                    prop_assert_eq!(&s.input[..], sent["text"].as_str().unwrap().as_bytes())
+                    prop_assert_eq!(s.input.whole().unwrap(), sent["text"].as_str().unwrap().as_bytes())
                 }
                 Format::Documents => {
-                    let stored: Value = serde_json::from_slice(&s.input).unwrap();
+                    let stored: Value = serde_json::from_slice(s.input.whole().unwrap()).unwrap();
                     let docs = sent["documents"].as_array().unwrap();
                     prop_assert_eq!(stored.as_array().unwrap().len(), docs.len());
                     for (st, d) in stored.as_array().unwrap().iter().zip(docs) {
@@ -757,7 +757,7 @@ proptest! {
         let utf8_ok = std::str::from_utf8(&bytes).ok();
         match from_raw(bytes.clone(), format, Fields::text(column.map(str::to_owned)), None) {
             Ok(s) => {
-                prop_assert_eq!(&s.input, &bytes);
+                prop_assert_eq!(s.input.whole().unwrap(), &bytes[..]);
                 prop_assert_eq!(s.format, format);
                 let text = utf8_ok.expect("accepted bytes are UTF-8");
                 prop_assert!(!is_blank(text));

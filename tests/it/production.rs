@@ -1146,7 +1146,7 @@ async fn two_hundred_submissions_at_once_each_get_a_row_and_a_redis_entry_and_a_
         column: None,
         options: None,
         title: String::new(),
-        input: b"Together is better.".to_vec(),
+        input: sentiq::jobs::model::JobInput::Whole(b"Together is better.".to_vec()),
         idempotency: None,
         webhook_url: None,
         max_running: None,

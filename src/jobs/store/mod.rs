@@ -100,6 +100,8 @@ pub struct Pruned {
     pub expired: u64,
     /// Tombstones past `TOMBSTONE_TTL`, removed.
     pub tombstones: u64,
+    /// Parts of uploads that never became a job.
+    pub abandoned_parts: u64,
 }
 
 /// The queue backend the apalis workers fetch from: apalis builds a different worker type for
@@ -369,8 +371,27 @@ impl JobStore {
                 break;
             }
         }
+        pruned.abandoned_parts =
+            super::parts::sweep(self.db(), super::parts::ABANDONED_AFTER).await?;
         retention::reclaim(self.db()).await?;
         Ok(pruned)
+    }
+
+    /// Write part `seq` of an upload that will be job `id`'s input ([`super::parts`]): before
+    /// the job exists, so nothing of it is visible until [`JobStore::submit`] writes the row.
+    pub async fn stage_input_part(
+        &self,
+        id: &str,
+        seq: u32,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        Ok(super::parts::write(self.db(), id, seq, body).await?)
+    }
+
+    /// Delete the parts written for an upload that did not become job `id` (refused, or its
+    /// client went away). The parts of a job that exists are kept.
+    pub async fn discard_staged_input(&self, id: &str) -> Result<u64, StoreError> {
+        Ok(super::parts::discard(self.db(), id).await?)
     }
 
     /// `failed | cancelled → queued` with a new queue entry and the full attempt budget (an
