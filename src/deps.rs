@@ -9,7 +9,7 @@ use crate::jobs::store::JobStore;
 use crate::jobs::worker::CancelFlags;
 
 /// [`Deps::whole_inputs`] unless configured: half of the default `MEMORY_BUDGET_MB`.
-const DEFAULT_WHOLE_INPUTS_KIB: usize = 128 << 10;
+const DEFAULT_WHOLE_INPUTS: usize = 128 << 20;
 
 /// The services of one process; cheap to clone.
 #[derive(Clone, Debug)]
@@ -27,10 +27,10 @@ pub struct Deps {
     /// [`crate::jobs::worker::register_jobs`]; None: no limit beyond the worker's own
     /// concurrency).
     pub analysis_slots: Option<Arc<tokio::sync::Semaphore>>,
-    /// KiB of inputs the worker may hold whole at once (a batch of documents, and inputs
+    /// Bytes of inputs the worker may hold whole at once (a batch of documents, and inputs
     /// stored before inputs were written in parts); inputs in parts are read a part at a time
     /// and need none of it.
-    pub whole_inputs: Arc<tokio::sync::Semaphore>,
+    pub whole_inputs: Arc<crate::budget::ByteBudget>,
 }
 
 impl Deps {
@@ -42,13 +42,13 @@ impl Deps {
             handing_back: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             analysis_slots: None,
-            whole_inputs: Arc::new(tokio::sync::Semaphore::new(DEFAULT_WHOLE_INPUTS_KIB)),
+            whole_inputs: Arc::new(crate::budget::ByteBudget::new(DEFAULT_WHOLE_INPUTS)),
         }
     }
 
     /// Give the worker `bytes` for inputs held whole.
     pub fn with_whole_inputs(mut self, bytes: usize) -> Self {
-        self.whole_inputs = Arc::new(tokio::sync::Semaphore::new((bytes >> 10).max(1)));
+        self.whole_inputs = Arc::new(crate::budget::ByteBudget::new(bytes));
         self
     }
 

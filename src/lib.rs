@@ -9,6 +9,7 @@
 //!   the pages; [`webhooks`]: signed completion webhooks (checks of the URL, delivery).
 
 pub mod analysis;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -451,13 +451,9 @@ async fn read_input(
     // A batch of documents is parsed whole (about twice its size); other inputs over a part
     // are in parts unless stored before parts existed.
     let whole = job.format == Format::Documents || bytes <= super::parts::PART_BYTES;
-    let need = |bytes: usize| {
-        let total = deps.whole_inputs.clone();
-        let kib = (bytes.saturating_mul(2) >> 10).max(1);
-        let kib = u32::try_from(kib.min(4 << 20)).unwrap_or(u32::MAX);
-        async move { total.acquire_many_owned(kib).await.ok() }
-    };
-    let mut held = if whole { need(bytes).await } else { None };
+    // Parsing and the analysis's copies hold about twice the input.
+    let need = |bytes: usize| deps.whole_inputs.hold(bytes.saturating_mul(2));
+    let mut held = if whole { Some(need(bytes).await) } else { None };
     let stored = match model::input(deps.store.db(), &job.id).await {
         Ok(Some(stored)) => stored,
         Ok(None) => {
@@ -481,7 +477,7 @@ async fn read_input(
         }
         (body, _) => {
             if held.is_none() {
-                held = need(body.len()).await;
+                held = Some(need(body.len()).await);
             }
             (Source::Whole(body), held)
         }

@@ -105,11 +105,7 @@ pub async fn read_body(
     limit: usize,
     drain_up_to: u64,
 ) -> Result<Vec<u8>, ApiError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = super::upload::declared_length(req);
     if declared.is_some_and(|len| len > limit as u64) {
         if declared.is_some_and(|len| len <= drain_up_to) {
             drain(&mut payload, drain_up_to).await;

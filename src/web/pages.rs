@@ -329,11 +329,7 @@ async fn refuse_cross_site(
     if !csrf::cross_site(req) {
         return Ok(());
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = upload::declared_length(req);
     if declared.is_none_or(|len| len <= drain_limit) {
         input::drain(payload, drain_limit).await;
     }
@@ -570,11 +566,7 @@ async fn refuse_declared_oversize(
     limit: usize,
     drain_limit: u64,
 ) -> Result<(), FormError> {
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = upload::declared_length(req)
         && len > limit as u64 + 64 * 1024
     {
         if len <= drain_limit {

@@ -13,17 +13,17 @@
 //!   first part is kept for the checks that need the start of the input (columns, title).
 //!   Parts of an upload that does not become a job are deleted when it is dropped.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use super::errors::ApiError;
 use crate::analysis::pytext;
+use crate::budget::ByteBudget;
 use crate::jobs::parts::PART_BYTES;
 use crate::jobs::store::JobStore;
 
@@ -37,48 +37,30 @@ pub const RETRY_AFTER_OVERLOADED: u64 = 5;
 /// chunk of the body on its way in.
 pub const UPLOAD_HOLDS: usize = 2 * PART_BYTES + (64 << 10);
 
-/// Bytes of request bodies held in memory at once, shared by every request of the process.
+/// Bytes of request bodies held in memory at once, shared by every request of the process: a
+/// [`ByteBudget`] that a request waits for only briefly.
 #[derive(Debug)]
 pub struct Budget {
-    permits: Arc<Semaphore>,
-    total_kib: u32,
+    bytes: ByteBudget,
     wait: Duration,
-}
-
-fn kib(bytes: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 impl Budget {
     /// A budget of `bytes`; a request waits up to `wait` for its share.
     pub fn new(bytes: usize, wait: Duration) -> Budget {
-        let total_kib = kib(bytes).max(1);
         Budget {
-            permits: Arc::new(Semaphore::new(total_kib as usize)),
-            total_kib,
+            bytes: ByteBudget::new(bytes),
             wait,
         }
     }
 
     /// Hold `bytes` of the budget (all of it, if more) while the permit lives.
     pub async fn admit(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
-        let want = kib(bytes).clamp(1, self.total_kib);
-        let acquire = self.permits.clone().acquire_many_owned(want);
-        match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(ApiError::Overloaded {
+        tokio::time::timeout(self.wait, self.bytes.hold(bytes))
+            .await
+            .map_err(|_| ApiError::Overloaded {
                 retry_after_secs: RETRY_AFTER_OVERLOADED,
-            }),
-        }
-    }
-
-    /// Bytes held now.
-    pub fn in_use(&self) -> usize {
-        (self.total_kib as usize - self.permits.available_permits()) * 1024
-    }
-
-    pub fn total(&self) -> usize {
-        self.total_kib as usize * 1024
+            })
     }
 }
 
