@@ -63,6 +63,22 @@ pub const MEMORY_BUDGET_MB: Var = Var {
          (past it a submission waits up to 3 s, then gets 503 overloaded with Retry-After), \
          half to inputs its worker holds whole; uploads over 1 MiB are written a part at a time",
 };
+pub const MAX_CONNECTIONS: Var = Var {
+    name: "MAX_CONNECTIONS",
+    flag: "max-connections",
+    default: Some("4096"),
+    value_name: "N",
+    help: "Client connections serve keeps open at once; more wait in the listen backlog until \
+         one closes (idle ones close after 30 s)",
+};
+pub const MAX_SUBMISSIONS_IN_FLIGHT: Var = Var {
+    name: "MAX_SUBMISSIONS_IN_FLIGHT",
+    flag: "max-submissions-in-flight",
+    default: Some("64"),
+    value_name: "N",
+    help: "Submissions serve works on at once; past it one is answered 503 overloaded with \
+         Retry-After at once, so the ones taken keep a short answer time under any load",
+};
 pub const WEB_CONCURRENCY: Var = Var {
     name: "WEB_CONCURRENCY",
     flag: "web-concurrency",
@@ -89,9 +105,11 @@ pub const DATABASE_URL: Var = Var {
 pub const DATABASE_MAX_CONNECTIONS: Var = Var {
     name: "DATABASE_MAX_CONNECTIONS",
     flag: "database-max-connections",
-    default: Some("16"),
+    default: None,
     value_name: "N",
-    help: "PostgreSQL pool size of serve, at least 2 (a worker sizes its own from its concurrency)",
+    help: "Most PostgreSQL connections of this process, at least 2; unset: 16 for serve, what \
+         its concurrency needs for a worker (10 by default). Size every process's so that \
+         their sum fits the plan (e.g. 4 for 2 serve + 2 worker on 20 connections)",
 };
 
 pub const REDIS_URL: Var = Var {
@@ -221,6 +239,14 @@ pub const IDEMPOTENCY_TTL: Var = Var {
     help: "Seconds a submission's Idempotency-Key (or the form's token) gives the first answer \
          again",
 };
+pub const MAX_EVENT_STREAMS: Var = Var {
+    name: "MAX_EVENT_STREAMS",
+    flag: "max-event-streams",
+    default: Some("2000"),
+    value_name: "N",
+    help: "Event streams (GET /api/jobs/{id}/events) open at once per web process; past it a \
+         stream gets 503 too_many_streams and the page polls instead",
+};
 pub const MAX_WAITERS: Var = Var {
     name: "MAX_WAITERS",
     flag: "max-waiters",
@@ -331,6 +357,8 @@ pub const SECTIONS: &[Section] = &[
             &PORT,
             &MAX_BODY_BYTES,
             &MEMORY_BUDGET_MB,
+            &MAX_CONNECTIONS,
+            &MAX_SUBMISSIONS_IN_FLIGHT,
             &WEB_CONCURRENCY,
             &TRUST_FORWARDED_FOR,
             &PUBLIC_URL,
@@ -371,6 +399,7 @@ pub const SECTIONS: &[Section] = &[
             &SUBMIT_BURST,
             &IDEMPOTENCY_TTL,
             &MAX_WAITERS,
+            &MAX_EVENT_STREAMS,
         ],
     },
     Section {
@@ -458,6 +487,11 @@ pub struct HttpConfig {
     /// Bytes of data in flight a process may hold (`MEMORY_BUDGET_MB`): half for request bodies
     /// ([`crate::web::upload::Budget`]), half for inputs its worker reads whole.
     pub memory_budget_bytes: usize,
+    /// Client connections `serve` keeps open at once (`MAX_CONNECTIONS`), shared among its HTTP
+    /// threads: each costs buffers whether or not it sends anything.
+    pub max_connections: usize,
+    /// Submissions one process works on at once (`MAX_SUBMISSIONS_IN_FLIGHT`); past it, 503.
+    pub max_submissions_in_flight: usize,
     /// HTTP worker threads of `serve` (`WEB_CONCURRENCY`, the variable Heroku's buildpacks use
     /// for a web process's concurrency); 0: one per CPU core.
     pub web_concurrency: usize,
@@ -474,9 +508,13 @@ pub struct HttpConfig {
 pub struct DatabaseConfig {
     /// sqlx URL, `sqlite://sentiq.db?mode=rwc` by default.
     pub url: String,
-    /// Most PostgreSQL connections of `serve` (a worker sizes its own pool).
-    pub max_connections: u32,
+    /// Most PostgreSQL connections of this process (None: `serve` opens up to
+    /// [`SERVE_CONNECTIONS`], a worker what its concurrency needs).
+    pub max_connections: Option<u32>,
 }
+
+/// PostgreSQL connections of `serve` when `DATABASE_MAX_CONNECTIONS` is unset.
+pub const SERVE_CONNECTIONS: u32 = 16;
 
 /// Where jobs wait for a worker.
 #[derive(Clone, Debug, PartialEq)]
@@ -552,6 +590,8 @@ pub struct LimitsConfig {
     /// Requests of one web process that may wait at once for a job (`Prefer: wait`): each holds
     /// a connection and a little memory, so their number has a cap.
     pub max_waiters: usize,
+    /// Event streams one web process keeps open at once, for the same reason.
+    pub max_event_streams: usize,
 }
 
 /// How long a job's data is kept, and how often the workers prune.
@@ -834,6 +874,8 @@ impl HttpConfig {
             port: r.required(&PORT)?,
             max_body_bytes: r.required(&MAX_BODY_BYTES)?,
             memory_budget_bytes: r.required::<usize>(&MEMORY_BUDGET_MB)?.max(4) << 20,
+            max_connections: r.required::<usize>(&MAX_CONNECTIONS)?.max(1),
+            max_submissions_in_flight: r.required::<usize>(&MAX_SUBMISSIONS_IN_FLIGHT)?.max(1),
             web_concurrency: r.required(&WEB_CONCURRENCY)?,
             trust_forwarded_for: r.flag(&TRUST_FORWARDED_FOR),
             public_url: r.parse_with(&PUBLIC_URL, public_url)?,
@@ -845,7 +887,9 @@ impl DatabaseConfig {
     fn read(r: &Reader) -> Result<Self, ConfigError> {
         Ok(DatabaseConfig {
             url: r.text(&DATABASE_URL).unwrap_or_default(),
-            max_connections: r.required::<u32>(&DATABASE_MAX_CONNECTIONS)?.max(2),
+            max_connections: r
+                .optional::<u32>(&DATABASE_MAX_CONNECTIONS)?
+                .map(|n| n.max(2)),
         })
     }
 }
@@ -891,6 +935,7 @@ impl LimitsConfig {
             submit_burst: r.required::<u32>(&SUBMIT_BURST)?.max(1),
             idempotency_ttl: Duration::from_secs(r.required::<u64>(&IDEMPOTENCY_TTL)?.max(1)),
             max_waiters: r.required(&MAX_WAITERS)?,
+            max_event_streams: r.required(&MAX_EVENT_STREAMS)?,
         })
     }
 }

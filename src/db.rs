@@ -344,6 +344,16 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The database cannot grow: its disk (or a quota) is full. SQLite says `SQLITE_FULL` (13,
+/// "database or disk is full"), PostgreSQL `53100 disk_full`. Nothing was written: the
+/// statement's transaction rolled back whole, so trying again once there is room works.
+pub fn is_storage_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c == "13" || c == "53100"),
+        _ => false,
+    }
+}
+
 /// A database URL without its password, for logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -27,6 +27,19 @@ use crate::webhooks::delivery::{self, Sender};
 /// How long shutdown waits for running jobs before giving up (within Heroku's 30 s).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
+/// How long an idle client connection is kept open for its next request. Longer than actix's
+/// 5 s so a router or client that reuses connections rarely meets one closing under it; short
+/// enough that idle connections do not hold `MAX_CONNECTIONS` for long.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// How long a client has to send a request's headers once it starts one (then 408): a client
+/// that opens connections and sends nothing holds each for this long at most.
+pub const HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection may take to flush and shut down.
+pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections the kernel holds for `serve` while `MAX_CONNECTIONS` are open (the body of a
+/// request is paced separately: [`crate::web::slow_body`]).
+pub const LISTEN_BACKLOG: u32 = 2048;
+
 /// Errors that stop the application from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -75,6 +88,7 @@ pub struct Application {
     config: Config,
     deps: Deps,
     waiters: Arc<Waiters>,
+    streams: Arc<Waiters>,
     /// The webhook sender of the in-process worker (None: no worker here, or no secret).
     webhooks: Option<Arc<Sender>>,
     /// The API keys this process authenticated lately (`web::caller::KeyCache`).
@@ -92,7 +106,11 @@ impl Application {
         }
         // The web's statements insert rows or look one up by key: their cached plans stay right
         // as the table grows (the worker's do not, see `Plans::PerRun`).
-        let deps = open(&config, config.database.max_connections, Plans::Cached).await?;
+        let connections = config
+            .database
+            .max_connections
+            .unwrap_or(crate::config::SERVE_CONNECTIONS);
+        let deps = open(&config, connections, Plans::Cached).await?;
         let webhooks = match config.worker.run_in_process {
             true => Sender::new(&config)?.map(Arc::new),
             false => None,
@@ -100,6 +118,7 @@ impl Application {
         let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
         let port = listener.local_addr()?.port();
         let waiters = Arc::new(Waiters::new(config.limits.max_waiters));
+        let streams = Arc::new(Waiters::new(config.limits.max_event_streams));
         // API keys' submission buckets are shared by every web process: in Redis when there
         // is one, else (one process serves everything) in this process.
         let shared_limits = match &config.queue.redis_url {
@@ -113,28 +132,43 @@ impl Application {
                 shared_limits,
             )),
             waiters: waiters.clone(),
+            streams: streams.clone(),
             key_use: Arc::default(),
             key_cache: key_cache.clone(),
             body_budget: Arc::new(crate::web::upload::Budget::new(
                 config.http.memory_budget_bytes / 2,
                 crate::web::upload::ADMISSION_WAIT,
             )),
+            submissions: Arc::new(tokio::sync::Semaphore::new(
+                config.http.max_submissions_in_flight,
+            )),
             config: config.clone(),
             deps: deps.clone(),
         });
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(security_headers())
+                .wrap(actix_web::middleware::from_fn(
+                    crate::web::slow_body::pace_bodies,
+                ))
                 .wrap(actix_web::middleware::from_fn(
                     crate::web::request_log::log_request,
                 ))
                 .configure(routes)
         });
-        if config.http.web_concurrency > 0 {
-            server = server.workers(config.http.web_concurrency);
-        }
+        let threads = match config.http.web_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         let server = server
+            .workers(threads)
+            // actix counts connections per HTTP thread; MAX_CONNECTIONS is the process's.
+            .max_connections(config.http.max_connections.div_ceil(threads))
+            .backlog(LISTEN_BACKLOG)
+            .keep_alive(KEEP_ALIVE)
+            .client_request_timeout(HEADERS_TIMEOUT)
+            .client_disconnect_timeout(DISCONNECT_TIMEOUT)
             .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
             // actix would stop at once on SIGINT, dropping requests in flight; we drain on both
             // signals (see `run_until_stopped`).
@@ -147,6 +181,7 @@ impl Application {
             config,
             deps,
             waiters,
+            streams,
             webhooks,
             key_cache,
         })
@@ -169,7 +204,7 @@ impl Application {
     /// [`SHUTDOWN_GRACE`]), stop fetching jobs and let running ones finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let waiters = self.waiters.clone();
+        let (waiters, streams) = (self.waiters.clone(), self.streams.clone());
         let signals = tokio::spawn(async move {
             if shutdown_signal().await.is_ok() {
                 tracing::info!(
@@ -177,6 +212,7 @@ impl Application {
                 );
                 // Waiting requests answer now rather than hold up the drain.
                 waiters.stop();
+                streams.stop();
                 handle.stop(true).await;
             }
         });
@@ -343,9 +379,15 @@ pub async fn run_worker(config: Config) -> Result<(), StartupError> {
 /// group-committing writers ([`crate::jobs::batch::WRITERS`] of each), so the count does not
 /// grow with the concurrency beyond a point: the rest is for item inserts of large jobs, lease
 /// refreshes, progress and the reconciler, each holding a connection for one short statement.
+/// `DATABASE_MAX_CONNECTIONS` caps it for small database plans: the statements then queue for
+/// a connection a moment longer (measured in BENCHMARKS.md), nothing else changes.
 fn worker_connections(config: &Config) -> u32 {
     let runs = config.worker.concurrency * config.worker.queues.len();
-    (2 * crate::jobs::batch::WRITERS + runs.min(12) + 2) as u32
+    let needed = (2 * crate::jobs::batch::WRITERS + runs.min(12) + 2) as u32;
+    config
+        .database
+        .max_connections
+        .map_or(needed, |cap| needed.min(cap))
 }
 
 /// A worker's own `/metrics` (its job counters and histograms live in this process) on

@@ -119,7 +119,14 @@ const CASES: &[Case] = &[
         c.database.url == "postgres://h/db"
     }),
     (&[("DATABASE_MAX_CONNECTIONS", "1")], |c| {
-        c.database.max_connections == 2
+        c.database.max_connections == Some(2)
+    }),
+    (&[("MAX_CONNECTIONS", "0")], |c| c.http.max_connections == 1),
+    (&[("MAX_SUBMISSIONS_IN_FLIGHT", "0")], |c| {
+        c.http.max_submissions_in_flight == 1
+    }),
+    (&[("MAX_EVENT_STREAMS", "5")], |c| {
+        c.limits.max_event_streams == 5
     }),
     (&[("REDIS_URL", "rediss://h:6380")], |c| {
         c.queue.redis_url.as_deref() == Some("rediss://h:6380")

@@ -22,6 +22,9 @@ use super::queue::RedisQueue;
 
 /// Most job ids in one published message.
 const MAX_IDS_PER_MESSAGE: usize = 512;
+/// Signals waiting for the publisher at most (a few MB of ids): past it new ones are dropped,
+/// so a Redis that stops answering cannot make this process's memory grow.
+pub const MAX_SIGNALS_QUEUED: usize = 16_384;
 
 /// The jobs this process's streams and waiting requests follow, each by the sender its
 /// watches hold; an entry whose watches are all gone is swept out on a later [`JobEvents::watch`].
@@ -39,14 +42,14 @@ pub struct JobEvents {
     watchers: Arc<Mutex<Watchers>>,
     redis: Option<RedisQueue>,
     /// The publisher task's inbox (with Redis).
-    outbox: Option<mpsc::UnboundedSender<String>>,
+    outbox: Option<mpsc::Sender<String>>,
 }
 
 impl JobEvents {
     /// Signals that also travel through `redis`. Starts the publisher task, so it must be
     /// called inside a tokio runtime; the task ends when the last clone is dropped.
     pub fn with_redis(redis: RedisQueue) -> Self {
-        let (outbox, inbox) = mpsc::unbounded_channel();
+        let (outbox, inbox) = mpsc::channel(MAX_SIGNALS_QUEUED);
         tokio::spawn(publish_forever(redis.clone(), inbox));
         JobEvents {
             watchers: Arc::default(),
@@ -70,8 +73,10 @@ impl JobEvents {
     pub fn changed(&self, job_id: &str) {
         self.wake_local(job_id);
         if let Some(outbox) = &self.outbox {
-            // Fails only once the publisher has stopped (the runtime is shutting down).
-            let _ = outbox.send(job_id.to_owned());
+            // Fails when the publisher has stopped (the runtime is shutting down), or when
+            // `MAX_SIGNALS_QUEUED` wait for a Redis that is slow to answer: a signal dropped
+            // only delays the streams of its job until their next poll.
+            let _ = outbox.try_send(job_id.to_owned());
         }
     }
 
@@ -149,7 +154,7 @@ impl JobEvents {
 /// Publish the signals that arrive in `inbox`: whatever has gathered while the last `PUBLISH`
 /// was on its way goes out as the next one (ids one per line). A failed `PUBLISH` is dropped:
 /// the streams it would have woken see the change at their next poll.
-async fn publish_forever(redis: RedisQueue, mut inbox: mpsc::UnboundedReceiver<String>) {
+async fn publish_forever(redis: RedisQueue, mut inbox: mpsc::Receiver<String>) {
     let channel = JobEvents::channel(redis.namespace());
     let mut conn = redis.connection();
     let mut message = String::new();

@@ -19,7 +19,7 @@ use super::input::{self, Submission, SubmissionBody};
 use super::listing::ListQuery;
 use super::respond::media_type;
 use super::upload::{self, Upload};
-use super::wait::{self, Follower, PREFERENCE_APPLIED, Waited};
+use super::wait::{self, Follower, PREFERENCE_APPLIED, Slot, Waited};
 use super::{AppState, Submitted, find_job, live, parse_id, submit};
 use crate::analysis::Format;
 use crate::jobs::model::{self, ItemRow, JobView, Status};
@@ -141,6 +141,9 @@ pub struct UploadQuery {
             a `Prefer: wait` that is not whole seconds from 0 to 25 (`bad_prefer`), an unusable \
             `Idempotency-Key` (`invalid_idempotency_key`).",
             body = ErrorBody),
+        (status = 408, description = "The body came too slowly (`body_too_slow`): less than \
+            10 KiB in 10 s of waiting for it. Nothing was written; the connection is closed.",
+            body = ErrorBody),
         (status = 409, description = "The first request with this `Idempotency-Key` is still \
             being written (`idempotency_key_in_use`): try again.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
@@ -166,8 +169,10 @@ pub struct UploadQuery {
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until a submission is accepted."))),
         (status = 503, description = "The database or queue is briefly unavailable \
-            (`unavailable`), or the server holds as many request bodies as its memory budget \
-            allows (`overloaded`, after a wait of up to 3 s; `MEMORY_BUDGET_MB`).",
+            (`unavailable`); the database's disk is full (`storage_full`); or the server is at a \
+            cap of its load (`overloaded`): it works on as many submissions as it allows \
+            (`MAX_SUBMISSIONS_IN_FLIGHT`, refused at once), or holds as many request bodies as \
+            its memory budget allows (after a wait of up to 3 s; `MEMORY_BUDGET_MB`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
     ),
@@ -244,8 +249,11 @@ pub async fn create_job(
     let mut submission: Submission = submission;
     submission.webhook_url =
         checked_webhook_url(&state, submission.webhook_url, webhook_url).await?;
+    // Counted from here, once the body is in: a client slow to send it holds only its share
+    // of the body budget, never a place among the submissions being written.
+    let in_flight = super::admit_submission(&state)?;
     let submitted = submit(&state, submission, None, caller.key(), key).await?;
-    drop(permit);
+    drop((in_flight, permit));
     let id = submitted.id();
     let url = format!("/api/jobs/{id}");
     let waited = wait::for_final(&state, &id.to_string(), wait).await;
@@ -618,7 +626,9 @@ const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15)
         (status = 410, description = "The job's data was removed: it expired (`expired`, \
             `RESULT_TTL` after it became final) or was deleted (`deleted`). After \
             `TOMBSTONE_TTL` the job is 404.", body = ErrorBody),
-        (status = 503, description = "The database is briefly unavailable (`unavailable`).",
+        (status = 503, description = "The database is briefly unavailable (`unavailable`), or \
+            as many event streams are open on this server as it allows (`too_many_streams`, \
+            `MAX_EVENT_STREAMS`): poll `GET /api/jobs/{id}` instead, or try again later.",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
     ),
@@ -630,10 +640,15 @@ pub async fn job_events(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = find_job(&state, &caller, &path).await?.id;
+    // The stream holds its place under the cap until it ends, however it ends.
+    let slot = state.streams.enter().ok_or(ApiError::TooManyStreams {
+        max: state.streams.max(),
+    })?;
     // Follow before the first read, so no change between the read and the wait is missed.
     let mut follower = Follower::new(&state, &id);
     let job = live(follower.read().await?.ok_or(ApiError::NotFound)?)?;
     let start = EventsState {
+        slot,
         follower,
         pending: Some(job),
         last_version: -1,
@@ -653,6 +668,7 @@ pub async fn job_events(
 
 /// Where one event stream is: the row to send next, the last version sent.
 struct EventsState {
+    slot: Slot,
     follower: Follower,
     pending: Option<model::JobRow>,
     last_version: i64,
@@ -687,8 +703,13 @@ impl EventsState {
                     .id(job.version.to_string());
                 return Some(event.into());
             }
-            // A signal that came since the last read resolves at once.
-            self.follower.changed().await;
+            // A signal that came since the last read resolves at once. A stopping server
+            // ends its streams (clients reconnect elsewhere) instead of waiting on them.
+            tokio::select! {
+                biased;
+                _ = self.slot.stopped() => return None,
+                _ = self.follower.changed() => {}
+            }
             match self.follower.read().await {
                 // A job deleted (or expired) meanwhile has nothing more to show.
                 Ok(Some(job)) if job.purged().is_some() => return None,

@@ -68,6 +68,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     EmptyInput(String),
+    /// The client sent its body slower than [`super::slow_body`] allows.
+    #[error("{}", super::slow_body::TooSlow)]
+    BodyTooSlow,
     #[error("{0}")]
     InvalidJson(String),
     #[error("{0}")]
@@ -107,12 +110,26 @@ pub enum ApiError {
     /// As many requests wait (`Prefer: wait`) as this process allows.
     #[error("too many requests are waiting on this server; please try again in a few seconds")]
     TooManyWaiters,
-    /// The request bodies in memory are at the process's budget ([`super::upload::Budget`]).
+    /// As many event streams are open as this process allows.
     #[error(
-        "the server is receiving as much data as it can hold right now; please send this \
-             again in {retry_after_secs} s"
+        "this server has as many event streams open as it allows ({max}); poll \
+         GET /api/jobs/{{id}} (with If-None-Match) instead, or try again later"
+    )]
+    TooManyStreams { max: usize },
+    /// The process is at a cap of its load: the request bodies in memory are at its budget
+    /// ([`super::upload::Budget`]), or it works on as many submissions as it allows
+    /// ([`super::admit_submission`]).
+    #[error(
+        "the server is taking as much work as it can right now; please send this again in \
+         {retry_after_secs} s"
     )]
     Overloaded { retry_after_secs: u64 },
+    /// The database's disk is full: nothing can be written until an operator makes room.
+    #[error(
+        "this server's storage is full, so it cannot take new work right now; nothing was \
+         saved. Jobs already submitted can still be read. Please try again later"
+    )]
+    StorageFull(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the service is briefly unavailable; please try again in a few seconds")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("something went wrong on our side; please try again")]
@@ -124,6 +141,7 @@ impl ApiError {
         match self {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::EmptyInput(_) => "empty_input",
+            ApiError::BodyTooSlow => "body_too_slow",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::MissingField(_) => "missing_field",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -140,7 +158,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
             ApiError::TooManyWaiters => "too_many_waiters",
+            ApiError::TooManyStreams { .. } => "too_many_streams",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::StorageFull(_) => "storage_full",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Unexpected(_) => "internal",
         }
@@ -153,10 +173,27 @@ impl ApiError {
 
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_UNAVAILABLE: &str = "2";
+/// Seconds a client is asked to wait when the disk is full: room comes back by an operator's
+/// hand (or the pruner), not in a moment.
+pub const RETRY_AFTER_STORAGE_FULL: &str = "60";
+
+impl ApiError {
+    /// A request body that could not be read: 408 when its client was too slow, else 400
+    /// saying what was being read.
+    pub fn unreadable(what: &str, e: &(dyn std::error::Error + 'static)) -> ApiError {
+        if super::slow_body::is_too_slow(e) {
+            ApiError::BodyTooSlow
+        } else {
+            ApiError::BadRequest(format!("{what} could not be read: {e}"))
+        }
+    }
+}
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&e) {
+        if crate::db::is_storage_full(&e) {
+            ApiError::StorageFull(Box::new(e))
+        } else if crate::db::is_unavailable(&e) {
             ApiError::Unavailable(Box::new(e))
         } else {
             ApiError::unexpected(e)
@@ -166,7 +203,9 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<crate::jobs::store::StoreError> for ApiError {
     fn from(e: crate::jobs::store::StoreError) -> Self {
-        if e.is_unavailable() {
+        if e.is_storage_full() {
+            ApiError::StorageFull(Box::new(e))
+        } else if e.is_unavailable() {
             ApiError::Unavailable(Box::new(e))
         } else {
             ApiError::unexpected(e)
@@ -230,11 +269,11 @@ pub struct ErrorBody<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
     /// Stable, e.g. `invalid_json`, `missing_field`, `invalid_utf8`, `empty_input`,
-    /// `payload_too_large`, `unsupported_media_type`, `rate_limited`, `unauthorized`,
+    /// `payload_too_large`, `body_too_slow`, `unsupported_media_type`, `rate_limited`, `unauthorized`,
     /// `not_found`,
     /// `already_final`, `not_succeeded`, `expired` and `deleted` (410: the job's data was
     /// removed), `invalid_idempotency_key`, `idempotency_key_reused`, `idempotency_key_in_use`,
-    /// `bad_prefer`, `too_many_waiters`, `overloaded`, `unavailable`, `not_ready`, `invalid_webhook_url`,
+    /// `bad_prefer`, `too_many_waiters`, `too_many_streams`, `overloaded`, `storage_full`, `unavailable`, `not_ready`, `invalid_webhook_url`,
     /// `webhook_url_refused`, `webhooks_not_configured`, `invalid_cursor`, `invalid_limit`,
     /// `invalid_status`, `invalid_date`, `unknown_parameter`.
     pub code: &'a str,
@@ -255,6 +294,7 @@ impl ResponseError for ApiError {
             | ApiError::Invalid { .. }
             | ApiError::BadPrefer(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } | ApiError::KeyRateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -263,9 +303,11 @@ impl ResponseError for ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::IdempotencyKeyInUse => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) | ApiError::TooManyWaiters | ApiError::Overloaded { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::StorageFull(_)
+            | ApiError::TooManyWaiters
+            | ApiError::TooManyStreams { .. }
+            | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -278,13 +320,21 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(cause) => {
                 tracing::warn!(error = %cause_chain(cause.as_ref()), "request refused: unavailable")
             }
+            ApiError::StorageFull(cause) => {
+                tracing::error!(error = %cause_chain(cause.as_ref()), "request refused: the database's storage is full")
+            }
             _ => {}
         }
         let message = self.to_string();
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unavailable(_) | ApiError::TooManyWaiters => {
+            ApiError::Unavailable(_)
+            | ApiError::TooManyWaiters
+            | ApiError::TooManyStreams { .. } => {
                 response.insert_header(("Retry-After", RETRY_AFTER_UNAVAILABLE));
+            }
+            ApiError::StorageFull(_) => {
+                response.insert_header(("Retry-After", RETRY_AFTER_STORAGE_FULL));
             }
             ApiError::IdempotencyKeyInUse => {
                 response.insert_header(("Retry-After", "1"));
@@ -299,6 +349,10 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized(why) => {
                 response.insert_header(("WWW-Authenticate", why.challenge()));
+            }
+            // The rest of the body is not read: the connection cannot carry another request.
+            ApiError::BodyTooSlow => {
+                response.insert_header(("Connection", "close"));
             }
             _ => {}
         }

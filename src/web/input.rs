@@ -114,8 +114,7 @@ pub async fn read_body(
     }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::unreadable("the body", &e))?;
         if body.len() + chunk.len() > limit {
             let seen = (body.len() + chunk.len()) as u64;
             drop(body);

@@ -15,6 +15,7 @@ pub mod pages;
 pub mod rate_limit;
 pub mod request_log;
 pub mod respond;
+pub mod slow_body;
 pub mod upload;
 pub mod wait;
 
@@ -41,13 +42,38 @@ pub struct AppState {
     pub submit_limit: std::sync::Arc<rate_limit::SubmitLimit>,
     /// Requests waiting for a job (`Prefer: wait`), under their cap.
     pub waiters: std::sync::Arc<wait::Waiters>,
+    /// Event streams open (`GET /api/jobs/{id}/events`), under their own cap.
+    pub streams: std::sync::Arc<wait::Waiters>,
     /// When this process last recorded each API key's use.
     pub key_use: std::sync::Arc<caller::KeyUse>,
     /// API keys authenticated lately (PostgreSQL only; see [`caller::KeyCache`]).
     pub key_cache: std::sync::Arc<caller::KeyCache>,
     /// Bytes of request bodies held in memory at once ([`upload::Budget`]).
     pub body_budget: std::sync::Arc<upload::Budget>,
+    /// Submissions being worked on ([`admit_submission`]).
+    pub submissions: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// A place among the submissions this process works on at once, or `503 overloaded` at once.
+///
+/// Past what the machine sustains, every submission taken makes the others wait longer: the
+/// queue for the database grows, and with it every answer's time, until clients time out and
+/// send again. Refusing the surplus at once (a 503 costs a small fraction of a submission)
+/// keeps the ones taken fast, and tells the others when to come back. The place is taken once
+/// the body has been read and checked, and held while the job is written: a client that sends
+/// its body slowly must not hold one (its body is paced and budgeted instead).
+pub fn admit_submission(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state
+        .submissions
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded {
+            retry_after_secs: BUSY_RETRY_AFTER_SECS,
+        })
+}
+
+/// Seconds a submission refused for load is asked to wait.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 impl AppState {
     pub fn db(&self) -> &Db {

@@ -263,8 +263,13 @@ pub async fn create(
     let (visitor, cookie) = visitor(&req);
     let result = match sub {
         // Checked after the form was read, so a refused person gets their text back.
-        Ok((sub, token, _permit)) => match state.submit_limit.check(&req, None).await {
-            Ok(()) => {
+        Ok((sub, token, _permit)) => match state
+            .submit_limit
+            .check(&req, None)
+            .await
+            .and_then(|()| super::admit_submission(&state))
+        {
+            Ok(_in_flight) => {
                 let claim = token.and_then(|t| {
                     let fields = serde_json::to_vec(&sub.fields).unwrap_or_default();
                     let digest = sub.input.digest();
@@ -309,7 +314,8 @@ pub async fn create(
             )
             .await;
             add_cookies(&mut resp, [cookie, token_cookie]);
-            if let ApiError::RateLimited { retry_after_secs } = e
+            if let ApiError::RateLimited { retry_after_secs }
+            | ApiError::Overloaded { retry_after_secs } = e
                 && let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string())
             {
                 resp.headers_mut().insert(header::RETRY_AFTER, value);
@@ -554,8 +560,8 @@ async fn read_multipart(
     Ok((text, file, named, token))
 }
 
-fn unreadable_form(e: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(format!("the form could not be read: {e}"))
+fn unreadable_form(e: impl std::error::Error + 'static) -> ApiError {
+    ApiError::unreadable("the form", &e)
 }
 
 /// Refuse a form whose declared length is already over the limit, before reading any of it

@@ -199,11 +199,10 @@ impl Upload {
     pub async fn read<S, E>(mut self, mut body: S) -> Result<Uploaded, ApiError>
     where
         S: Stream<Item = Result<web::Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: std::error::Error + 'static,
     {
         while let Some(chunk) = body.next().await {
-            let chunk =
-                chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+            let chunk = chunk.map_err(|e| ApiError::unreadable("the body", &e))?;
             self.push(&chunk).await?;
         }
         self.finish().await

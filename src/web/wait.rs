@@ -22,6 +22,7 @@
 //! `MAX_WAITERS` per process ([`Waiters`]), and all of them answer at once when the server
 //! stops, so they do not hold up a restart.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -140,8 +141,10 @@ fn unquote(word: &str) -> String {
     }
 }
 
-/// The requests of this process that wait, counted against their cap, and the signal that
-/// ends every wait when the server stops.
+/// The requests of this process that wait (or stream events), counted against their cap, and
+/// the signal that ends every wait when the server stops. Each one holds a connection, a
+/// follower and the buffers of its answer for as long as it waits: the cap is what keeps their
+/// memory bounded whatever clients do.
 #[derive(Debug)]
 pub struct Waiters {
     waiting: AtomicUsize,
@@ -158,17 +161,23 @@ impl Waiters {
         }
     }
 
-    /// A place for one more waiting request, or None when `max` wait already.
-    pub fn enter(&self) -> Option<Slot<'_>> {
+    /// A place for one more waiting request, or None when `max` wait already. The slot owns
+    /// its share of the count, so a stream that outlives its handler can carry it.
+    pub fn enter(self: &Arc<Self>) -> Option<Slot> {
         self.waiting
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.max).then_some(n + 1)
             })
             .ok()?;
         Some(Slot {
-            waiters: self,
+            waiters: self.clone(),
             stopping: self.stopping.subscribe(),
         })
+    }
+
+    /// Most requests that may wait at once.
+    pub fn max(&self) -> usize {
+        self.max
     }
 
     /// Requests waiting now.
@@ -183,12 +192,20 @@ impl Waiters {
 }
 
 /// One waiting request's place under the cap; freed when dropped.
-pub struct Slot<'a> {
-    waiters: &'a Waiters,
+pub struct Slot {
+    waiters: Arc<Waiters>,
     stopping: watch::Receiver<bool>,
 }
 
-impl Drop for Slot<'_> {
+impl Slot {
+    /// Resolves when the server stops (at once if it has).
+    pub async fn stopped(&mut self) {
+        // Err only if the sender is gone, which is the server gone: stopped too.
+        let _ = self.stopping.wait_for(|stopping| *stopping).await;
+    }
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
         self.waiters.waiting.fetch_sub(1, Ordering::SeqCst);
     }
@@ -248,7 +265,7 @@ impl Follower {
     /// comes first: the last row read (None: the job is gone).
     pub async fn until(
         &mut self,
-        slot: &mut Slot<'_>,
+        slot: &mut Slot,
         deadline: Instant,
         done: impl Fn(&JobRow) -> bool,
     ) -> Result<Option<JobRow>, sqlx::Error> {
@@ -259,7 +276,7 @@ impl Follower {
             }
             tokio::select! {
                 biased;
-                _ = slot.stopping.wait_for(|stopping| *stopping) => return Ok(job),
+                _ = slot.stopped() => return Ok(job),
                 _ = self.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(job),
             }
@@ -390,27 +407,23 @@ mod tests {
 
     #[test]
     fn waiters_past_the_cap_get_no_slot_until_one_leaves() {
-        let waiters = Waiters::new(2);
+        let waiters = Arc::new(Waiters::new(2));
         let a = waiters.enter().expect("first");
         let _b = waiters.enter().expect("second");
         assert!(waiters.enter().is_none());
         assert_eq!(waiters.waiting(), 2);
         drop(a);
         assert!(waiters.enter().is_some());
-        assert!(Waiters::new(0).enter().is_none());
+        assert!(Arc::new(Waiters::new(0)).enter().is_none());
     }
 
     #[tokio::test]
     async fn stopping_ends_every_wait_at_once() {
-        let waiters = Waiters::new(1);
+        let waiters = Arc::new(Waiters::new(1));
         let mut slot = waiters.enter().unwrap();
         waiters.stop();
-        tokio::time::timeout(
-            Duration::from_secs(1),
-            slot.stopping.wait_for(|stopping| *stopping),
-        )
-        .await
-        .expect("ends at once")
-        .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), slot.stopped())
+            .await
+            .expect("ends at once");
     }
 }

@@ -15,6 +15,7 @@ mod fair_share;
 mod idempotency;
 mod keys;
 mod memory;
+mod overload;
 mod pages;
 mod parity;
 mod parsers_never_panic;

@@ -592,7 +592,7 @@ async fn idle_workers_wake_on_push_without_waiting_for_their_tick() {
 async fn a_flood_of_bulk_jobs_does_not_hold_up_a_quick_job() {
     let app = spawn_prod(|c| {
         c.queue.bulk_threshold_bytes = 8 * 1024;
-        c.database.max_connections = 16;
+        c.database.max_connections = Some(16);
     })
     .await;
     // Each bulk job is ~16 KB of text: the flood is minutes of work for one core.

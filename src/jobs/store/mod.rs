@@ -59,6 +59,17 @@ impl From<redis::RedisError> for StoreError {
 }
 
 impl StoreError {
+    /// The database cannot grow (its disk is full): nothing of the operation was written.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Db(e) => crate::db::is_storage_full(e),
+            StoreError::Queue(QueueError::Embedded(apalis_sqlite::Error::Database(e))) => {
+                crate::db::is_storage_full(e)
+            }
+            _ => false,
+        }
+    }
+
     /// The database or the queue is not reachable right now (worth a 503 and a retry), as
     /// opposed to a bug or bad data.
     pub fn is_unavailable(&self) -> bool {

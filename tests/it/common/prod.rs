@@ -96,7 +96,7 @@ pub async fn prod_config(change: impl FnOnce(&mut Config)) -> Config {
     config.http.host = "127.0.0.1".into();
     config.http.port = 0;
     config.database.url = database_url(&database);
-    config.database.max_connections = 8;
+    config.database.max_connections = Some(8);
     config.queue.redis_url = Some(redis_url());
     config.queue.redis_namespace = format!("sentiq_t_{}", &suffix[16..]);
     config.queue.poll_interval = Duration::from_millis(100);
