@@ -38,7 +38,7 @@ pub const HEADERS_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections the kernel holds for `serve` while `MAX_CONNECTIONS` are open (the body of a
 /// request is paced separately: [`crate::web::slow_body`]).
-pub const LISTEN_BACKLOG: u32 = 2048;
+pub const LISTEN_BACKLOG: i32 = 2048;
 
 /// Errors that stop the application from starting.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,9 @@ impl Application {
             false => None,
         };
         let listener = TcpListener::bind((config.http.host.as_str(), config.http.port))?;
+        // std listens with a backlog of 128, and actix's own `backlog` setting only applies to
+        // addresses it binds itself: listening again sets ours (Linux caps it at somaxconn).
+        socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG)?;
         let port = listener.local_addr()?.port();
         let waiters = Arc::new(Waiters::new(config.limits.max_waiters));
         let streams = Arc::new(Waiters::new(config.limits.max_event_streams));
@@ -165,7 +168,6 @@ impl Application {
             .workers(threads)
             // actix counts connections per HTTP thread; MAX_CONNECTIONS is the process's.
             .max_connections(config.http.max_connections.div_ceil(threads))
-            .backlog(LISTEN_BACKLOG)
             .keep_alive(KEEP_ALIVE)
             .client_request_timeout(HEADERS_TIMEOUT)
             .client_disconnect_timeout(DISCONNECT_TIMEOUT)
