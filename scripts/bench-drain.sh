@@ -5,25 +5,21 @@
 #   2. then one `sentiq worker` drains them: drain rate, and CPU per job of the worker, of the
 #      PostgreSQL backends serving it (from 0.5 s after its start), of all PostgreSQL processes
 #      and of Redis (from /proc/PID/stat).
-# Usage: scripts/bench-drain.sh   (needs wrk; env BIN=target/release/sentiq, CONCURRENCY=2,
+# Usage: scripts/bench-drain.sh   (needs wrk; env NO_BUILD=1 BIN=path, CONCURRENCY=2,
 # IN_FLIGHT (worker default), DURATION=5, PG=postgres://postgres@127.0.0.1:5432, PERF=1 records
 # a perf profile of the worker to /tmp/worker.perf, HISTORY=N first writes N jobs that were
 # queued, ran and succeeded, by SQL, so the table holds their rows and dead row versions,
 # EXTRA_SQL is run after the migrations, e.g. a schema variant)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN="${BIN:-target/release/sentiq}"; CONCURRENCY="${CONCURRENCY:-2}"; DURATION="${DURATION:-5}"
-PG="${PG:-postgres://postgres@127.0.0.1:5432}"
-WORK=$(mktemp -d); DB="sentiq_drain_$$"; PIDS=()
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 & RPID=$!; PIDS+=($RPID)
-sleep 0.3
-psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="$PG/$DB" REDIS_URL="redis://127.0.0.1:$RPORT" REDIS_NAMESPACE="d$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
-"$BIN" migrate
+CONCURRENCY="${CONCURRENCY:-2}"; DURATION="${DURATION:-5}"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+unset REDIS_URL
+start_redis; RPID=$REDIS_PID
+export REDIS_NAMESPACE="d$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
+DB="sentiq_drain_$$"
+scratch_postgres "$DB"
 [[ -z "${EXTRA_SQL:-}" ]] || psql -q "$PG/$DB" -c "$EXTRA_SQL"
 if [[ -n "${HISTORY:-}" ]]; then
   psql -q "$PG/$DB" -c "INSERT INTO sentiq_jobs (id, queue, format, input_bytes, created_at, updated_at)
@@ -31,9 +27,7 @@ if [[ -n "${HISTORY:-}" ]]; then
     -c "UPDATE sentiq_jobs SET status = 'running'" \
     -c "UPDATE sentiq_jobs SET status = 'succeeded', finished_at = '2026'" >/dev/null
 fi
-PORT=$(free_port); ADDR="127.0.0.1:$PORT"
-PORT=$PORT "$BIN" serve > "$WORK/serve.log" 2>&1 & SPID=$!; PIDS+=($SPID)
-for _ in $(seq 100); do curl -fs "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
+start_production no-worker
 cat > "$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body   = '{"text": "I loved the first half. The ending was a letdown, sadly."}'

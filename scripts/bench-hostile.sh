@@ -13,12 +13,11 @@ DURATION="${DURATION:-10}"
 IDLE="${IDLE:-2000}"
 STREAMS="${STREAMS:-500}"
 SLOW="${SLOW:-100}"
-OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
-[[ -x "$OHA" ]] || { echo "error: oha is not installed (cargo install oha --locked)" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"  # 2,600 sockets on each side
 export RUN_WORKER=false
 # shellcheck source=scripts/embedded-serve.sh
 source scripts/embedded-serve.sh
+need_oha
 rss() { awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$SERVER/status"; }
 submissions() {
   "$OHA" -z "${DURATION}s" -q "$RATE" -c 32 --latency-correction --no-tui --output-format json \

@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
-# Overload of the embedded default (`sentiq serve`, SQLite, its worker in-process):
+# Overload of `POST /api/jobs`, on the embedded default (`sentiq serve`, SQLite, its worker
+# in-process) or, with TOPOLOGY=production, on `sentiq serve` + `sentiq worker` (PostgreSQL +
+# Redis, separate processes):
 #   1. the rate it sustains: POST /api/jobs closed loop, 16 connections, DURATION seconds;
 #   2. FACTOR (3) times that rate offered, open loop (oha sends on schedule whatever the answers
 #      take, and counts a late send in the latency), 256 connections: every answer's status,
 #      the p99 of the admitted (202) ones, and of the refused ones;
 #   3. after the load: every job answered 202 exists once and succeeds, none ran twice.
 # Usage: scripts/bench-overload.sh   (needs oha: `cargo install oha --locked`, or OHA=path)
-# Environment: DURATION (default 10), FACTOR (default 3), RATE (skip part 1: offer this).
+# Environment: DURATION (default 10), FACTOR (default 3), RATE (skip part 1: offer this),
+# TOPOLOGY (embedded, or production: PG and REDIS_URL as in bench-production.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION="${DURATION:-10}"
 FACTOR="${FACTOR:-3}"
-OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
-[[ -x "$OHA" ]] || { echo "error: oha is not installed (cargo install oha --locked)" >&2; exit 1; }
-# shellcheck source=scripts/embedded-serve.sh
-source scripts/embedded-serve.sh
-DB="$WORK/bench.db"
-sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1], timeout=30).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"; }
+TOPOLOGY="${TOPOLOGY:-embedded}"
+if [[ "$TOPOLOGY" == production ]]; then
+  # shellcheck source=scripts/lib.sh
+  source scripts/lib.sh
+  need_oha
+  start_redis
+  export REDIS_NAMESPACE="overload$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
+  scratch_postgres "sentiq_overload_$$"
+  start_production
+  SERVER=$SPID
+  sql() { psql -qAt "$DATABASE_URL" -c "$1"; }
+  printf_sql=format
+else
+  # shellcheck source=scripts/embedded-serve.sh
+  source scripts/embedded-serve.sh
+  need_oha
+  DB="$WORK/bench.db"
+  sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1], timeout=30).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"; }
+  printf_sql=printf
+fi
 drained() {
   for _ in $(seq 1200); do
     [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE status IN ('queued','running')")" == 0 ]] && return
@@ -25,7 +42,7 @@ drained() {
   echo "error: jobs still open after 300 s" >&2; exit 1
 }
 BODY='{"text": "I loved the first half. The ending was a letdown, sadly."}'
-echo "sentiq $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%FT%TZ)"
+echo "sentiq $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%FT%TZ); topology $TOPOLOGY"
 
 if [[ -z "${RATE:-}" ]]; then
   echo
@@ -66,13 +83,15 @@ retry = r.get("retryAfter")
 open(sys.argv[2] + ".accepted", "w").write(str(codes.get("202", 0)))
 PY
 echo "serve peak RSS: $((RSS_KB / 1024)) MB"
+[[ "$TOPOLOGY" != production ]] || echo "worker peak RSS: $(($(awk '/VmHWM/ {print $2}' "/proc/$WPID/status") / 1024)) MB"
 
 echo
 echo "== 3. After the load"
 drained
 ACCEPTED=$(cat "$WORK/oha.db.accepted")
 # A request oha gave up on at its deadline may still have been written: rows >= 202s.
-sql "SELECT printf('%d answered 202, %d job rows written in part 2; all jobs: %d succeeded, %d other; %d ran more than once',
-       $ACCEPTED, count(*) - $BEFORE, sum(status = 'succeeded'), sum(status <> 'succeeded'),
-       (SELECT count(*) FROM (SELECT job_id FROM job_transitions WHERE to_status = 'running' GROUP BY job_id HAVING count(*) > 1)))
+sql "SELECT $printf_sql('%s answered 202, %s job rows written in part 2; all jobs: %s succeeded, %s other; %s ran more than once',
+       $ACCEPTED, count(*) - $BEFORE, sum(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END),
+       sum(CASE WHEN status <> 'succeeded' THEN 1 ELSE 0 END),
+       (SELECT count(*) FROM (SELECT job_id FROM job_transitions WHERE to_status = 'running' GROUP BY job_id HAVING count(*) > 1) t))
      FROM sentiq_jobs"

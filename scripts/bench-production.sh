@@ -26,33 +26,13 @@ PG="${PG:-postgres://postgres@127.0.0.1:5432}"
 PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 RATE="${RATE:-5000}"
-OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
-[[ -x "$OHA" ]] || { echo "error: oha is not installed (cargo install oha --locked)" >&2; exit 1; }
-
-[[ -n "${NO_BUILD:-}" ]] || cargo build --release --quiet
-BIN="${BIN:-target/release/sentiq}"
-WORK=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+need_oha
+start_redis
+export REDIS_NAMESPACE="bench$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
+scratch_postgres "sentiq_bench_$$"
 DB="sentiq_bench_$$"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-if [[ -z "${REDIS_URL:-}" ]]; then
-  RPORT=$(free_port)
-  redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 &
-  PIDS+=($!)
-  REDIS_URL="redis://127.0.0.1:$RPORT"
-  for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-fi
-psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="$PG/$DB" REDIS_URL REDIS_NAMESPACE="bench$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
-"$BIN" migrate
 AUTH=()
 if [[ -n "${KEYED:-}" ]]; then
   API_KEY=$("$BIN" keys create bench --rate-per-minute 0 | grep -oE 'sq_[A-Za-z0-9_-]{43}' | head -1)
@@ -61,14 +41,7 @@ if [[ -n "${KEYED:-}" ]]; then
   export BENCH_AUTHORIZATION="Bearer $API_KEY"
 fi
 
-PORT=$(free_port)
-ADDR="127.0.0.1:$PORT"
-PORT=$PORT "$BIN" serve > "$WORK/serve.log" 2>&1 &
-SPID=$!; PIDS+=($SPID)
-"$BIN" worker --concurrency "$CONCURRENCY" > "$WORK/worker.log" 2>&1 &
-WPID=$!; PIDS+=($WPID)
-for _ in $(seq 100); do curl -fs "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
-curl -fs "http://$ADDR/readyz" >/dev/null || { cat "$WORK/serve.log"; exit 1; }
+start_production --concurrency "$CONCURRENCY"
 
 sql() { psql -qAt "$PG/$DB" -c "$1"; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }

@@ -6,32 +6,24 @@
 # finished_at), queue wait, and the CPU per job of each process: `serve`, the worker, Redis, all
 # of PostgreSQL, and the PostgreSQL backends serving `serve` and the worker (told apart by
 # their client's port, `ss -tnp`, so it needs root).
-# Usage: scripts/bench-rate.sh     (env: BIN=target/release/sentiq, RATE=5000, DURATION=10,
+# Usage: scripts/bench-rate.sh     (env: NO_BUILD=1 BIN=path, RATE=5000, DURATION=10,
 #        IN_FLIGHT (worker default), EXTRA_SQL (run after the migrations, e.g. a schema variant),
 #        PG=postgres://postgres@127.0.0.1:5432, OHA=oha; `cargo install oha --locked`;
 #        REDIS_STATS=1 prints Redis's command counts at the end; OHA_DB=file.db keeps every
 #        request's times there (oha --db-url) and prints the p99 of each 250 ms of the run)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-BIN="${BIN:-target/release/sentiq}"; RATE="${RATE:-5000}"; DURATION="${DURATION:-10}"
-PG="${PG:-postgres://postgres@127.0.0.1:5432}"
-OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
-[[ -x "$OHA" ]] || { echo "error: oha is not installed (cargo install oha --locked)" >&2; exit 1; }
-WORK=$(mktemp -d); DB="sentiq_rate_$$"; PIDS=()
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cleanup() { [[ -z "${REDIS_STATS:-}" ]] || redis-cli -p "$RPORT" info commandstats | grep -v "^#" >&2; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 & RPID=$!; PIDS+=($RPID)
-for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-psql -q "$PG/postgres" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="$PG/$DB" REDIS_URL="redis://127.0.0.1:$RPORT" REDIS_NAMESPACE="r$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
-"$BIN" migrate
+RATE="${RATE:-5000}"; DURATION="${DURATION:-10}"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+need_oha
+unset REDIS_URL
+start_redis; RPID=$REDIS_PID; RPORT=$REDIS_PORT
+export REDIS_NAMESPACE="r$$" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
+DB="sentiq_rate_$$"
+scratch_postgres "$DB"
 [[ -z "${EXTRA_SQL:-}" ]] || psql -q "$PG/$DB" -c "$EXTRA_SQL"
-PORT=$(free_port); ADDR="127.0.0.1:$PORT"
-PORT=$PORT "$BIN" serve > "$WORK/serve.log" 2>&1 & SPID=$!; PIDS+=($SPID)
-"$BIN" worker --concurrency 2 ${IN_FLIGHT:+--in-flight "$IN_FLIGHT"} > "$WORK/worker.log" 2>&1 & WPID=$!; PIDS+=($WPID)
-for _ in $(seq 100); do curl -fs "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
+start_production --concurrency 2 ${IN_FLIGHT:+--in-flight "$IN_FLIGHT"}
 sleep 1
 sql() { psql -qAt "$PG/$DB" -c "$1"; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -69,3 +61,4 @@ python3 -c "
 n = $N; us = lambda t: t * 10 / n * 1000
 print(f'CPU per job: serve {us($S1 - $S0):.0f} us, worker {us($W1 - $W0):.0f} us, redis {us($R1 - $R0):.0f} us, '
       f'postgres {us($PGALL):.0f} us (backends of serve {us($PGS):.0f} us, of the worker {us($PGW):.0f} us)')"
+[[ -z "${REDIS_STATS:-}" ]] || redis-cli -p "$RPORT" info commandstats | grep -v "^#" >&2

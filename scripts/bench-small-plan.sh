@@ -16,24 +16,13 @@ DURATION="${DURATION:-10}"
 SERVE_CONNECTIONS="${SERVE_CONNECTIONS:-4}"
 WORKER_CONNECTIONS="${WORKER_CONNECTIONS:-5}"
 PG_MAX_CONNECTIONS="${PG_MAX_CONNECTIONS:-20}"
-OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
-[[ -x "$OHA" ]] || { echo "error: oha is not installed (cargo install oha --locked)" >&2; exit 1; }
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-
-[[ -n "${NO_BUILD:-}" ]] || cargo build --release --quiet
-BIN="${BIN:-$PWD/target/release/sentiq}"
-WORK=$(mktemp -d)
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+need_oha
 chmod 755 "$WORK"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 as_postgres() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -d "$WORK/pg" ]] && as_postgres "$PGBIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+AT_EXIT+=("as_postgres '$PGBIN/pg_ctl' -D '$WORK/pg' -m immediate stop")
 
 # PostgreSQL with the plan's connection limit.
 mkdir "$WORK/pg" && { [[ $(id -u) != 0 ]] || chown postgres "$WORK/pg"; }
@@ -45,12 +34,8 @@ PG="postgres://postgres@127.0.0.1:$PGPORT"
 psql -q "$PG/postgres" -c "CREATE DATABASE sentiq" >/dev/null
 sql() { psql -qAt "$PG/sentiq" -c "$1"; }
 
-RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no > "$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-export DATABASE_URL="$PG/sentiq" REDIS_URL="redis://127.0.0.1:$RPORT" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
+start_redis
+export DATABASE_URL="$PG/sentiq" RUST_LOG=warn SUBMIT_RATE_PER_MINUTE=0
 "$BIN" migrate
 ADDRS=()
 for i in 1 2; do
@@ -60,10 +45,7 @@ for i in 1 2; do
   DATABASE_MAX_CONNECTIONS=$WORKER_CONNECTIONS "$BIN" worker > "$WORK/worker$i.log" 2>&1 &
   PIDS+=($!)
 done
-for a in "${ADDRS[@]}"; do
-  for _ in $(seq 100); do curl -fs "http://$a/readyz" >/dev/null && break; sleep 0.1; done
-  curl -fs "http://$a/readyz" >/dev/null || { cat "$WORK"/*.log; exit 1; }
-done
+for a in "${ADDRS[@]}"; do wait_ready "$a"; done
 
 echo "sentiq $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%FT%TZ); PostgreSQL max_connections=$(sql 'SHOW max_connections')"
 echo "2 serve (DATABASE_MAX_CONNECTIONS=$SERVE_CONNECTIONS) + 2 worker (DATABASE_MAX_CONNECTIONS=$WORKER_CONNECTIONS)"

@@ -1,6 +1,6 @@
 //! A budget of bytes in memory, shared by the tasks of one process: request bodies in the web
-//! process ([`crate::web::upload::Budget`] adds a short wait and a refusal) and inputs a worker
-//! holds whole ([`crate::deps::Deps::whole_inputs`]).
+//! process ([`crate::web::upload::Budget`] adds a short wait and a refusal) and the analyses of a
+//! worker ([`crate::deps::Deps::analysis_memory`]).
 
 use std::sync::Arc;
 

@@ -61,7 +61,8 @@ pub const MEMORY_BUDGET_MB: Var = Var {
     value_name: "MIB",
     help: "Memory a process gives to data in flight: half to request bodies held at once \
          (past it a submission waits up to 3 s, then gets 503 overloaded with Retry-After), \
-         half to inputs its worker holds whole; uploads over 1 MiB are written a part at a time",
+         half to the analyses of its worker (a large run waits for its share); uploads over \
+         1 MiB are written a part at a time",
 };
 pub const MAX_CONNECTIONS: Var = Var {
     name: "MAX_CONNECTIONS",
@@ -485,7 +486,8 @@ pub struct HttpConfig {
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// Bytes of data in flight a process may hold (`MEMORY_BUDGET_MB`): half for request bodies
-    /// ([`crate::web::upload::Budget`]), half for inputs its worker reads whole.
+    /// ([`crate::web::upload::Budget`]), half for its worker's analyses
+    /// ([`crate::deps::Deps::analysis_memory`]).
     pub memory_budget_bytes: usize,
     /// Client connections `serve` keeps open at once (`MAX_CONNECTIONS`), shared among its HTTP
     /// threads: each costs buffers whether or not it sends anything.

@@ -8,8 +8,8 @@ use crate::config::Timing;
 use crate::jobs::store::JobStore;
 use crate::jobs::worker::CancelFlags;
 
-/// [`Deps::whole_inputs`] unless configured: half of the default `MEMORY_BUDGET_MB`.
-const DEFAULT_WHOLE_INPUTS: usize = 128 << 20;
+/// [`Deps::analysis_memory`] unless configured: half of the default `MEMORY_BUDGET_MB`.
+const DEFAULT_ANALYSIS_MEMORY: usize = 128 << 20;
 
 /// The services of one process; cheap to clone.
 #[derive(Clone, Debug)]
@@ -27,10 +27,11 @@ pub struct Deps {
     /// [`crate::jobs::worker::register_jobs`]; None: no limit beyond the worker's own
     /// concurrency).
     pub analysis_slots: Option<Arc<tokio::sync::Semaphore>>,
-    /// Bytes of inputs the worker may hold whole at once (a batch of documents, and inputs
-    /// stored before inputs were written in parts); inputs in parts are read a part at a time
-    /// and need none of it.
-    pub whole_inputs: Arc<crate::budget::ByteBudget>,
+    /// Bytes the worker's analyses may hold at once: each run's chunks in flight with their
+    /// scores and item rows, and the inputs it holds whole (a batch of documents, inputs of up
+    /// to a part). A run waits for its share before it reads its input, so however many jobs
+    /// the worker runs at once (`--concurrency`, queues), its analyses stay within this.
+    pub analysis_memory: Arc<crate::budget::ByteBudget>,
 }
 
 impl Deps {
@@ -42,13 +43,13 @@ impl Deps {
             handing_back: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             analysis_slots: None,
-            whole_inputs: Arc::new(crate::budget::ByteBudget::new(DEFAULT_WHOLE_INPUTS)),
+            analysis_memory: Arc::new(crate::budget::ByteBudget::new(DEFAULT_ANALYSIS_MEMORY)),
         }
     }
 
-    /// Give the worker `bytes` for inputs held whole.
-    pub fn with_whole_inputs(mut self, bytes: usize) -> Self {
-        self.whole_inputs = Arc::new(crate::budget::ByteBudget::new(bytes));
+    /// Give the worker's analyses `bytes` of memory.
+    pub fn with_analysis_memory(mut self, bytes: usize) -> Self {
+        self.analysis_memory = Arc::new(crate::budget::ByteBudget::new(bytes));
         self
     }
 

@@ -78,7 +78,7 @@ pub async fn open(
         }
     };
     Ok(Deps::new(store, config.worker.timing)
-        .with_whole_inputs(config.http.memory_budget_bytes / 2))
+        .with_analysis_memory(config.http.memory_budget_bytes / 2))
 }
 
 /// A built, bound, not yet running application.

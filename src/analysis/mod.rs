@@ -393,6 +393,12 @@ fn count_chars(s: &str) -> u64 {
     s.as_bytes().iter().filter(|&&b| (b as i8) >= -0x40).count() as u64
 }
 
+/// Chunks of [`input::CHUNK_BYTES`] one analysis holds and scores at once: enough to keep every
+/// core busy, few enough to bound its memory whatever the input's size.
+pub fn chunks_in_flight() -> usize {
+    rayon::current_num_threads().max(1) * 2
+}
+
 fn run<C: Chunker>(
     mut chunker: C,
     format: Format,
@@ -401,8 +407,7 @@ fn run<C: Chunker>(
 ) -> Result<Report, AnalysisError> {
     let started = Instant::now();
     let total = options.total_bytes.unwrap_or(0);
-    // Enough chunks in flight to keep every core busy, few enough to bound memory.
-    let batch_size = rayon::current_num_threads().max(1) * 2;
+    let batch_size = chunks_in_flight();
     let mut aggregator = report::Aggregator::new();
     let mut groups = options
         .fields

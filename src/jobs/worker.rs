@@ -406,8 +406,19 @@ async fn analyse_in_slot(
         ),
         None => None,
     };
+    // The run's share of the worker's analysis memory is held until the analysis ends; an
+    // input small enough to analyse inline needs none (a few KiB, bounded by the slots).
     let (source, _held) = match input {
-        Some(input) => (Source::Whole(input), None),
+        Some(input) if input.len() <= INLINE_MAX_BYTES => {
+            return analyse_inline(&run.job, input, &flag);
+        }
+        Some(input) => {
+            let held = deps
+                .analysis_memory
+                .hold(run_memory(input.len(), true))
+                .await;
+            (Source::Whole(input), held)
+        }
         None => read_input(deps, &run.job).await?,
     };
     let source = match source {
@@ -441,19 +452,38 @@ enum Source {
     },
 }
 
-/// Read job `job`'s input from the database: whole, under the worker's budget for whole inputs
-/// (the permit is held until the analysis ends), or as the number of its parts.
+/// Memory an analysis holds per byte of input it has in flight: the chunks' text, their
+/// sentences' ranges and scores, the items handed to the item writer as rows, and the writer's
+/// pending rows. Measured with `scripts/bench-memory.sh` (part 3, a worker's RSS with one run
+/// and with several); BENCHMARKS.md has the figures.
+pub const WORKING_BYTES_PER_INPUT_BYTE: usize = 12;
+
+/// The share of the worker's analysis memory a run of an input of `input_bytes` holds: its
+/// chunks in flight (fewer for a small input) at [`WORKING_BYTES_PER_INPUT_BYTE`], and about
+/// twice the input when it is held `whole` (the stored bytes and what parsing them makes).
+pub fn run_memory(input_bytes: usize, whole: bool) -> usize {
+    let in_flight = input_bytes.min(analysis::chunks_in_flight() * analysis::input::CHUNK_BYTES);
+    let working = in_flight.saturating_mul(WORKING_BYTES_PER_INPUT_BYTE);
+    if whole {
+        working.saturating_add(input_bytes.saturating_mul(2))
+    } else {
+        working
+    }
+}
+
+/// Wait for the run's share of the worker's analysis memory ([`run_memory`]), then read job
+/// `job`'s input from the database: whole, or as the number of its parts. The permit is held
+/// until the analysis ends.
 async fn read_input(
     deps: &Deps,
     job: &JobRow,
-) -> Result<(Source, Option<tokio::sync::OwnedSemaphorePermit>), AnalysisError> {
+) -> Result<(Source, tokio::sync::OwnedSemaphorePermit), AnalysisError> {
     let bytes = job.input_bytes.max(0) as usize;
-    // A batch of documents is parsed whole (about twice its size); other inputs over a part
-    // are in parts unless stored before parts existed.
+    // A batch of documents is parsed whole; other inputs over a part are in parts when they
+    // came as an upload (a JSON body's text is stored whole).
     let whole = job.format == Format::Documents || bytes <= super::parts::PART_BYTES;
-    // Parsing and the analysis's copies hold about twice the input.
-    let need = |bytes: usize| deps.whole_inputs.hold(bytes.saturating_mul(2));
-    let mut held = if whole { Some(need(bytes).await) } else { None };
+    let budget = &deps.analysis_memory;
+    let mut held = budget.hold(run_memory(bytes, whole)).await;
     let stored = match model::input(deps.store.db(), &job.id).await {
         Ok(Some(stored)) => stored,
         Ok(None) => {
@@ -465,19 +495,19 @@ async fn read_input(
         Err(e) => return Err(AnalysisError::Sink(Box::new(e))),
     };
     Ok(match stored {
-        (_, parts) if parts > 0 => {
-            drop(held.take());
-            (
-                Source::Parts {
-                    parts: parts as u32,
-                    bytes: bytes as u64,
-                },
-                None,
-            )
-        }
+        (_, parts) if parts > 0 => (
+            Source::Parts {
+                parts: parts as u32,
+                bytes: bytes as u64,
+            },
+            held,
+        ),
         (body, _) => {
-            if held.is_none() {
-                held = Some(need(body.len()).await);
+            if !whole {
+                // Stored whole (a JSON body's text): it needs the larger share. The smaller one
+                // goes first, so two such runs never wait on each other.
+                drop(held);
+                held = budget.hold(run_memory(body.len(), true)).await;
             }
             (Source::Whole(body), held)
         }
@@ -956,5 +986,28 @@ impl Observer for JobObserver {
                 .map_err(|_| "the item store stopped")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runs_share_of_memory_stops_growing_with_its_input_unless_it_is_held_whole() {
+        const MIB: usize = 1 << 20;
+        let cap = analysis::chunks_in_flight()
+            * analysis::input::CHUNK_BYTES
+            * WORKING_BYTES_PER_INPUT_BYTE;
+        // A small input has fewer chunks in flight than the cores could take.
+        assert_eq!(
+            run_memory(100 << 10, false),
+            (100 << 10) * WORKING_BYTES_PER_INPUT_BYTE
+        );
+        // Read a part at a time, a large input costs the same at 64 MiB as at 8 GiB.
+        assert_eq!(run_memory(64 * MIB, false), cap);
+        assert_eq!(run_memory(8192 * MIB, false), cap);
+        // Held whole, the input itself (and what parsing it makes) comes on top.
+        assert_eq!(run_memory(64 * MIB, true), cap + 128 * MIB);
     }
 }

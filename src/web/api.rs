@@ -249,11 +249,8 @@ pub async fn create_job(
     let mut submission: Submission = submission;
     submission.webhook_url =
         checked_webhook_url(&state, submission.webhook_url, webhook_url).await?;
-    // Counted from here, once the body is in: a client slow to send it holds only its share
-    // of the body budget, never a place among the submissions being written.
-    let in_flight = super::admit_submission(&state)?;
     let submitted = submit(&state, submission, None, caller.key(), key).await?;
-    drop((in_flight, permit));
+    drop(permit);
     let id = submitted.id();
     let url = format!("/api/jobs/{id}");
     let waited = wait::for_final(&state, &id.to_string(), wait).await;

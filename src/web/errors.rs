@@ -118,7 +118,7 @@ pub enum ApiError {
     TooManyStreams { max: usize },
     /// The process is at a cap of its load: the request bodies in memory are at its budget
     /// ([`super::upload::Budget`]), or it works on as many submissions as it allows
-    /// ([`super::admit_submission`]).
+    /// ([`super::submit`]).
     #[error(
         "the server is taking as much work as it can right now; please send this again in \
          {retry_after_secs} s"

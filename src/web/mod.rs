@@ -62,7 +62,7 @@ pub struct AppState {
 /// keeps the ones taken fast, and tells the others when to come back. The place is taken once
 /// the body has been read and checked, and held while the job is written: a client that sends
 /// its body slowly must not hold one (its body is paced and budgeted instead).
-pub fn admit_submission(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+fn admit_submission(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     state
         .submissions
         .clone()
@@ -123,6 +123,9 @@ pub async fn submit(
     api_key: Option<&crate::keys::Authenticated>,
     key: Option<KeyClaim>,
 ) -> Result<Submitted, ApiError> {
+    // Taken here, once the body is in: a client slow to send it holds only its share of the
+    // body budget, never a place among the submissions being written.
+    let _in_flight = admit_submission(state)?;
     let (id, input, staged) = match submission.input {
         input::Input::Whole(body) => (Uuid::new_v4(), JobInput::Whole(body), None),
         input::Input::Staged(staged) => (

@@ -263,13 +263,8 @@ pub async fn create(
     let (visitor, cookie) = visitor(&req);
     let result = match sub {
         // Checked after the form was read, so a refused person gets their text back.
-        Ok((sub, token, _permit)) => match state
-            .submit_limit
-            .check(&req, None)
-            .await
-            .and_then(|()| super::admit_submission(&state))
-        {
-            Ok(_in_flight) => {
+        Ok((sub, token, _permit)) => match state.submit_limit.check(&req, None).await {
+            Ok(()) => {
                 let claim = token.and_then(|t| {
                     let fields = serde_json::to_vec(&sub.fields).unwrap_or_default();
                     let digest = sub.input.digest();

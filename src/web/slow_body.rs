@@ -53,16 +53,21 @@ pub fn is_too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// actix-web middleware (use with `actix_web::middleware::from_fn`): every request's body is
+/// actix-web middleware (use with `actix_web::middleware::from_fn`): every request body is
 /// read through [`Paced`].
 pub async fn pace_bodies(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let body = req.take_payload();
-    let paced: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
-        Box::pin(Paced::new(body));
-    req.set_payload(Payload::from(paced));
+    if matches!(body, Payload::None) {
+        // No body to wait for (most requests): nothing to pace, and nothing to allocate.
+        req.set_payload(body);
+    } else {
+        let paced: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+            Box::pin(Paced::new(body));
+        req.set_payload(Payload::from(paced));
+    }
     next.call(req).await
 }
 

@@ -158,6 +158,26 @@ async fn submit_form(
     browser.find(Locator::Id("submit")).await?.click().await
 }
 
+/// The element `locator` once the page shows it, looked for every 100 ms for at most `secs`.
+/// Unlike fantoccini's `wait().for_element`, which gives up at the first error other than "no
+/// such element", this keeps looking through the errors chromedriver answers while a page
+/// the script reloads is being replaced (the document unloaded under a find), so a reload
+/// that lands between two looks is not a failure; the last error is returned at the deadline.
+async fn element_within(
+    browser: &fantoccini::Client,
+    locator: Locator<'_>,
+    secs: u64,
+) -> Result<fantoccini::elements::Element, CmdError> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match browser.find(locator).await {
+            Ok(element) => return Ok(element),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// The id of the job whose status page the browser shows.
 async fn job_id_on_page(browser: &fantoccini::Client) -> Result<String, CmdError> {
     let url = browser.current_url().await?;
@@ -231,11 +251,7 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
         submit_form(&browser, &app, text, None).await?;
 
         // The status page follows the job and swaps in the results when it is done.
-        let histogram = browser
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Id("histogram"))
-            .await?;
+        let histogram = element_within(&browser, Locator::Id("histogram"), 30).await?;
         job_id_on_page(&browser).await?;
         let bars = histogram.find_all(Locator::Css("rect.bar")).await?;
         assert_eq!(bars.len(), 20);
@@ -279,21 +295,13 @@ async fn a_person_pastes_a_text_in_chromium_and_sees_the_charts() {
         .expect("csv file");
         browser.set_window_size(1280, 1000).await?;
         submit_form(&browser, &app, "", Some(&csv)).await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Id("histogram"))
-            .await?;
+        element_within(&browser, Locator::Id("histogram"), 30).await?;
         let count = browser.find(Locator::Id("item-count")).await?.text().await?;
         assert_eq!(count, "3");
 
         // Blank input: the error is shown on the form, in words.
         submit_form(&browser, &app, "   ", None).await?;
-        let error = browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Id("form-error"))
-            .await?
+        let error = element_within(&browser, Locator::Id("form-error"), 10).await?
             .text()
             .await?;
         assert!(error.contains("nothing to analyse"), "{error}");
@@ -383,11 +391,7 @@ async fn an_analyst_uploads_a_csv_in_chromium_and_sees_groups_agreement_and_thei
             .send_keys("product")
             .await?;
         browser.find(Locator::Id("submit")).await?.click().await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Id("group-bars"))
-            .await?;
+        element_within(&browser, Locator::Id("group-bars"), 30).await?;
         let count = browser
             .find(Locator::Id("item-count"))
             .await?
@@ -465,11 +469,7 @@ async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
     let browser = open_browser(&driver, false).await;
     let outcome = async {
         submit_form(&browser, &app, "Plain old HTML still works. Lovely!", None).await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Id("progress"))
-            .await?;
+        element_within(&browser, Locator::Id("progress"), 10).await?;
         // Scripting really is off: <noscript> content is parsed into elements only then.
         browser
             .find(Locator::Css("noscript meta[http-equiv=refresh]"))
@@ -480,11 +480,7 @@ async fn with_javascript_off_the_status_page_refreshes_itself_to_the_results() {
             sentiq::jobs::worker::Outcome::Succeeded
         );
         // The <noscript> meta refresh brings the results within a few seconds.
-        browser
-            .wait()
-            .at_most(Duration::from_secs(15))
-            .for_element(Locator::Id("histogram"))
-            .await?;
+        element_within(&browser, Locator::Id("histogram"), 15).await?;
         let status = browser.find(Locator::Id("status")).await?.text().await?;
         assert_eq!(status.to_lowercase(), "succeeded");
         Ok::<_, CmdError>(())
@@ -504,11 +500,7 @@ async fn the_status_page_follows_the_job_through_its_event_stream() {
     let browser = open_browser(&driver, true).await;
     let outcome = async {
         submit_form(&browser, &app, "Pushed, not polled. Lovely!", None).await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Id("progress"))
-            .await?;
+        element_within(&browser, Locator::Id("progress"), 10).await?;
         let id = job_id_on_page(&browser).await?;
         // app.js marks the page once an event from /api/jobs/{id}/events has reached it (the
         // first one is the job as it stands: queued).
@@ -532,11 +524,7 @@ async fn the_status_page_follows_the_job_through_its_event_stream() {
             sentiq::jobs::worker::Outcome::Succeeded
         );
         // The final event makes the page reload into the results.
-        browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Id("histogram"))
-            .await?;
+        element_within(&browser, Locator::Id("histogram"), 30).await?;
         let status = browser.find(Locator::Id("status")).await?.text().await?;
         assert_eq!(status.to_lowercase(), "succeeded");
         Ok::<_, CmdError>(())
@@ -569,11 +557,7 @@ async fn markup_typed_into_the_form_is_shown_as_text_and_never_runs_in_chromium(
     assert!(title.starts_with(SCRIPT), "{title}");
     let outcome = async {
         submit_form(&browser, &app, &text, None).await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(30))
-            .for_element(Locator::Id("histogram"))
-            .await?;
+        element_within(&browser, Locator::Id("histogram"), 30).await?;
         job_id_on_page(&browser).await?;
         // Time for an image that fails to load to fire its handler, had one been parsed.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -630,17 +614,11 @@ async fn the_cancel_button_of_the_status_page_cancels_the_job_in_chromium() {
     let browser = open_browser(&driver, true).await;
     let outcome = async {
         submit_form(&browser, &app, "Stop me if you can. Lovely!", None).await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Id("cancel"))
+        element_within(&browser, Locator::Id("cancel"), 10)
             .await?
             .click()
             .await?;
-        let error = browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Id("job-error"))
+        let error = element_within(&browser, Locator::Id("job-error"), 10)
             .await?
             .text()
             .await?;

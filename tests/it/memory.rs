@@ -320,3 +320,36 @@ async fn the_pruner_deletes_the_parts_of_an_upload_abandoned_an_hour_ago_and_not
     expected.sort();
     assert_eq!(left, expected);
 }
+
+/// Every analysis beyond the inline size holds its share of the worker's analysis memory while
+/// it runs, so `--concurrency` cannot multiply the memory of large runs. With all of it taken
+/// (as by runs already analysing), a large upload (in parts) and a large JSON text (held
+/// whole) are not analysed, while a short text (analysed inline, needing none) still is; once
+/// the memory is free both large jobs succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_analysis_waits_for_its_share_of_the_workers_memory_and_a_short_one_does_not() {
+    let app = spawn_app().await;
+    let all = app.deps.analysis_memory.hold(usize::MAX).await;
+    let parted = app.submit_raw("text/plain", &mixed_text(3 * MIB / 2)).await;
+    let whole = app.submit(&json!({ "text": mixed_text(MIB / 2) })).await;
+    let short = app
+        .submit(&json!({ "text": "A short and happy note." }))
+        .await;
+    let short = app.wait_final_within(&short, Duration::from_secs(30)).await;
+    assert_eq!(short["status"], "succeeded", "{short}");
+    // Unbudgeted, each would be done well within this (about half a second each).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for id in [&parted, &whole] {
+        let job = app.job(id).await;
+        assert!(
+            job["status"] == "queued" || job["status"] == "running",
+            "analysed without its share of the memory: {job}"
+        );
+        assert!(job["result"].is_null(), "{job}");
+    }
+    drop(all);
+    for id in [&parted, &whole] {
+        let job = app.wait_final_within(id, Duration::from_secs(60)).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+}
