@@ -179,6 +179,71 @@ pub async fn job_view(db: &Db, job: &JobRow) -> Result<JobView, sqlx::Error> {
     Ok(view)
 }
 
+/// The job JSON of each of `jobs` (a page of a listing), in order: as [`job_view`] makes it,
+/// with the deliveries of all of them read in one query instead of one per job.
+pub async fn job_views(db: &Db, jobs: &[JobRow]) -> Result<Vec<JobView>, sqlx::Error> {
+    let with_delivery: Vec<&str> = jobs
+        .iter()
+        .filter(|job| job.webhook_url.is_some() && job.status.is_final())
+        .map(|job| job.id.as_str())
+        .collect();
+    let mut latest = latest_for_jobs(db, &with_delivery).await?;
+    Ok(jobs
+        .iter()
+        .map(|job| {
+            let mut view = job.view();
+            if let Some(delivery) = latest.remove(&job.id) {
+                view.webhook = Some(delivery.view());
+            }
+            view
+        })
+        .collect())
+}
+
+/// The latest delivery of each of `job_ids` that has one, by job id: the same row
+/// [`latest_for_job`] reads for each.
+async fn latest_for_jobs(
+    db: &Db,
+    job_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Delivery>, sqlx::Error> {
+    if job_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    // The newest row per job: ranked within each job in the order `latest_for_job` sorts by.
+    macro_rules! newest_of {
+        ($ids:expr) => {
+            concat!(
+                "SELECT ",
+                columns!(),
+                " FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY job_id \
+                 ORDER BY created_at DESC, id DESC) AS newest FROM webhook_deliveries \
+                 WHERE job_id ",
+                $ids,
+                ") AS d WHERE newest = 1"
+            )
+        };
+    }
+    let deliveries: Vec<Delivery> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(newest_of!("= ANY($1)"))
+                .bind(job_ids)
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Sqlite(pool) => {
+            let ids = serde_json::to_string(job_ids).expect("strings serialise");
+            sqlx::query_as(newest_of!("IN (SELECT value FROM json_each($1))"))
+                .bind(ids)
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    Ok(deliveries
+        .into_iter()
+        .map(|d| (d.job_id.clone(), d))
+        .collect())
+}
+
 /// The latest delivery of a job's events.
 pub async fn latest_for_job(db: &Db, job_id: &str) -> Result<Option<Delivery>, sqlx::Error> {
     on_db!(db, |pool| {

@@ -359,10 +359,7 @@ pub async fn list_jobs(
         .last()
         .filter(|_| more)
         .map(|last| query.next_url(last));
-    let mut jobs = Vec::with_capacity(rows.len());
-    for row in &rows {
-        jobs.push(webhooks::job_view(state.db(), row).await?);
-    }
+    let jobs = webhooks::job_views(state.db(), &rows).await?;
     let mut page = HttpResponse::Ok();
     page.insert_header((header::CACHE_CONTROL, "private, no-cache"));
     if let Some(next) = &next {

@@ -3,8 +3,9 @@
 //! written from the Standard Webhooks text (never the code under test): 500, 500, 200 delivers
 //! on the third attempt under one id; 410 stops; a receiver down throughout a short schedule
 //! ends `failed` while the job stays `succeeded`; every final state sends its event and an open
-//! job none; an operator's Send again; and, as processes on PostgreSQL + Redis, a worker killed
-//! with SIGKILL during an attempt has the event delivered by another.
+//! job none; an operator's Send again; a listing shows each job's newest delivery (SQLite and
+//! PostgreSQL); and, as processes on PostgreSQL + Redis, a worker killed with SIGKILL during an
+//! attempt has the event delivered by another.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -553,4 +554,97 @@ async fn a_worker_killed_during_a_delivery_has_the_event_delivered_by_another_af
     assert!(second.is_running());
     second.sigterm();
     assert!(second.wait_exit(Duration::from_secs(30)).await.is_some());
+}
+
+/// Write a delivery of job `job_id` made at `created_at` with `status`, as a job that ran again
+/// (an operator's retry) leaves beside its first.
+async fn add_delivery(db: &sentiq::db::Db, id: &str, job_id: &str, created_at: &str, status: &str) {
+    let sql = "INSERT INTO webhook_deliveries (id, job_id, event, url, status, created_at, \
+               updated_at) VALUES ($1, $2, 'job.succeeded', 'http://127.0.0.1:9/', $3, $4, $4)";
+    let written = sentiq::on_db!(db, |pool| {
+        sqlx::query(sql)
+            .bind(id)
+            .bind(job_id)
+            .bind(status)
+            .bind(created_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+    });
+    assert_eq!(written.unwrap(), 1);
+}
+
+/// `GET /api/jobs` reads the deliveries of a page in one query: each listed job shows the
+/// `webhook` its own `GET /api/jobs/{id}` shows, the newest of its deliveries (an older one and
+/// a newer one are added beside the first), and a job without a webhook shows null.
+async fn a_listing_shows_each_jobs_newest_delivery(
+    api: &crate::common::Api,
+    db: &sentiq::db::Db,
+    deps: &sentiq::deps::Deps,
+) {
+    let key = crate::keys::make_key(db, "lister", Default::default()).await;
+    let client = reqwest::Client::new();
+    let get = |path: String| client.get(api.url(&path)).bearer_auth(&key).send();
+    let mut ids = Vec::new();
+    for body in [
+        json!({"text": "First, with a hook.", "webhook_url": "http://127.0.0.1:9/a"}),
+        json!({"text": "Second, with a hook.", "webhook_url": "http://127.0.0.1:9/b"}),
+        json!({"text": "Third, without one."}),
+    ] {
+        let r = client
+            .post(api.url("/api/jobs"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let id = accepted_id(r).await;
+        assert_eq!(
+            sentiq::jobs::worker::process(deps, &id).await.unwrap(),
+            sentiq::jobs::worker::Outcome::Succeeded
+        );
+        ids.push(id);
+    }
+    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    add_delivery(db, "msg_older", a, "2000-01-01T00:00:00.000Z", "failed").await;
+    add_delivery(db, "msg_newer", b, "2999-01-01T00:00:00.000Z", "stopped").await;
+
+    let listed: Value = get("/api/jobs".into()).await.unwrap().json().await.unwrap();
+    let listed = listed["jobs"].as_array().expect("a page of jobs");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for id in [a, b, c] {
+        let in_list = listed.iter().find(|j| j["id"] == **id).expect("listed");
+        let own: Value = get(format!("/api/jobs/{id}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(in_list["webhook"], own["webhook"], "job {id}");
+    }
+    let webhook_of = |id: &String| &listed.iter().find(|j| j["id"] == **id).unwrap()["webhook"];
+    assert_eq!(webhook_of(a)["status"], "pending", "not the older delivery");
+    assert_eq!(webhook_of(a)["url"], "http://127.0.0.1:9/a");
+    assert_eq!(webhook_of(b)["status"], "stopped", "the newer delivery");
+    assert!(webhook_of(c).is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_shows_each_jobs_newest_webhook_delivery_on_sqlite() {
+    let app = spawn_app_with(|c| {
+        webhooks_on(c);
+        c.worker.run_in_process = false;
+    })
+    .await;
+    a_listing_shows_each_jobs_newest_delivery(&app, &app.db, &app.deps).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_shows_each_jobs_newest_webhook_delivery_on_postgres() {
+    let app = crate::common::prod::spawn_prod(|c| {
+        webhooks_on(c);
+        c.worker.run_in_process = false;
+    })
+    .await;
+    a_listing_shows_each_jobs_newest_delivery(&app.api, &app.db, &app.deps).await;
 }
