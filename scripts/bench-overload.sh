@@ -34,13 +34,6 @@ else
   sql() { python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1], timeout=30).execute(sys.argv[2]).fetchone()[0])" "$DB" "$1"; }
   printf_sql=printf
 fi
-drained() {
-  for _ in $(seq 1200); do
-    [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE status IN ('queued','running')")" == 0 ]] && return
-    sleep 0.25
-  done
-  echo "error: jobs still open after 300 s" >&2; exit 1
-}
 BODY='{"text": "I loved the first half. The ending was a letdown, sadly."}'
 echo "sentiq $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%FT%TZ); topology $TOPOLOGY"
 
@@ -53,7 +46,7 @@ if [[ -z "${RATE:-}" ]]; then
 import json; r = json.load(open('$WORK/closed.json'))
 print(round(sum(r['statusCodeDistribution'].values()) / $DURATION))")
   echo "sustained: $SUSTAINED req/s (status $(python3 -c "import json; print(json.load(open('$WORK/closed.json'))['statusCodeDistribution'])"))"
-  drained
+  wait_drained
   RATE=$((SUSTAINED * FACTOR))
 fi
 BEFORE=$(sql "SELECT count(*) FROM sentiq_jobs")
@@ -87,7 +80,7 @@ echo "serve peak RSS: $((RSS_KB / 1024)) MB"
 
 echo
 echo "== 3. After the load"
-drained
+wait_drained
 ACCEPTED=$(cat "$WORK/oha.db.accepted")
 # A request oha gave up on at its deadline may still have been written: rows >= 202s.
 sql "SELECT $printf_sql('%s answered 202, %s job rows written in part 2; all jobs: %s succeeded, %s other; %s ran more than once',

@@ -46,14 +46,6 @@ start_production --concurrency "$CONCURRENCY"
 sql() { psql -qAt "$PG/$DB" -c "$1"; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 pg_ticks() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(ticks "$p"))); done; echo $t; }
-wait_drained() {
-  for _ in $(seq 600); do
-    [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE status IN ('queued','running')")" == 0 ]] && return
-    sleep 0.2
-  done
-  echo "error: jobs still open after 120 s" >&2; exit 1
-}
-
 echo "sentiq $(git rev-parse --short HEAD) on $(nproc) cores, $(date -u +%FT%TZ), $(psql -qAt "$PG/postgres" -c 'SHOW server_version'), $(redis-server --version | cut -d' ' -f3)"
 echo "postgres: fsync=$(sql 'SHOW fsync') synchronous_commit=$(sql 'SHOW synchronous_commit'); worker concurrency $CONCURRENCY"
 

@@ -66,10 +66,7 @@ for i in 0 1; do
   OHAS[$i]=$!
 done
 wait "${OHAS[0]}" "${OHAS[1]}"
-for _ in $(seq 600); do
-  [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE status IN ('queued','running')")" == 0 ]] && break
-  sleep 0.2
-done
+wait_drained
 kill "$SAMPLER" 2>/dev/null || true
 python3 - "$WORK/oha0.json" "$WORK/oha1.json" "$DURATION" <<'PY'
 import json, sys

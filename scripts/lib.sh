@@ -57,6 +57,17 @@ scratch_postgres() {
   "$BIN" migrate
 }
 
+# Wait (polling every 0.2 s, at most 300 s) until no job is queued or running, asking the
+# database through the script's own `sql` function.
+wait_drained() {
+  local _
+  for _ in $(seq 1500); do
+    [[ "$(sql "SELECT count(*) FROM sentiq_jobs WHERE status IN ('queued','running')")" == 0 ]] && return
+    sleep 0.2
+  done
+  echo "error: jobs still open after 300 s" >&2; exit 1
+}
+
 # The production topology on $DATABASE_URL and $REDIS_URL: `sentiq serve` on a free port ($ADDR,
 # process $SPID, log $WORK/serve.log), ready; and, unless $1 is "no-worker", one `sentiq worker`
 # with the remaining arguments ($WPID, log $WORK/worker.log).

@@ -165,22 +165,16 @@ impl WebhookView {
     }
 }
 
-/// The job's JSON with its webhook's latest delivery (one indexed read, and only for a final
-/// job with a webhook). An operator's retry of a final job makes a new delivery when it ends
-/// again; the latest is shown.
+/// The job's JSON with its webhook's latest delivery (read only for a final job with a
+/// webhook). An operator's retry of a final job makes a new delivery when it ends again; the
+/// latest is shown.
 pub async fn job_view(db: &Db, job: &JobRow) -> Result<JobView, sqlx::Error> {
-    let mut view = job.view();
-    if job.webhook_url.is_some()
-        && job.status.is_final()
-        && let Some(delivery) = latest_for_job(db, &job.id).await?
-    {
-        view.webhook = Some(delivery.view());
-    }
-    Ok(view)
+    let mut views = job_views(db, std::slice::from_ref(job)).await?;
+    Ok(views.pop().expect("one view per job"))
 }
 
-/// The job JSON of each of `jobs` (a page of a listing), in order: as [`job_view`] makes it,
-/// with the deliveries of all of them read in one query instead of one per job.
+/// The job JSON of each of `jobs` (one, or a page of a listing), in order, with the latest
+/// deliveries of all of them read in one query instead of one per job.
 pub async fn job_views(db: &Db, jobs: &[JobRow]) -> Result<Vec<JobView>, sqlx::Error> {
     let with_delivery: Vec<&str> = jobs
         .iter()
